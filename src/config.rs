@@ -1,0 +1,56 @@
+//! Settings assembled from flags and PRESENCE_GATEWAY_* environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+use crate::cli::ServeArgs;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub node_name: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Password for the first administrator, from PRESENCE_GATEWAY_ADMIN_PASSWORD.
+    pub admin_password: Option<SecretString>,
+}
+
+pub const ADMIN_PASSWORD_ENV: &str = "PRESENCE_GATEWAY_ADMIN_PASSWORD";
+
+impl Settings {
+    pub fn from_args(data_dir: PathBuf, args: &ServeArgs) -> Self {
+        let admin_password = std::env::var(ADMIN_PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(SecretString::from);
+        Settings {
+            data_dir,
+            listen: args.listen,
+            node_name: args.node_name.clone().unwrap_or_else(default_node_name),
+            tls_cert: args.tls_cert.clone(),
+            tls_key: args.tls_key.clone(),
+            admin_password,
+        }
+    }
+
+    /// Whether the console must be served over HTTPS (SY-1): always off
+    /// loopback, and on loopback when a certificate was given.
+    pub fn serves_https(&self) -> bool {
+        !self.listen.ip().is_loopback() || self.tls_cert.is_some()
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("presence-gateway.db")
+    }
+}
+
+pub fn default_node_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

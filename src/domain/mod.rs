@@ -1,0 +1,3 @@
+//! Pure rules with no I/O: parsing of what users type into domain types.
+
+pub mod user;

@@ -1,0 +1,41 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use presence_gateway::cli::{AdminCommand, Cli, Command};
+use presence_gateway::config::Settings;
+use presence_gateway::{commands, server};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("presence_gateway=info,tower_http=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            None => server::run(Settings::from_args(cli.data_dir, &cli.serve)).await,
+            Some(Command::Serve(args)) => server::run(Settings::from_args(cli.data_dir, &args)).await,
+            Some(Command::Admin(AdminCommand::SetPassword { user, stdin })) => {
+                commands::set_password(&cli.data_dir, &user, stdin).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

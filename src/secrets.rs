@@ -1,0 +1,67 @@
+//! Files in the data directory that only the service account may read: the
+//! secrets key (SY-4) and the initial administrator password (SY-1).
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+
+use crate::error::{AppError, AppResult};
+
+pub const KEY_FILE: &str = "secrets.key";
+pub const KEY_LEN: usize = 32;
+pub const INITIAL_ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// Writes a new file readable and writable by the owner alone; refuses to
+/// overwrite an existing one.
+pub fn write_private(path: &Path, contents: &[u8]) -> AppResult<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Creates the data directory (mode 0700) if it does not exist.
+pub fn ensure_data_dir(dir: &Path) -> AppResult<()> {
+    if !dir.exists() {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+pub fn key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(KEY_FILE)
+}
+
+/// Loads the secrets key, creating it on first start. A key of the wrong size
+/// is refused rather than replaced: secrets encrypted under the old key would
+/// be lost (SY-4).
+pub fn load_or_create_key(data_dir: &Path) -> AppResult<Vec<u8>> {
+    let path = key_path(data_dir);
+    match fs::read(&path) {
+        Ok(key) if key.len() == KEY_LEN => Ok(key),
+        Ok(key) => Err(AppError::Config(format!(
+            "the secrets key {} holds {} bytes instead of {KEY_LEN}: restore the key that \
+             was backed up with this database",
+            path.display(),
+            key.len()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = vec![0u8; KEY_LEN];
+            rand::rngs::OsRng.fill_bytes(&mut key);
+            write_private(&path, &key)?;
+            Ok(key)
+        }
+        Err(e) => Err(AppError::Config(format!(
+            "cannot read the secrets key {}: {e}",
+            path.display()
+        ))),
+    }
+}

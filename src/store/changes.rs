@@ -1,0 +1,94 @@
+//! The configuration generation and its change log (SV-3). A change that the
+//! engine only picks up on restart is recorded by `record` inside the same
+//! transaction as the change itself; the banner reads `pending`.
+
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
+
+use crate::error::AppResult;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    Required,
+    Recommended,
+}
+
+impl Restart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Required => "required",
+            Restart::Recommended => "recommended",
+        }
+    }
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ChangeRow {
+    pub generation: i64,
+    pub summary: String,
+    pub actor: String,
+    pub at: i64,
+    pub restart: String,
+}
+
+/// Records a change and returns the new configuration generation. Takes the
+/// caller's transaction so the change and its record commit together.
+pub async fn record(
+    conn: &mut SqliteConnection,
+    summary: &str,
+    actor: &str,
+    restart: Restart,
+    now: i64,
+) -> AppResult<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO config_changes (summary, actor, at, restart) VALUES (?1, ?2, ?3, ?4)
+         RETURNING generation",
+    )
+    .bind(summary)
+    .bind(actor)
+    .bind(now)
+    .bind(restart.as_str())
+    .fetch_one(conn)
+    .await?)
+}
+
+pub async fn current_generation(pool: &SqlitePool) -> AppResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(MAX(generation), 0) FROM config_changes")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Pending {
+    /// Changes newer than what some activated node's engine runs, oldest first.
+    pub changes: Vec<ChangeRow>,
+    /// The activated nodes that run an older generation.
+    pub nodes: Vec<String>,
+}
+
+/// What the restart banner shows: every change newer than the generation the
+/// most out-of-date activated node runs, and which nodes lag.
+pub async fn pending(pool: &SqlitePool) -> AppResult<Pending> {
+    let changes = sqlx::query_as::<_, ChangeRow>(
+        "SELECT generation, summary, actor, at, restart FROM config_changes
+         WHERE generation > (SELECT COALESCE(MIN(engine_generation), 0)
+                             FROM nodes WHERE activated = 1)
+           AND EXISTS (SELECT 1 FROM nodes WHERE activated = 1)
+         ORDER BY generation",
+    )
+    .fetch_all(pool)
+    .await?;
+    if changes.is_empty() {
+        return Ok(Pending::default());
+    }
+    let nodes = sqlx::query_scalar(
+        "SELECT name FROM nodes
+         WHERE activated = 1
+           AND engine_generation < (SELECT COALESCE(MAX(generation), 0) FROM config_changes)
+         ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(Pending { changes, nodes })
+}

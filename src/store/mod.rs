@@ -1,0 +1,53 @@
+//! All SQL lives here, one file per aggregate. The database is SQLite in WAL
+//! mode so several node processes on one host can share the file.
+
+pub mod changes;
+pub mod nodes;
+pub mod throttle;
+pub mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use crate::error::AppResult;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+fn options(path: &Path) -> AppResult<SqliteConnectOptions> {
+    let url = format!("sqlite://{}", path.display());
+    Ok(SqliteConnectOptions::from_str(&url)?
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5)))
+}
+
+/// Opens (creating if needed) the database and applies the migrations.
+pub async fn open(path: &Path) -> AppResult<SqlitePool> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .connect_with(options(path)?.create_if_missing(true))
+        .await?;
+    // Password hashes and encrypted secrets: the service account alone reads
+    // the file (SQLite gives its -wal and -shm files the same mode).
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+/// Starts a write transaction that takes the write lock at once, so two
+/// writers never deadlock upgrading read locks (SQLite's BEGIN DEFERRED trap).
+pub async fn begin_write(pool: &SqlitePool) -> AppResult<Transaction<'static, Sqlite>> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+/// Answers whether the database responds (for /healthz).
+pub async fn ping(pool: &SqlitePool) -> AppResult<()> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! TLS: the console's own certificate (SY-1). Later: the trust store, chain
+//! capture and name matching for Exchange servers.
+
+pub mod console;
+
+use std::sync::Arc;
+
+/// The one crypto provider, passed explicitly everywhere: with two providers
+/// compiled into the tree, rustls' implicit default would panic.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}

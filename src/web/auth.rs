@@ -1,0 +1,252 @@
+//! Sign-in, sign-out and the password change (SY-3), including the forced
+//! change after the first start.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use axum_messages::Messages;
+use secrecy::SecretString;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::domain::user::{NewPassword, Role, safe_next, throttle_key};
+use crate::error::AppResult;
+use crate::state::AppState;
+use crate::store;
+
+use super::session::{self, SignedIn};
+use super::shell::{Shell, render};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/account/password", get(password_form).post(change_password))
+}
+
+#[derive(Template)]
+#[template(path = "pages/auth/login.html")]
+struct LoginPage {
+    shell: Shell,
+    user_id: String,
+    next: String,
+    error: Option<String>,
+    notice: Option<&'static str>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+    ended: Option<String>,
+    signed_out: Option<String>,
+}
+
+async fn login_form(
+    user: Option<SignedIn>,
+    Query(query): Query<LoginQuery>,
+) -> AppResult<Response> {
+    if let Some(SignedIn(user)) = user {
+        return Ok(Redirect::to(user.role.landing_path()).into_response());
+    }
+    let notice = if query.signed_out.is_some() {
+        Some("You have signed out.")
+    } else if query.ended.is_some() {
+        Some("Your session has ended. Sign in again to continue.")
+    } else {
+        None
+    };
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            shell: Shell::anonymous("Sign in"),
+            user_id: String::new(),
+            next: query
+                .next
+                .as_deref()
+                .and_then(safe_next)
+                .unwrap_or_default()
+                .to_owned(),
+            error: None,
+            notice,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+fn minutes_until(until: i64, now: i64) -> i64 {
+    ((until - now) + 59) / 60
+}
+
+fn locked_message(until: i64, now: i64) -> String {
+    let minutes = minutes_until(until, now).max(1);
+    format!(
+        "Too many failed sign-ins for this User ID: it is refused for 15 minutes. Try again in \
+         {minutes} minute{}.",
+        if minutes == 1 { "" } else { "s" }
+    )
+}
+
+async fn login(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<LoginForm>,
+) -> AppResult<Response> {
+    let key = throttle_key(&form.user_id);
+    let retry = |status: StatusCode, error: String| {
+        render(
+            status,
+            &LoginPage {
+                shell: Shell::anonymous("Sign in"),
+                user_id: form.user_id.trim().to_owned(),
+                next: safe_next(&form.next).unwrap_or_default().to_owned(),
+                error: Some(error),
+                notice: None,
+            },
+        )
+    };
+    if key.is_empty() || form.password.is_empty() {
+        return retry(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Enter your User ID and password.".to_owned(),
+        );
+    }
+    let now = state.now();
+    if let Some(until) = store::throttle::locked_until(&state.pool, &key, now).await? {
+        return retry(StatusCode::TOO_MANY_REQUESTS, locked_message(until, now));
+    }
+    let user = store::users::find_by_user_id(&state.pool, &form.user_id).await?;
+    let ok = crate::password::verify(
+        SecretString::from(form.password.clone()),
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await?;
+    let Some(user) = user.filter(|_| ok) else {
+        tracing::info!(user_key = %key, "sign-in failed");
+        return match store::throttle::record_failure(&state.pool, &key, now).await? {
+            Some(until) => retry(StatusCode::TOO_MANY_REQUESTS, locked_message(until, now)),
+            None => retry(
+                StatusCode::UNAUTHORIZED,
+                "The User ID or password is incorrect.".to_owned(),
+            ),
+        };
+    };
+    store::throttle::clear(&state.pool, &key).await?;
+    session::sign_in(&session, &user, now).await?;
+    tracing::info!(user_id = %user.user_id, "signed in");
+    let target = if user.must_change_password {
+        "/account/password".to_owned()
+    } else {
+        safe_next(&form.next)
+            .map(str::to_owned)
+            .unwrap_or_else(|| user.role().map(Role::landing_path).unwrap_or("/").to_owned())
+    };
+    Ok(Redirect::to(&target).into_response())
+}
+
+async fn logout(session: Session) -> AppResult<Response> {
+    session::sign_out(&session).await?;
+    Ok(Redirect::to("/login?signed_out=1").into_response())
+}
+
+#[derive(Template)]
+#[template(path = "pages/account/password.html")]
+struct PasswordPage {
+    shell: Shell,
+    forced: bool,
+    current_error: Option<String>,
+    new_error: Option<String>,
+}
+
+async fn password_form(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    messages: Messages,
+) -> AppResult<Response> {
+    let forced = user.row.must_change_password;
+    render(
+        StatusCode::OK,
+        &PasswordPage {
+            shell: Shell::new(&state, &user, messages, "Change password", "/account/password")
+                .await?,
+            forced,
+            current_error: None,
+            new_error: None,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    session: Session,
+    messages: Messages,
+    Form(form): Form<PasswordForm>,
+) -> AppResult<Response> {
+    let current_ok = crate::password::verify(
+        SecretString::from(form.current.clone()),
+        Some(user.row.password_hash.clone()),
+    )
+    .await?;
+    let current_error = (!current_ok).then(|| "The current password is incorrect.".to_owned());
+    let new_password = NewPassword::parse(&form.new, &form.confirm).and_then(|p| {
+        if p.expose() == form.current {
+            Err("The new password must differ from the current one.".to_owned())
+        } else {
+            Ok(p)
+        }
+    });
+    let new_password = match (current_error, new_password) {
+        (None, Ok(p)) => p,
+        (current_error, new_password) => {
+            return render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &PasswordPage {
+                    shell: Shell::new(&state, &user, messages, "Change password", "/account/password")
+                        .await?,
+                    forced: user.row.must_change_password,
+                    current_error,
+                    new_error: new_password.err(),
+                },
+            );
+        }
+    };
+    let hash = crate::password::hash(SecretString::from(new_password.expose().to_owned())).await?;
+    let epoch =
+        store::users::set_password(&state.pool, user.row.id, &hash, false, state.now()).await?;
+    session::adopt_epoch(&session, epoch).await?;
+    if user.role == Role::Admin && user.row.user_id == crate::startup::FIRST_ADMIN {
+        // The generated first password is no longer valid: do not leave it lying around.
+        let file = state
+            .settings
+            .data_dir
+            .join(crate::secrets::INITIAL_ADMIN_PASSWORD_FILE);
+        if file.exists() {
+            std::fs::remove_file(file)?;
+        }
+    }
+    tracing::info!(user_id = %user.row.user_id, "password changed");
+    messages.success("Your password has been changed. Your other sessions have ended.");
+    Ok(Redirect::to(user.role.landing_path()).into_response())
+}

@@ -1,0 +1,95 @@
+//! The administration console's own pages: the start page and Cluster Nodes.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum_messages::Messages;
+
+use crate::error::AppResult;
+use crate::state::AppState;
+use crate::store;
+
+use super::session::Admin;
+use super::shell::{Shell, format_time, render};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/system/nodes", get(nodes))
+}
+
+#[derive(Template)]
+#[template(path = "pages/console/home.html")]
+struct HomePage {
+    shell: Shell,
+    name: String,
+    node_name: String,
+    generation: i64,
+    node_count: usize,
+    version: &'static str,
+}
+
+async fn home(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    messages: Messages,
+) -> AppResult<Response> {
+    let generation = store::changes::current_generation(&state.pool).await?;
+    let node_count = store::nodes::list(&state.pool).await?.len();
+    render(
+        StatusCode::OK,
+        &HomePage {
+            shell: Shell::new(&state, &user, messages, "Home", "/").await?,
+            name: user.row.display_name(),
+            node_name: state.settings.node_name.clone(),
+            generation,
+            node_count,
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    )
+}
+
+struct NodeView {
+    name: String,
+    address: String,
+    activated: bool,
+    started: String,
+    heartbeat: String,
+    is_this: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/console/nodes.html")]
+struct NodesPage {
+    shell: Shell,
+    nodes: Vec<NodeView>,
+}
+
+async fn nodes(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    messages: Messages,
+) -> AppResult<Response> {
+    let nodes = store::nodes::list(&state.pool)
+        .await?
+        .into_iter()
+        .map(|n| NodeView {
+            is_this: n.name == state.settings.node_name,
+            name: n.name,
+            address: n.address,
+            activated: n.activated,
+            started: format_time(n.started_at),
+            heartbeat: format_time(n.last_heartbeat),
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        &NodesPage {
+            shell: Shell::new(&state, &user, messages, "Cluster Nodes", "/system/nodes").await?,
+            nodes,
+        },
+    )
+}

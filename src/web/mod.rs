@@ -1,0 +1,77 @@
+//! HTTP only: one module per console area, each with its own router, and the
+//! middleware every response passes through.
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod console;
+pub mod errors;
+pub mod health;
+pub mod middleware;
+pub mod session;
+pub mod shell;
+pub mod user_options;
+
+use axum::Router;
+use axum::http::StatusCode;
+use tower_http::csrf::CsrfLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tower::ServiceBuilder;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::state::AppState;
+
+/// Largest request body accepted anywhere unless a route says otherwise.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Longest a request may take before it is answered with 408.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const SESSION_COOKIE: &str = "pg_session";
+pub const SESSION_IDLE_MINUTES: i64 = 30;
+
+/// The whole application, as served and as tested.
+pub fn app(state: AppState) -> Router {
+    let https = state.settings.serves_https();
+    let sessions = SessionManagerLayer::new(crate::startup::session_store(&state.pool))
+        .with_name(SESSION_COOKIE)
+        // Browsers drop Secure cookies over plain http, so the flag follows
+        // whether the console serves HTTPS (loopback HTTP otherwise).
+        .with_secure(https)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(
+            SESSION_IDLE_MINUTES,
+        )));
+
+    let with_sessions = Router::new()
+        .merge(auth::router())
+        .merge(console::router())
+        .merge(user_options::router())
+        .merge(api::router())
+        .fallback(errors::not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(sessions)
+                .layer(axum_messages::MessagesManagerLayer),
+        );
+
+    // Health checks and static files need no session: keep them cheap.
+    let mut router = Router::new()
+        .merge(health::router())
+        .merge(assets::router())
+        .merge(with_sessions)
+        // Innermost first: each `layer` wraps everything above it.
+        .layer(CsrfLayer::new().with_rejection_response(middleware::csrf_refused))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::from_fn(errors::decorate));
+    for layer in middleware::security_headers() {
+        router = router.layer(layer);
+    }
+    router.layer(TraceLayer::new_for_http()).with_state(state)
+}

@@ -1,0 +1,186 @@
+//! The console shell around every page: product name, the signed-in user,
+//! the menus, flash messages and the restart-notification banner (SV-3).
+
+use axum_messages::{Level, Messages};
+
+use crate::domain::user::Role;
+use crate::error::AppResult;
+use crate::state::AppState;
+use crate::store::changes::Pending;
+
+use super::session::CurrentUser;
+
+pub const PRODUCT: &str = "presence-gateway";
+
+pub struct MenuItem {
+    pub label: &'static str,
+    pub href: &'static str,
+}
+
+pub struct MenuSection {
+    pub title: &'static str,
+    pub items: Vec<MenuItem>,
+}
+
+/// The console's menus, mirroring the unified-presence console. An entry
+/// whose page is not built yet has no address and is not shown, so the
+/// shell never links to a page that does not exist.
+const CONSOLE_MENU: &[(&str, &[(&str, Option<&str>)])] = &[
+    (
+        "System",
+        &[
+            ("Service Parameters", None),
+            ("Cluster Nodes", Some("/system/nodes")),
+            ("Security > Certificate Management", None),
+        ],
+    ),
+    ("Presence", &[("Gateways", None)]),
+    (
+        "User Management",
+        &[("End User", None), ("Application User", None)],
+    ),
+    ("Bulk Administration", &[("Bulk Administration", None)]),
+    (
+        "Serviceability",
+        &[
+            ("Control Center - Feature Services", None),
+            ("Service Activation", None),
+        ],
+    ),
+];
+
+const USER_OPTIONS_MENU: &[(&str, &[(&str, Option<&str>)])] =
+    &[("User Options", &[("User Options", Some("/user-options"))])];
+
+fn build_menu(catalogue: &[(&'static str, &[(&'static str, Option<&'static str>)])]) -> Vec<MenuSection> {
+    catalogue
+        .iter()
+        .map(|(title, items)| MenuSection {
+            title,
+            items: items
+                .iter()
+                .filter_map(|(label, href)| href.map(|href| MenuItem { label, href }))
+                .collect(),
+        })
+        .filter(|section| !section.items.is_empty())
+        .collect()
+}
+
+pub struct Flash {
+    pub class: &'static str,
+    pub text: String,
+}
+
+pub struct BannerChange {
+    pub summary: String,
+    pub actor: String,
+    pub at: String,
+    pub restart: String,
+}
+
+pub struct Shell {
+    pub title: String,
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub is_admin: bool,
+    pub menu: Vec<MenuSection>,
+    pub flashes: Vec<Flash>,
+    pub banner: Vec<BannerChange>,
+    pub banner_nodes: String,
+    pub current: String,
+}
+
+impl Shell {
+    /// A page for a signed-in user. Administrators see the restart banner.
+    pub async fn new(
+        state: &AppState,
+        user: &CurrentUser,
+        messages: Messages,
+        title: &str,
+        current: &str,
+    ) -> AppResult<Shell> {
+        let is_admin = user.role == Role::Admin;
+        let pending = if is_admin {
+            crate::store::changes::pending(&state.pool).await?
+        } else {
+            Pending::default()
+        };
+        let banner = pending
+            .changes
+            .into_iter()
+            .map(|c| BannerChange {
+                summary: c.summary,
+                actor: c.actor,
+                at: format_time(c.at),
+                restart: c.restart,
+            })
+            .collect();
+        Ok(Shell {
+            title: title.to_owned(),
+            user_id: Some(user.row.user_id.clone()),
+            user_name: Some(user.row.display_name()),
+            is_admin,
+            menu: if is_admin {
+                build_menu(CONSOLE_MENU)
+            } else {
+                build_menu(USER_OPTIONS_MENU)
+            },
+            flashes: flashes(messages),
+            banner,
+            banner_nodes: pending.nodes.join(", "),
+            current: current.to_owned(),
+        })
+    }
+
+    /// A page for someone not signed in (sign-in).
+    pub fn anonymous(title: &str) -> Shell {
+        Shell {
+            title: title.to_owned(),
+            user_id: None,
+            user_name: None,
+            is_admin: false,
+            menu: Vec::new(),
+            flashes: Vec::new(),
+            banner: Vec::new(),
+            banner_nodes: String::new(),
+            current: String::new(),
+        }
+    }
+
+    pub fn is_current(&self, href: &str) -> bool {
+        self.current == href
+    }
+}
+
+fn flashes(messages: Messages) -> Vec<Flash> {
+    messages
+        .into_iter()
+        .map(|m| Flash {
+            class: match m.level {
+                Level::Error => "flash flash-error",
+                Level::Warning => "flash flash-warning",
+                _ => "flash flash-success",
+            },
+            text: m.message,
+        })
+        .collect()
+}
+
+/// Formats a Unix time for people: `2026-11-25 14:03 UTC`.
+pub fn format_time(unix: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// Renders a page with a status; a rendering failure becomes an AppError
+/// (logged, with the plain error page) instead of a bare 500.
+pub fn render<T: askama::Template>(
+    status: axum::http::StatusCode,
+    page: &T,
+) -> AppResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    Ok((status, axum::response::Html(page.render()?)).into_response())
+}
