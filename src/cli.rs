@@ -43,7 +43,11 @@ pub enum Command {
 pub struct ServeArgs {
     /// Address to listen on. Plain HTTP is served only on a loopback address;
     /// on any other address the console serves HTTPS.
-    #[arg(long, env = "PRESENCE_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "PRESENCE_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
 
     /// This node's name in the cluster (default: the host name).

@@ -25,7 +25,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             None => server::run(Settings::from_args(cli.data_dir, &cli.serve)).await,
-            Some(Command::Serve(args)) => server::run(Settings::from_args(cli.data_dir, &args)).await,
+            Some(Command::Serve(args)) => {
+                server::run(Settings::from_args(cli.data_dir, &args)).await
+            }
             Some(Command::Admin(AdminCommand::SetPassword { user, stdin })) => {
                 commands::set_password(&cli.data_dir, &user, stdin).await
             }

@@ -78,8 +78,16 @@ mod tests {
     async fn hash_and_verify() {
         let h = hash(SecretString::from("correct horse")).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify(SecretString::from("correct horse"), Some(h.clone())).await.unwrap());
-        assert!(!verify(SecretString::from("wrong horse"), Some(h)).await.unwrap());
+        assert!(
+            verify(SecretString::from("correct horse"), Some(h.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify(SecretString::from("wrong horse"), Some(h))
+                .await
+                .unwrap()
+        );
         assert!(!verify(SecretString::from("anything"), None).await.unwrap());
     }
 

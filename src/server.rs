@@ -39,9 +39,11 @@ pub async fn run(settings: Settings) -> AppResult<()> {
     let state = prepared.state;
     announce_admin(&state, &prepared.first_admin);
 
-    let listener = TcpListener::bind(state.settings.listen).await.map_err(|e| {
-        AppError::Config(format!("cannot listen on {}: {e}", state.settings.listen))
-    })?;
+    let listener = TcpListener::bind(state.settings.listen)
+        .await
+        .map_err(|e| {
+            AppError::Config(format!("cannot listen on {}: {e}", state.settings.listen))
+        })?;
     let local = listener.local_addr()?;
     let chores = spawn_chores(&state);
     let app = crate::app(state.clone());

@@ -176,7 +176,10 @@ mod tests {
     #[test]
     fn roles_land_where_they_belong() {
         assert_eq!(Role::parse("admin"), Some(Role::Admin));
-        assert_eq!(Role::parse("end_user").map(Role::landing_path), Some("/user-options"));
+        assert_eq!(
+            Role::parse("end_user").map(Role::landing_path),
+            Some("/user-options")
+        );
         assert_eq!(Role::parse("root"), None);
     }
 }

@@ -89,9 +89,10 @@ fn generate(
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, node_name);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "presence-gateway (self-signed)");
+    params.distinguished_name.push(
+        rcgen::DnType::OrganizationName,
+        "presence-gateway (self-signed)",
+    );
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(825);

@@ -16,6 +16,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/session", get(whoami))
         .route("/api/{*rest}", axum::routing::any(unknown))
         .route("/api", axum::routing::any(unknown))
+        .route("/api/", axum::routing::any(unknown))
 }
 
 fn unauthorized() -> Response {

@@ -24,7 +24,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
-        .route("/account/password", get(password_form).post(change_password))
+        .route(
+            "/account/password",
+            get(password_form).post(change_password),
+        )
 }
 
 #[derive(Template)]
@@ -148,9 +151,12 @@ async fn login(
     let target = if user.must_change_password {
         "/account/password".to_owned()
     } else {
-        safe_next(&form.next)
-            .map(str::to_owned)
-            .unwrap_or_else(|| user.role().map(Role::landing_path).unwrap_or("/").to_owned())
+        safe_next(&form.next).map(str::to_owned).unwrap_or_else(|| {
+            user.role()
+                .map(Role::landing_path)
+                .unwrap_or("/")
+                .to_owned()
+        })
     };
     Ok(Redirect::to(&target).into_response())
 }
@@ -178,8 +184,14 @@ async fn password_form(
     render(
         StatusCode::OK,
         &PasswordPage {
-            shell: Shell::new(&state, &user, messages, "Change password", "/account/password")
-                .await?,
+            shell: Shell::new(
+                &state,
+                &user,
+                messages,
+                "Change password",
+                "/account/password",
+            )
+            .await?,
             forced,
             current_error: None,
             new_error: None,
@@ -223,8 +235,14 @@ async fn change_password(
             return render(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &PasswordPage {
-                    shell: Shell::new(&state, &user, messages, "Change password", "/account/password")
-                        .await?,
+                    shell: Shell::new(
+                        &state,
+                        &user,
+                        messages,
+                        "Change password",
+                        "/account/password",
+                    )
+                    .await?,
                     forced: user.row.must_change_password,
                     current_error,
                     new_error: new_password.err(),

@@ -22,7 +22,10 @@ fn title_and_message(status: StatusCode) -> (&'static str, &'static str) {
     match status.as_u16() {
         400 => ("Bad request", "The request could not be understood."),
         401 => ("Sign-in required", "Sign in to continue."),
-        403 => ("Access denied", "Your account does not have access to this page."),
+        403 => (
+            "Access denied",
+            "Your account does not have access to this page.",
+        ),
         404 => ("Page not found", "There is no page at this address."),
         405 => (
             "Not allowed",

@@ -14,11 +14,11 @@ pub mod user_options;
 
 use axum::Router;
 use axum::http::StatusCode;
+use tower::ServiceBuilder;
 use tower_http::csrf::CsrfLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use tower::ServiceBuilder;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 

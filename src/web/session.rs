@@ -101,15 +101,19 @@ fn sign_in_redirect(parts: &Parts, why: Anonymous) -> Response {
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or("/");
-    let mut target = url::form_urlencoded::Serializer::new(String::from("/login?"));
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
     if next != "/" {
-        target.append_pair("next", next);
+        query.append_pair("next", next);
     }
     if why == Anonymous::Ended {
-        target.append_pair("ended", "1");
+        query.append_pair("ended", "1");
     }
-    let target = target.finish();
-    Redirect::to(target.trim_end_matches('?')).into_response()
+    let query = query.finish();
+    if query.is_empty() {
+        Redirect::to("/login").into_response()
+    } else {
+        Redirect::to(&format!("/login?{query}")).into_response()
+    }
 }
 
 async fn load(parts: &mut Parts, state: &AppState) -> Result<CurrentUser, Response> {

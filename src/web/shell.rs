@@ -52,7 +52,9 @@ const CONSOLE_MENU: &[(&str, &[(&str, Option<&str>)])] = &[
 const USER_OPTIONS_MENU: &[(&str, &[(&str, Option<&str>)])] =
     &[("User Options", &[("User Options", Some("/user-options"))])];
 
-fn build_menu(catalogue: &[(&'static str, &[(&'static str, Option<&'static str>)])]) -> Vec<MenuSection> {
+fn build_menu(
+    catalogue: &[(&'static str, &[(&'static str, Option<&'static str>)])],
+) -> Vec<MenuSection> {
     catalogue
         .iter()
         .map(|(title, items)| MenuSection {

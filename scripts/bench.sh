@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Benchmark (not part of the tests): serves a release build on loopback and
+# loads it from a second process with wrk, measuring a signed-in console page
+# against /healthz in the same run.
+# Targets: the console page at >= 0.5 of /healthz throughput, p99 < 10 ms at
+# 32 connections.
+#   scripts/bench.sh [SECONDS]      (default 10 s per endpoint)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${1:-10}"
+CONNECTIONS=32
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk curl >/dev/null
+fi
+
+cargo build --release --quiet
+DATA="$(mktemp -d)"
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+BASE="http://127.0.0.1:${PORT}"
+PASSWORD="bench-admin-password"
+PRESENCE_GATEWAY_ADMIN_PASSWORD="$PASSWORD" RUST_LOG=warn \
+  ./target/release/presence-gateway --data-dir "$DATA" --listen "127.0.0.1:${PORT}" >"$DATA/serve.log" 2>&1 &
+SERVER=$!
+cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$DATA"; }
+trap cleanup EXIT
+
+for _ in $(seq 1 100); do
+  curl -fsS "$BASE/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+JAR="$DATA/cookies"
+curl -fsS -c "$JAR" -o /dev/null -X POST \
+  -H "Origin: $BASE" --data-urlencode "user_id=admin" --data-urlencode "password=$PASSWORD" \
+  "$BASE/login"
+COOKIE="$(awk '$6 == "pg_session" {print "pg_session=" $7}' "$JAR")"
+[ -n "$COOKIE" ] || { echo "sign-in failed"; exit 1; }
+STATUS="$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "$BASE/")"
+[ "$STATUS" = 200 ] || { echo "console page answered $STATUS"; exit 1; }
+
+# Prints "RPS P99_MS" for one endpoint.
+measure() {
+  local out
+  out="$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@")"
+  local rps p99
+  rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+  p99="$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' <<<"$out")"
+  local errors
+  errors="$(awk '/Non-2xx or 3xx responses/ {print $NF}' <<<"$out")"
+  if [ -n "$errors" ]; then echo "non-2xx responses: $errors" >&2; fi
+  echo "$rps $p99"
+}
+
+echo "warming up"
+wrk -t1 -c4 -d2s "$BASE/healthz" >/dev/null
+wrk -t1 -c4 -d2s -H "Cookie: $COOKIE" "$BASE/" >/dev/null
+
+read -r H_RPS H_P99 < <(measure "$BASE/healthz")
+read -r P_RPS P_P99 < <(measure -H "Cookie: $COOKIE" "$BASE/")
+
+python3 - "$H_RPS" "$H_P99" "$P_RPS" "$P_P99" "$CONNECTIONS" "$DURATION" <<'PY'
+import sys
+h_rps, h_p99, p_rps, p_p99 = map(float, sys.argv[1:5])
+conns, secs = sys.argv[5], sys.argv[6]
+ratio = p_rps / h_rps if h_rps else 0.0
+print(f"connections {conns}, {secs} s per endpoint, release build, loopback")
+print(f"{'endpoint':<26}{'req/s':>12}{'p99 ms':>10}")
+print(f"{'/healthz':<26}{h_rps:>12.0f}{h_p99:>10.2f}")
+print(f"{'/ (console, signed in)':<26}{p_rps:>12.0f}{p_p99:>10.2f}")
+print(f"ratio console/healthz: {ratio:.2f} (target >= 0.5): {'PASS' if ratio >= 0.5 else 'FAIL'}")
+print(f"console p99: {p_p99:.2f} ms (target < 10 ms): {'PASS' if p_p99 < 10 else 'FAIL'}")
+PY

@@ -1,0 +1,465 @@
+//! Sign-in, sessions, throttling, roles and the password change (SY-1, SY-3).
+
+use crate::support::{ADMIN, ADMIN_PASSWORD, TestApp, location};
+use presence_gateway::secrets::INITIAL_ADMIN_PASSWORD_FILE;
+use std::os::unix::fs::PermissionsExt;
+
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("pg_session="))
+        .map(str::to_owned)
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("pg_session=")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn admin_from_environment_signs_in_and_lands_on_console() {
+    let app = TestApp::spawn().await;
+    let response = app.sign_in(ADMIN, ADMIN_PASSWORD).await;
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(location(&response), "/");
+    let cookie = session_cookie(&response).expect("session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    // Plain HTTP on loopback: a Secure cookie would never come back.
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let (status, body) = app.get_text("/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Presence Gateway Administration"));
+    assert!(body.contains("Signed in as"));
+    // No generated password when one was given.
+    assert!(!app.dir.path().join(INITIAL_ADMIN_PASSWORD_FILE).exists());
+}
+
+#[tokio::test]
+async fn generated_password_must_be_changed_at_first_sign_in() {
+    let app = TestApp::spawn_with(None).await;
+    let file = app.dir.path().join(INITIAL_ADMIN_PASSWORD_FILE);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let generated = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(generated.len(), 20);
+
+    let response = app.sign_in(ADMIN, &generated).await;
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(location(&response), "/account/password");
+    // Every console page insists on the change first.
+    let response = app.get("/system/nodes").await;
+    assert_eq!(location(&response), "/account/password");
+    let (_, body) = app.get_text("/account/password").await;
+    assert!(body.contains("You must choose a new password"));
+
+    // Refusals are shown beside the fields, and nothing changes.
+    let response = app
+        .post_form(
+            "/account/password",
+            &[("current", "wrong"), ("new", "short"), ("confirm", "short")],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 422);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("The current password is incorrect."));
+    assert!(body.contains("at least 8 characters"));
+    let response = app
+        .post_form(
+            "/account/password",
+            &[
+                ("current", &generated),
+                ("new", "brand-new-pass"),
+                ("confirm", "brand-new-pasz"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 422);
+    assert!(response.text().await.unwrap().contains("do not match"));
+
+    let response = app
+        .post_form(
+            "/account/password",
+            &[
+                ("current", &generated),
+                ("new", "brand-new-pass"),
+                ("confirm", "brand-new-pass"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(location(&response), "/");
+    let (status, body) = app.get_text("/").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("Your password has been changed."),
+        "flash shown"
+    );
+    // The generated password is gone from disk and no longer works.
+    assert!(!file.exists());
+    let fresh = crate::support::client();
+    let response = fresh
+        .post(app.url("/login"))
+        .form(&[("user_id", ADMIN), ("password", generated.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let response = fresh
+        .post(app.url("/login"))
+        .form(&[("user_id", ADMIN), ("password", "brand-new-pass")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&response), "/");
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_get_the_same_answer() {
+    let app = TestApp::spawn().await;
+    let wrong = app.sign_in(ADMIN, "not-the-password").await;
+    assert_eq!(wrong.status().as_u16(), 401);
+    let wrong = wrong.text().await.unwrap();
+    let unknown = app.sign_in("nobody", "not-the-password").await;
+    assert_eq!(unknown.status().as_u16(), 401);
+    let unknown = unknown.text().await.unwrap();
+    assert!(wrong.contains("The User ID or password is incorrect."));
+    // Same page apart from the echoed user ID.
+    assert_eq!(
+        wrong.replace("value=\"admin\"", ""),
+        unknown.replace("value=\"nobody\"", "")
+    );
+    // The typed user ID is kept, the password never echoed.
+    assert!(!wrong.contains("not-the-password"));
+    let empty = app.sign_in("", "").await;
+    assert_eq!(empty.status().as_u16(), 422);
+    assert!(
+        empty
+            .text()
+            .await
+            .unwrap()
+            .contains("Enter your User ID and password.")
+    );
+}
+
+#[tokio::test]
+async fn five_failures_lock_the_user_id_for_fifteen_minutes() {
+    let app = TestApp::spawn().await;
+    for attempt in 1..=4 {
+        let response = app.sign_in(ADMIN, "guess").await;
+        assert_eq!(response.status().as_u16(), 401, "attempt {attempt}");
+    }
+    let fifth = app.sign_in("ADMIN ", "guess").await; // same ID, other spelling
+    assert_eq!(fifth.status().as_u16(), 429);
+    assert!(
+        fifth
+            .text()
+            .await
+            .unwrap()
+            .contains("refused for 15 minutes")
+    );
+    // Even the right password is refused now.
+    let response = app.sign_in(ADMIN, ADMIN_PASSWORD).await;
+    assert_eq!(response.status().as_u16(), 429);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("Too many failed sign-ins for this User ID"));
+    assert!(body.contains("Try again in 15 minutes."), "{body}");
+    // Another user ID is not affected.
+    app.create_end_user("erin", "erin-password").await;
+    let response = app.sign_in("erin", "erin-password").await;
+    assert_eq!(location(&response), "/user-options");
+
+    app.clock.advance(time::Duration::minutes(14));
+    let response = app.sign_in(ADMIN, ADMIN_PASSWORD).await;
+    assert_eq!(response.status().as_u16(), 429);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("Try again in 1 minute.")
+    );
+    app.clock.advance(time::Duration::minutes(1));
+    let response = app.sign_in(ADMIN, ADMIN_PASSWORD).await;
+    assert_eq!(response.status().as_u16(), 303);
+}
+
+#[tokio::test]
+async fn failures_spread_beyond_fifteen_minutes_do_not_lock() {
+    let app = TestApp::spawn().await;
+    for _ in 0..4 {
+        assert_eq!(app.sign_in("ghost", "guess").await.status().as_u16(), 401);
+    }
+    app.clock.advance(time::Duration::minutes(16));
+    for _ in 0..4 {
+        assert_eq!(app.sign_in("ghost", "guess").await.status().as_u16(), 401);
+    }
+    // The fifth within the window locks an ID that does not even exist.
+    assert_eq!(app.sign_in("ghost", "guess").await.status().as_u16(), 429);
+}
+
+#[tokio::test]
+async fn sign_in_follows_next_only_on_this_site() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/system/nodes").await;
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(location(&response), "/login?next=%2Fsystem%2Fnodes");
+    let (_, body) = app.get_text("/login?next=%2Fsystem%2Fnodes").await;
+    assert!(body.contains("value=\"/system/nodes\""));
+
+    let response = app
+        .post_form(
+            "/login",
+            &[
+                ("user_id", ADMIN),
+                ("password", ADMIN_PASSWORD),
+                ("next", "/system/nodes"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&response), "/system/nodes");
+
+    for evil in [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+    ] {
+        let response = app
+            .post_form(
+                "/login",
+                &[
+                    ("user_id", ADMIN),
+                    ("password", ADMIN_PASSWORD),
+                    ("next", evil),
+                ],
+            )
+            .await;
+        assert_eq!(location(&response), "/", "next={evil}");
+    }
+}
+
+#[tokio::test]
+async fn session_id_is_renewed_at_sign_in_and_dies_at_sign_out() {
+    let app = TestApp::spawn().await;
+    let first = cookie_value(&session_cookie(&app.sign_in(ADMIN, ADMIN_PASSWORD).await).unwrap());
+    let second = cookie_value(&session_cookie(&app.sign_in(ADMIN, ADMIN_PASSWORD).await).unwrap());
+    assert_ne!(first, second, "a new id at every sign-in");
+    // The earlier id no longer opens anything.
+    let stale = crate::support::bare_client();
+    let response = stale
+        .get(app.url("/"))
+        .header("Cookie", format!("pg_session={first}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    assert!(location(&response).starts_with("/login"));
+
+    // Sign-out is a POST; a GET does not sign out.
+    let response = app.get("/logout").await;
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(app.get("/").await.status().as_u16(), 200);
+    let response = app.post_form("/logout", &[]).await;
+    assert_eq!(location(&response), "/login?signed_out=1");
+    let (_, body) = app.get_text("/login?signed_out=1").await;
+    assert!(body.contains("You have signed out."));
+    let response = stale
+        .get(app.url("/"))
+        .header("Cookie", format!("pg_session={second}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(location(&response).starts_with("/login"));
+}
+
+#[tokio::test]
+async fn expired_session_sends_to_sign_in_with_a_message() {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    // Idle expiry is the store's: age every session past it.
+    sqlx::query("UPDATE tower_sessions SET expiry_date = 0")
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
+    let response = app.get("/system/nodes").await;
+    assert_eq!(response.status().as_u16(), 303);
+    let target = location(&response);
+    assert_eq!(target, "/login?next=%2Fsystem%2Fnodes&ended=1");
+    let (_, body) = app.get_text(&target).await;
+    assert!(body.contains("Your session has ended. Sign in again to continue."));
+}
+
+#[tokio::test]
+async fn idle_session_is_resaved_at_most_once_a_minute() {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    let data = || async {
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT data FROM tower_sessions")
+            .fetch_one(&app.state.pool)
+            .await
+            .unwrap()
+    };
+    let before = data().await;
+    app.clock.advance(time::Duration::seconds(30));
+    assert_eq!(app.get("/").await.status().as_u16(), 200);
+    assert_eq!(data().await, before, "no write within the minute");
+    app.clock.advance(time::Duration::seconds(31));
+    assert_eq!(app.get("/").await.status().as_u16(), 200);
+    assert_ne!(
+        data().await,
+        before,
+        "re-saved once stale, sliding the expiry"
+    );
+}
+
+#[tokio::test]
+async fn password_change_ends_the_other_sessions() {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    let other = app.other_client();
+    let response = other
+        .post(app.url("/login"))
+        .form(&[("user_id", ADMIN), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&response), "/");
+    assert_eq!(
+        other
+            .get(app.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+
+    let response = app
+        .post_form(
+            "/account/password",
+            &[
+                ("current", ADMIN_PASSWORD),
+                ("new", "second-pass-99"),
+                ("confirm", "second-pass-99"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    // This browser stays signed in; the other one is signed out.
+    assert_eq!(app.get("/").await.status().as_u16(), 200);
+    let response = other.get(app.url("/")).send().await.unwrap();
+    assert_eq!(location(&response), "/login?ended=1");
+}
+
+#[tokio::test]
+async fn roles_keep_to_their_pages() {
+    let app = TestApp::spawn().await;
+    // Anonymous: console and User Options send to sign-in, the API answers 401 JSON.
+    assert_eq!(location(&app.get("/").await), "/login");
+    assert_eq!(
+        location(&app.get("/user-options").await),
+        "/login?next=%2Fuser-options"
+    );
+    for path in ["/api/v1/session", "/api/v1/presence/erin", "/api/"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status().as_u16(), 401, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        let json: serde_json::Value = response.json().await.unwrap();
+        assert!(json["error"].as_str().unwrap().contains("Sign in"));
+    }
+
+    // An end user lands on User Options and is refused the console.
+    app.create_end_user("erin", "erin-password").await;
+    let response = app.sign_in("erin", "erin-password").await;
+    assert_eq!(location(&response), "/user-options");
+    let (status, body) = app.get_text("/user-options").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("User Options"));
+    assert!(
+        !body.contains("/system/nodes"),
+        "no console links for end users"
+    );
+    for path in ["/", "/system/nodes"] {
+        let (status, body) = app.get_text(path).await;
+        assert_eq!(status, 403, "{path}");
+        assert!(body.contains("Access denied"));
+        assert!(body.contains("The administration console is for administrators"));
+    }
+    let json: serde_json::Value = app.get("/api/v1/session").await.json().await.unwrap();
+    assert_eq!(json["user_id"], "erin");
+    assert_eq!(json["role"], "end_user");
+
+    // An administrator is refused User Options.
+    app.sign_in_admin().await;
+    let (status, body) = app.get_text("/user-options").await;
+    assert_eq!(status, 403);
+    assert!(body.contains("User Options are for end users"));
+}
+
+#[tokio::test]
+async fn cross_site_posts_are_refused_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    let change = [
+        ("current", ADMIN_PASSWORD),
+        ("new", "hijacked-pass"),
+        ("confirm", "hijacked-pass"),
+    ];
+    let attacks = [
+        ("Origin", "http://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ];
+    for (header, value) in attacks {
+        let response = app
+            .client
+            .post(app.url("/account/password"))
+            .header(header, value)
+            .form(&change)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 403, "{header}: {value}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("came from another site and was refused"));
+        let response = app
+            .client
+            .post(app.url("/logout"))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 403);
+    }
+    // Still signed in, password unchanged.
+    assert_eq!(app.get("/").await.status().as_u16(), 200);
+    let fresh = crate::support::client();
+    let response = fresh
+        .post(app.url("/login"))
+        .form(&[("user_id", ADMIN), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&response), "/");
+    // A cross-site sign-in attempt is refused too (login CSRF).
+    let response = fresh
+        .post(app.url("/login"))
+        .header("Sec-Fetch-Site", "cross-site")
+        .form(&[("user_id", ADMIN), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+}

@@ -1,0 +1,9 @@
+//! One integration-test binary (link time matters on two cores), one module
+//! per area.
+
+mod support;
+
+mod auth;
+mod browser;
+mod process;
+mod shell;

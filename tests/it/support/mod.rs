@@ -1,0 +1,300 @@
+//! Test support: `TestApp` serves the real application on a real TCP port
+//! (port 0, so tests run in parallel) from a fresh temporary data directory,
+//! with a cookie-keeping client that does not follow redirects, so tests
+//! assert redirects themselves. `ServeProcess` runs the real binary.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use presence_gateway::clock::ManualClock;
+use presence_gateway::config::Settings;
+use presence_gateway::domain::user::{Role, UserId};
+use presence_gateway::state::AppState;
+use presence_gateway::store;
+use secrecy::SecretString;
+use tempfile::TempDir;
+
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "first-admin-pass";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    pub dir: TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A rustls client configuration on the project's one crypto provider
+/// (reqwest is built without an implicit one), trusting `roots`.
+pub fn tls_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls_config(rustls::RootCertStore::empty()))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+}
+
+/// A browser-like client: keeps cookies, does not follow redirects.
+pub fn client() -> reqwest::Client {
+    client_builder()
+        .cookie_store(true)
+        .build()
+        .expect("test client")
+}
+
+/// A client without a cookie jar, for sending hand-made Cookie headers.
+pub fn bare_client() -> reqwest::Client {
+    client_builder().build().expect("test client")
+}
+
+pub fn test_settings(dir: &Path, admin_password: Option<&str>) -> Settings {
+    Settings {
+        data_dir: dir.to_owned(),
+        listen: "127.0.0.1:0".parse().expect("address"),
+        node_name: "test-node".to_owned(),
+        tls_cert: None,
+        tls_key: None,
+        admin_password: admin_password.map(|p| SecretString::from(p.to_owned())),
+    }
+}
+
+impl TestApp {
+    /// The app with the first administrator's password given in settings.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Some(ADMIN_PASSWORD)).await
+    }
+
+    pub async fn spawn_with(admin_password: Option<&str>) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn_in(dir, admin_password).await
+    }
+
+    pub async fn spawn_in(dir: TempDir, admin_password: Option<&str>) -> TestApp {
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+        let prepared = presence_gateway::startup::prepare(
+            test_settings(dir.path(), admin_password),
+            clock.clone(),
+        )
+        .await
+        .expect("prepare");
+        let state = prepared.state;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = presence_gateway::app(state.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: client(),
+            state,
+            clock,
+            dir,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    /// A same-origin form POST, as a browser sends it.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("Origin", &self.base)
+            .header("Sec-Fetch-Site", "same-origin")
+            .form(form)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn sign_in(&self, user: &str, password: &str) -> reqwest::Response {
+        self.post_form(
+            "/login",
+            &[("user_id", user), ("password", password), ("next", "")],
+        )
+        .await
+    }
+
+    pub async fn sign_in_admin(&self) {
+        let response = self.sign_in(ADMIN, ADMIN_PASSWORD).await;
+        assert_eq!(response.status().as_u16(), 303, "admin sign-in");
+        assert_eq!(location(&response), "/");
+    }
+
+    /// Creates an end user directly in the store (the End User pages come later).
+    pub async fn create_end_user(&self, user_id: &str, password: &str) -> i64 {
+        let hash = presence_gateway::password::hash(SecretString::from(password.to_owned()))
+            .await
+            .expect("hash");
+        let id = UserId::parse(user_id).expect("user id");
+        store::users::create(
+            &self.state.pool,
+            store::users::NewUser {
+                user_id: &id,
+                role: Role::EndUser,
+                first_name: "Erin",
+                last_name: "Enduser",
+                password_hash: &hash,
+                must_change_password: false,
+            },
+            self.state.now(),
+        )
+        .await
+        .expect("create end user")
+    }
+
+    /// A second browser: its own cookie jar.
+    pub fn other_client(&self) -> reqwest::Client {
+        client()
+    }
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The real binary, started as a person would start it.
+pub struct ServeProcess {
+    pub child: Child,
+    pub url: String,
+    pub stdout_lines: Vec<String>,
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_presence-gateway"))
+}
+
+impl ServeProcess {
+    /// Starts `presence-gateway serve` and waits (at most 30 s) for the line
+    /// announcing the listening address.
+    pub fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> ServeProcess {
+        let mut command = Command::new(binary());
+        command
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("serve")
+            .args(args)
+            .env_remove("PRESENCE_GATEWAY_ADMIN_PASSWORD")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start presence-gateway");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no listening line within 30 s: {lines:?}");
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                panic!("the service ended or said nothing: {lines:?}");
+            };
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                lines.push(line);
+                return ServeProcess {
+                    child,
+                    url,
+                    stdout_lines: lines,
+                };
+            }
+            lines.push(line);
+        }
+    }
+
+    /// Sends SIGTERM and waits (at most 15 s) for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the service did not stop within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The port the service listens on, from its announced URL.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in URL")
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
