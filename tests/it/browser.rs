@@ -1,0 +1,705 @@
+//! Real-browser tests: headless Chromium driven through chromedriver
+//! (WebDriver, `fantoccini`) against the real application, with two checks on
+//! every page visited:
+//!
+//! - the Nu HTML Checker (`vnu.jar`, from the `vnu-jar` npm package) on the
+//!   raw HTML the server sends, all pages of a test in one JVM run;
+//! - axe-core, injected into the page in the browser, failing on `serious`
+//!   and `critical` violations.
+//!
+//! What they need (chromium, chromedriver, java, `node_modules/`) is installed
+//! by `scripts/browser-deps.sh`; when something is missing the tests fail and
+//! say so, they never skip. They run one at a time (one Chromium at a time on
+//! a small machine).
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::support::{self, ADMIN, ADMIN_PASSWORD, TestApp};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const DEPS_HINT: &str = "run scripts/browser-deps.sh (installs chromium, chromium-driver, \
+                         a Java runtime, and node_modules/ with vnu-jar and axe-core)";
+/// How long chromedriver may take to answer after it starts.
+const DRIVER_START: Duration = Duration::from_secs(20);
+/// How long a page may take to load, a script to run, a navigation to land.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the Nu HTML Checker may take over one batch.
+const VNU_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// One browser test at a time.
+static BROWSER: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// reqwest is built without a rustls provider of its own
+/// (`rustls-tls-manual-roots-no-provider`), so building any client panics
+/// ("No provider set") until one is installed for the process. Idempotent.
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The tools the checks use, all found before anything starts.
+struct Tools {
+    chromedriver: PathBuf,
+    java: PathBuf,
+    vnu_jar: PathBuf,
+    axe_source: String,
+}
+
+impl Tools {
+    fn find() -> Tools {
+        let mut missing = Vec::new();
+        let chromedriver = on_path("chromedriver");
+        if chromedriver.is_none() {
+            missing.push("chromedriver (Debian package chromium-driver)".to_owned());
+        }
+        if !Path::new(CHROMIUM).is_file() {
+            missing.push(format!("{CHROMIUM} (Debian package chromium)"));
+        }
+        let java = on_path("java");
+        if java.is_none() {
+            missing.push("java (Debian package default-jre-headless)".to_owned());
+        }
+        let vnu_jar = find_vnu_jar();
+        if vnu_jar.is_none() {
+            missing.push("vnu.jar under node_modules/vnu-jar (npm ci)".to_owned());
+        }
+        let axe_path = repo_root().join("node_modules/axe-core/axe.min.js");
+        let axe_source = std::fs::read_to_string(&axe_path).ok();
+        if axe_source.is_none() {
+            missing.push(format!("{} (npm ci)", axe_path.display()));
+        }
+        match (chromedriver, java, vnu_jar, axe_source) {
+            (Some(chromedriver), Some(java), Some(vnu_jar), Some(axe_source))
+                if missing.is_empty() =>
+            {
+                Tools {
+                    chromedriver,
+                    java,
+                    vnu_jar,
+                    axe_source,
+                }
+            }
+            _ => panic!(
+                "the browser tests cannot run, missing: {}; {DEPS_HINT}",
+                missing.join(", ")
+            ),
+        }
+    }
+}
+
+/// The jar ships in the npm package at `build/dist/vnu.jar` (the path its
+/// own `vnu-jar.js` exports); should a release move it, any `vnu.jar` in the
+/// package will do.
+fn find_vnu_jar() -> Option<PathBuf> {
+    let package = repo_root().join("node_modules/vnu-jar");
+    let usual = package.join("build/dist/vnu.jar");
+    if usual.is_file() {
+        return Some(usual);
+    }
+    let mut dirs = vec![(package, 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && depth < 4 {
+                dirs.push((path, depth + 1));
+            } else if path.file_name().is_some_and(|name| name == "vnu.jar") {
+                return Some(path);
+            }
+        }
+    }
+    None
+}
+
+/// A free loopback port (a tiny race with other processes is possible, so
+/// starting chromedriver is retried).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A bare HTTP/1.1 request to chromedriver (usable in `Drop`, outside any
+/// async context); the whole answer, or `None`.
+fn driver_request(port: u16, method: &str, path: &str) -> Option<String> {
+    let timeout = Duration::from_secs(10);
+    let addr = ([127, 0, 0, 1], port).into();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    // chromedriver keeps the connection open whatever the request says:
+    // read the head, then exactly Content-Length bytes.
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    for _ in 0..1000 {
+        let read = stream.read(&mut chunk).ok()?;
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            if answer.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// chromedriver plus one Chromium session in a fresh profile. Dropping it
+/// ends the session (Chromium quits) and kills chromedriver.
+struct Browser {
+    client: Client,
+    driver: Child,
+    port: u16,
+    session: Option<String>,
+    axe_source: String,
+    /// Chromium's profile and chromedriver's log; removed after both end.
+    _profile: TempDir,
+}
+
+impl Browser {
+    async fn start(tools: &Tools) -> Browser {
+        let profile = tempfile::tempdir().expect("browser profile dir");
+        let mut failures = Vec::new();
+        for _attempt in 0..3 {
+            match Self::start_driver(tools, profile.path()).await {
+                Ok((driver, port)) => return Self::connect(tools, driver, port, profile).await,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!(
+            "chromedriver did not start: {}; if it is not installed properly, {DEPS_HINT}",
+            failures.join("; ")
+        );
+    }
+
+    /// Starts chromedriver and waits (at most `DRIVER_START`) until its
+    /// `/status` says it is ready.
+    async fn start_driver(tools: &Tools, profile: &Path) -> Result<(Child, u16), String> {
+        let port = free_port();
+        let log = profile.join(format!("chromedriver-{port}.log"));
+        let mut driver = Command::new(&tools.chromedriver)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{} could not be run: {e}", tools.chromedriver.display()))?;
+        let deadline = Instant::now() + DRIVER_START;
+        loop {
+            if let Ok(Some(status)) = driver.try_wait() {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("chromedriver exited ({status}): {log}"));
+            }
+            let status =
+                tokio::task::spawn_blocking(move || driver_request(port, "GET", "/status"))
+                    .await
+                    .expect("status check");
+            if status.is_some_and(|answer| answer.contains("\"ready\":true")) {
+                return Ok((driver, port));
+            }
+            if Instant::now() > deadline {
+                let _ = driver.kill();
+                let _ = driver.wait();
+                return Err(format!(
+                    "chromedriver on port {port} not ready within {DRIVER_START:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn connect(tools: &Tools, mut driver: Child, port: u16, profile: TempDir) -> Browser {
+        let user_data_dir = profile.path().join("chromium");
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".to_owned(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    format!("--user-data-dir={}", user_data_dir.display()),
+                ],
+            }),
+        );
+        let millis = u64::try_from(PAGE_TIMEOUT.as_millis()).expect("timeout");
+        capabilities.insert(
+            "timeouts".to_owned(),
+            json!({ "implicit": 0, "pageLoad": millis, "script": millis }),
+        );
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(capabilities);
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let connecting = builder.connect(&webdriver);
+        let client = match tokio::time::timeout(Duration::from_secs(60), connecting).await {
+            Ok(Ok(client)) => client,
+            outcome => {
+                let _ = driver.kill();
+                let _ = driver.wait();
+                let why = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no session within 60 s".to_owned(),
+                };
+                let log = std::fs::read_to_string(
+                    profile.path().join(format!("chromedriver-{port}.log")),
+                )
+                .unwrap_or_default();
+                panic!("Chromium did not start through chromedriver: {why}\n{log}\n{DEPS_HINT}");
+            }
+        };
+        let session = client.session_id().await.ok().flatten();
+        Browser {
+            client,
+            driver,
+            port,
+            session,
+            axe_source: tools.axe_source.clone(),
+            _profile: profile,
+        }
+    }
+
+    /// Ends the session cleanly (Chromium quits); `Drop` does the rest.
+    async fn close(mut self) {
+        if self.session.take().is_some() {
+            let client = self.client.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(20), client.close()).await;
+        }
+    }
+
+    async fn goto(&self, app: &TestApp, path: &str) {
+        self.client
+            .goto(&app.url(path))
+            .await
+            .unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    }
+
+    async fn path(&self) -> String {
+        self.client
+            .current_url()
+            .await
+            .expect("current URL")
+            .path()
+            .to_owned()
+    }
+
+    /// Waits (at most `PAGE_TIMEOUT`) until the browser shows `path`, fully
+    /// loaded.
+    async fn wait_for_path(&self, path: &str) {
+        let deadline = Instant::now() + PAGE_TIMEOUT;
+        let mut seen = String::new();
+        for _ in 0..3000 {
+            if let Ok(url) = self.client.current_url().await {
+                seen = url.to_string();
+                if url.path() == path {
+                    let ready = self
+                        .client
+                        .execute("return document.readyState", vec![])
+                        .await
+                        .ok();
+                    if ready.as_ref().and_then(Value::as_str) == Some("complete") {
+                        return;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the browser did not land on {path} within {PAGE_TIMEOUT:?}; it shows {seen}");
+    }
+
+    async fn body_text(&self) -> String {
+        self.client
+            .find(Locator::Css("body"))
+            .await
+            .expect("body")
+            .text()
+            .await
+            .expect("body text")
+    }
+
+    async fn assert_shows(&self, text: &str) {
+        let body = self.body_text().await;
+        let path = self.path().await;
+        assert!(
+            body.contains(text),
+            "{path} should show {text:?}; it shows:\n{body}"
+        );
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let field = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("field {css}: {e}"));
+        field.clear().await.expect("clear field");
+        field.send_keys(text).await.expect("type into field");
+    }
+
+    async fn click_button(&self, label: &str) {
+        let xpath = format!("//button[normalize-space()='{label}']");
+        let path = self.path().await;
+        self.client
+            .find(Locator::XPath(&xpath))
+            .await
+            .unwrap_or_else(|e| panic!("button {label:?} on {path}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {label:?}: {e}"));
+    }
+
+    /// Signs in through the form on /login and waits for the landing page.
+    async fn sign_in(&self, app: &TestApp, user: &str, password: &str, lands_on: &str) {
+        self.goto(app, "/login").await;
+        self.type_into("#user_id", user).await;
+        self.type_into("#password", password).await;
+        self.click_button("Sign in").await;
+        self.wait_for_path(lands_on).await;
+    }
+
+    /// Runs axe-core on the page shown and adds its serious and critical
+    /// violations to `problems` (milder ones are printed only).
+    async fn axe(&self, page: &str, problems: &mut Vec<String>) {
+        let injected = self
+            .client
+            .execute(
+                &format!("{}\n;return typeof window.axe;", self.axe_source),
+                vec![],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("injecting axe-core into {page}: {e}"));
+        assert_eq!(
+            injected.as_str(),
+            Some("object"),
+            "axe-core did not load into {page} (Content-Security-Policy?)"
+        );
+        let outcome = self
+            .client
+            .execute_async(
+                r"
+                const done = arguments[arguments.length - 1];
+                axe.run(document, { resultTypes: ['violations'] })
+                  .then(results => done({
+                    url: results.url,
+                    engine: results.testEngine.name + ' ' + results.testEngine.version,
+                    violations: results.violations.map(v => ({
+                      id: v.id,
+                      impact: v.impact,
+                      help: v.help,
+                      nodes: v.nodes.map(n => ({ target: n.target, summary: n.failureSummary })),
+                    })),
+                  }))
+                  .catch(e => done({ error: String((e && e.stack) || e) }));
+                ",
+                vec![],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("running axe-core on {page}: {e}"));
+        if let Some(error) = outcome.get("error") {
+            panic!("axe-core failed on {page}: {error}");
+        }
+        let violations = outcome["violations"]
+            .as_array()
+            .unwrap_or_else(|| panic!("axe-core on {page} answered {outcome}"));
+        for violation in violations {
+            let impact = violation["impact"].as_str().unwrap_or("unknown");
+            let mut line = format!(
+                "axe {page} [{impact}] {}: {}",
+                violation["id"].as_str().unwrap_or("?"),
+                violation["help"].as_str().unwrap_or("?"),
+            );
+            for node in violation["nodes"].as_array().into_iter().flatten() {
+                let _ = write!(line, "\n    at {}", node["target"]);
+                if let Some(summary) = node["summary"].as_str() {
+                    let _ = write!(line, ": {}", summary.replace('\n', " "));
+                }
+            }
+            if matches!(impact, "serious" | "critical") {
+                problems.push(line);
+            } else {
+                eprintln!("note (not failing): {line}");
+            }
+        }
+        eprintln!(
+            "axe: {page} checked ({}, {} violation(s))",
+            outcome["engine"].as_str().unwrap_or("axe-core"),
+            violations.len()
+        );
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // After a panic `close` never ran: end the session by hand, so
+        // chromedriver makes Chromium quit instead of orphaning it.
+        if let Some(session) = self.session.take() {
+            let _ = driver_request(self.port, "DELETE", &format!("/session/{session}"));
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A page's HTML as the server sends it, for the Nu HTML Checker.
+struct Page {
+    name: &'static str,
+    html: String,
+}
+
+async fn fetch(client: &reqwest::Client, app: &TestApp, path: &str, status: u16) -> String {
+    let response = client
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(response.status().as_u16(), status, "GET {path}");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/html"),
+        "GET {path} is {content_type:?}, not HTML"
+    );
+    response.text().await.expect("page body")
+}
+
+/// Runs the Nu HTML Checker once over all `pages` and adds every error it
+/// reports to `problems`.
+async fn vnu(tools: &Tools, pages: &[Page], problems: &mut Vec<String>) {
+    let dir = tempfile::tempdir().expect("temp dir for vnu");
+    let mut files = Vec::new();
+    for page in pages {
+        let file = dir.path().join(format!("{}.html", page.name));
+        std::fs::write(&file, &page.html).expect("write page for vnu");
+        files.push(file);
+    }
+    let run = tokio::process::Command::new(&tools.java)
+        .arg("-jar")
+        .arg(&tools.vnu_jar)
+        .args(["--format", "json", "--errors-only"])
+        .args(&files)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(VNU_TIMEOUT, run)
+        .await
+        .unwrap_or_else(|_| panic!("the Nu HTML Checker took more than {VNU_TIMEOUT:?}"))
+        .expect("run java -jar vnu.jar");
+    // vnu writes its JSON report to stderr.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(stderr.trim())
+        .or_else(|_| serde_json::from_str(stdout.trim()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "the Nu HTML Checker gave no JSON report ({e}, {}):\n{stderr}\n{stdout}",
+                output.status
+            )
+        });
+    let messages = report["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the Nu HTML Checker report has no messages: {report}"));
+    for message in messages {
+        let url = message["url"].as_str().unwrap_or("?");
+        let file = url.rsplit('/').next().unwrap_or(url);
+        let line = message["lastLine"]
+            .as_u64()
+            .or_else(|| message["firstLine"].as_u64())
+            .map_or_else(|| "?".to_owned(), |n| n.to_string());
+        let mut text = format!(
+            "vnu {file}:{line} [{}] {}",
+            message["type"].as_str().unwrap_or("?"),
+            message["message"].as_str().unwrap_or("?"),
+        );
+        if let Some(extract) = message["extract"].as_str() {
+            let _ = write!(text, "\n    near: {}", extract.replace('\n', "\\n"));
+        }
+        problems.push(text);
+    }
+    if messages.is_empty() {
+        assert!(
+            output.status.success(),
+            "the Nu HTML Checker failed ({}) without messages:\n{stderr}\n{stdout}",
+            output.status
+        );
+    }
+    eprintln!(
+        "vnu: {} page(s) checked ({})",
+        pages.len(),
+        report["version"].as_str().unwrap_or("?")
+    );
+}
+
+fn assert_no_problems(problems: &[String]) {
+    assert!(
+        problems.is_empty(),
+        "{} HTML validation / accessibility problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+// The lock is held across awaits on purpose: it keeps the other browser test
+// (on its own test thread and runtime) waiting until this one is done.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_admin_pages_pass_validation_and_axe() {
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    install_tls_provider();
+    let app = TestApp::spawn().await;
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+
+    browser.goto(&app, "/login").await;
+    browser.assert_shows("Sign in").await;
+    browser.axe("login", &mut problems).await;
+
+    browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;
+    browser
+        .assert_shows("Presence Gateway Administration")
+        .await;
+    browser.axe("home", &mut problems).await;
+
+    for (path, name, text) in [
+        ("/system/nodes", "system-nodes", "test-node"),
+        ("/account/password", "account-password", "password"),
+        ("/no-such-page", "not-found", "Page not found"),
+    ] {
+        browser.goto(&app, path).await;
+        browser.wait_for_path(path).await;
+        browser.assert_shows(text).await;
+        browser.axe(name, &mut problems).await;
+    }
+
+    // The error page has no header: sign out from a console page.
+    browser.goto(&app, "/").await;
+    browser.click_button("Sign out").await;
+    browser.wait_for_path("/login").await;
+    browser.assert_shows("You have signed out.").await;
+    browser.close().await;
+
+    let anonymous = support::client();
+    let mut pages = vec![Page {
+        name: "login",
+        html: fetch(&anonymous, &app, "/login", 200).await,
+    }];
+    app.sign_in_admin().await;
+    for (path, name, status) in [
+        ("/", "home", 200),
+        ("/system/nodes", "system-nodes", 200),
+        ("/account/password", "account-password", 200),
+        ("/no-such-page", "not-found", 404),
+    ] {
+        pages.push(Page {
+            name,
+            html: fetch(&app.client, &app, path, status).await,
+        });
+    }
+    vnu(&tools, &pages, &mut problems).await;
+
+    assert_no_problems(&problems);
+}
+
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_end_user_lands_on_user_options() {
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    install_tls_provider();
+    let app = TestApp::spawn().await;
+    app.create_end_user("erin", "erin-password-1").await;
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+
+    browser
+        .sign_in(&app, "erin", "erin-password-1", "/user-options")
+        .await;
+    assert_eq!(browser.path().await, "/user-options");
+    browser.assert_shows("User Options").await;
+    browser.axe("user-options", &mut problems).await;
+
+    browser.goto(&app, "/").await;
+    browser.wait_for_path("/").await;
+    browser.assert_shows("Access denied").await;
+    browser.axe("forbidden", &mut problems).await;
+    browser.close().await;
+
+    let response = app.sign_in("erin", "erin-password-1").await;
+    assert_eq!(response.status().as_u16(), 303, "end-user sign-in");
+    assert_eq!(support::location(&response), "/user-options");
+    let pages = [
+        Page {
+            name: "user-options",
+            html: fetch(&app.client, &app, "/user-options", 200).await,
+        },
+        Page {
+            name: "forbidden",
+            html: fetch(&app.client, &app, "/", 403).await,
+        },
+    ];
+    vnu(&tools, &pages, &mut problems).await;
+
+    assert_no_problems(&problems);
+}
