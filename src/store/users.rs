@@ -53,6 +53,40 @@ pub async fn find(pool: &SqlitePool, id: i64) -> AppResult<Option<UserRow>> {
         .await?)
 }
 
+/// The configuration state every console page shows: the current generation
+/// and how many changes some activated node's engine has yet to pick up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConfigState {
+    pub generation: i64,
+    pub pending: i64,
+}
+
+/// The signed-in user with the configuration state, in one round trip: this
+/// runs on every page view.
+pub async fn find_signed_in(
+    pool: &SqlitePool,
+    id: i64,
+) -> AppResult<Option<(UserRow, ConfigState)>> {
+    let sql = format!(
+        "SELECT {COLUMNS},
+            (SELECT COALESCE(MAX(generation), 0) FROM config_changes) AS generation,
+            (SELECT COUNT(*) FROM config_changes
+              WHERE generation > (SELECT COALESCE(MIN(engine_generation), 0)
+                                  FROM nodes WHERE activated = 1)
+                AND EXISTS (SELECT 1 FROM nodes WHERE activated = 1)) AS pending
+         FROM users WHERE id = ?1"
+    );
+    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+    let Some(row) = row else { return Ok(None) };
+    use sqlx::Row;
+    let user = UserRow::from_row(&row)?;
+    let state = ConfigState {
+        generation: row.try_get("generation")?,
+        pending: row.try_get("pending")?,
+    };
+    Ok(Some((user, state)))
+}
+
 pub async fn count_admins(pool: &SqlitePool) -> AppResult<i64> {
     Ok(
         sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")

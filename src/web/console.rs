@@ -28,7 +28,6 @@ struct HomePage {
     name: String,
     node_name: String,
     generation: i64,
-    node_count: usize,
     version: &'static str,
 }
 
@@ -37,16 +36,13 @@ async fn home(
     Admin(user): Admin,
     messages: Messages,
 ) -> AppResult<Response> {
-    let generation = store::changes::current_generation(&state.pool).await?;
-    let node_count = store::nodes::list(&state.pool).await?.len();
     render(
         StatusCode::OK,
         &HomePage {
             shell: Shell::new(&state, &user, messages, "Home", "/").await?,
             name: user.row.display_name(),
             node_name: state.settings.node_name.clone(),
-            generation,
-            node_count,
+            generation: user.config.generation,
             version: env!("CARGO_PKG_VERSION"),
         },
     )

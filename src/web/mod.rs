@@ -20,7 +20,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions::{CachingSessionStore, Expiry, SessionManagerLayer};
+use tower_sessions_moka_store::MokaStore;
 
 use crate::state::AppState;
 
@@ -30,11 +31,20 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub const SESSION_COOKIE: &str = "pg_session";
 pub const SESSION_IDLE_MINUTES: i64 = 30;
+/// Sessions kept in the in-memory cache; older ones are read from SQLite.
+const SESSION_CACHE_CAPACITY: u64 = 50_000;
 
 /// The whole application, as served and as tested.
 pub fn app(state: AppState) -> Router {
     let https = state.settings.serves_https();
-    let sessions = SessionManagerLayer::new(crate::startup::session_store(&state.pool))
+    // Sessions are cached in memory in front of SQLite, so a page view reads
+    // no session row; revocation stays immediate through the user's epoch,
+    // which is read from the database on every request.
+    let store = CachingSessionStore::new(
+        MokaStore::new(Some(SESSION_CACHE_CAPACITY)),
+        crate::startup::session_store(&state.pool),
+    );
+    let sessions = SessionManagerLayer::new(store)
         .with_name(SESSION_COOKIE)
         // Browsers drop Secure cookies over plain http, so the flag follows
         // whether the console serves HTTPS (loopback HTTP otherwise).

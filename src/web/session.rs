@@ -11,7 +11,7 @@ use tower_sessions::Session;
 use crate::domain::user::Role;
 use crate::error::AppResult;
 use crate::state::AppState;
-use crate::store::users::UserRow;
+use crate::store::users::{ConfigState, UserRow};
 
 const UID: &str = "uid";
 const EPOCH: &str = "epoch";
@@ -24,6 +24,9 @@ const TOUCH_AFTER_SECS: i64 = 60;
 pub struct CurrentUser {
     pub row: UserRow,
     pub role: Role,
+    /// Read with the user in one query, so the shell needs no more queries
+    /// on the common path (no pending restart).
+    pub config: ConfigState,
 }
 
 /// Starts a signed-in session: a fresh id (no fixation), then the user.
@@ -78,7 +81,15 @@ pub async fn current_user(
         return Ok(Err(anonymous));
     };
     let epoch = session.get::<i64>(EPOCH).await?.unwrap_or(-1);
-    let Some(row) = crate::store::users::find(&state.pool, uid).await? else {
+    let now = state.now();
+    let seen = session.get::<i64>(SEEN).await?.unwrap_or(0);
+    // Idle expiry by the application's clock; the store's own expiry (the
+    // same 30 minutes, slid by the re-save below) is the backstop.
+    if now - seen > super::SESSION_IDLE_MINUTES * 60 {
+        session.flush().await?;
+        return Ok(Err(Anonymous::Ended));
+    }
+    let Some((row, config)) = crate::store::users::find_signed_in(&state.pool, uid).await? else {
         session.flush().await?;
         return Ok(Err(Anonymous::Ended));
     };
@@ -86,13 +97,11 @@ pub async fn current_user(
         session.flush().await?;
         return Ok(Err(Anonymous::Ended));
     }
-    let now = state.now();
-    let seen = session.get::<i64>(SEEN).await?.unwrap_or(0);
     if now - seen >= TOUCH_AFTER_SECS {
         session.insert(SEEN, now).await?;
     }
     let role = row.role()?;
-    Ok(Ok(CurrentUser { row, role }))
+    Ok(Ok(CurrentUser { row, role, config }))
 }
 
 fn sign_in_redirect(parts: &Parts, why: Anonymous) -> Response {

@@ -22,46 +22,73 @@ pub struct MenuSection {
     pub items: Vec<MenuItem>,
 }
 
+/// One entry of a menu catalogue. `href` is None until its page exists.
+struct Entry {
+    label: &'static str,
+    href: Option<&'static str>,
+}
+
+struct Section {
+    title: &'static str,
+    entries: &'static [Entry],
+}
+
+const fn entry(label: &'static str, href: Option<&'static str>) -> Entry {
+    Entry { label, href }
+}
+
 /// The console's menus, mirroring the unified-presence console. An entry
 /// whose page is not built yet has no address and is not shown, so the
 /// shell never links to a page that does not exist.
-const CONSOLE_MENU: &[(&str, &[(&str, Option<&str>)])] = &[
-    (
-        "System",
-        &[
-            ("Service Parameters", None),
-            ("Cluster Nodes", Some("/system/nodes")),
-            ("Security > Certificate Management", None),
+const CONSOLE_MENU: &[Section] = &[
+    Section {
+        title: "System",
+        entries: &[
+            entry("Service Parameters", None),
+            entry("Cluster Nodes", Some("/system/nodes")),
+            entry("Security > Certificate Management", None),
         ],
-    ),
-    ("Presence", &[("Gateways", None)]),
-    (
-        "User Management",
-        &[("End User", None), ("Application User", None)],
-    ),
-    ("Bulk Administration", &[("Bulk Administration", None)]),
-    (
-        "Serviceability",
-        &[
-            ("Control Center - Feature Services", None),
-            ("Service Activation", None),
+    },
+    Section {
+        title: "Presence",
+        entries: &[entry("Gateways", None)],
+    },
+    Section {
+        title: "User Management",
+        entries: &[entry("End User", None), entry("Application User", None)],
+    },
+    Section {
+        title: "Bulk Administration",
+        entries: &[entry("Bulk Administration", None)],
+    },
+    Section {
+        title: "Serviceability",
+        entries: &[
+            entry("Control Center - Feature Services", None),
+            entry("Service Activation", None),
         ],
-    ),
+    },
 ];
 
-const USER_OPTIONS_MENU: &[(&str, &[(&str, Option<&str>)])] =
-    &[("User Options", &[("User Options", Some("/user-options"))])];
+const USER_OPTIONS_MENU: &[Section] = &[Section {
+    title: "User Options",
+    entries: &[entry("User Options", Some("/user-options"))],
+}];
 
-fn build_menu(
-    catalogue: &[(&'static str, &[(&'static str, Option<&'static str>)])],
-) -> Vec<MenuSection> {
+fn build_menu(catalogue: &[Section]) -> Vec<MenuSection> {
     catalogue
         .iter()
-        .map(|(title, items)| MenuSection {
-            title,
-            items: items
+        .map(|section| MenuSection {
+            title: section.title,
+            items: section
+                .entries
                 .iter()
-                .filter_map(|(label, href)| href.map(|href| MenuItem { label, href }))
+                .filter_map(|e| {
+                    e.href.map(|href| MenuItem {
+                        label: e.label,
+                        href,
+                    })
+                })
                 .collect(),
         })
         .filter(|section| !section.items.is_empty())
@@ -102,7 +129,7 @@ impl Shell {
         current: &str,
     ) -> AppResult<Shell> {
         let is_admin = user.role == Role::Admin;
-        let pending = if is_admin {
+        let pending = if is_admin && user.config.pending > 0 {
             crate::store::changes::pending(&state.pool).await?
         } else {
             Pending::default()

@@ -283,11 +283,13 @@ async fn session_id_is_renewed_at_sign_in_and_dies_at_sign_out() {
 async fn expired_session_sends_to_sign_in_with_a_message() {
     let app = TestApp::spawn().await;
     app.sign_in_admin().await;
-    // Idle expiry is the store's: age every session past it.
-    sqlx::query("UPDATE tower_sessions SET expiry_date = 0")
-        .execute(&app.state.pool)
-        .await
-        .unwrap();
+    // Active within the idle limit: still signed in.
+    app.clock.advance(time::Duration::minutes(29));
+    assert_eq!(app.get("/").await.status().as_u16(), 200);
+    app.clock.advance(time::Duration::minutes(29));
+    assert_eq!(app.get("/").await.status().as_u16(), 200);
+    // Idle for more than 30 minutes: ended.
+    app.clock.advance(time::Duration::minutes(31));
     let response = app.get("/system/nodes").await;
     assert_eq!(response.status().as_u16(), 303);
     let target = location(&response);

@@ -225,8 +225,13 @@ impl ServeProcess {
         for (k, v) in envs {
             command.env(k, v);
         }
-        let mut child = command.spawn().expect("start presence-gateway");
-        let stdout = child.stdout.take().expect("stdout");
+        // Owned by a ServeProcess at once, so a failed start is killed and reaped on drop.
+        let mut process = ServeProcess {
+            child: command.spawn().expect("start presence-gateway"),
+            url: String::new(),
+            stdout_lines: Vec::new(),
+        };
+        let stdout = process.child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -236,28 +241,23 @@ impl ServeProcess {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut lines = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            let lines = &process.stdout_lines;
             assert!(!left.is_zero(), "no listening line within 30 s: {lines:?}");
             let Ok(line) = rx.recv_timeout(left) else {
-                let _ = child.kill();
                 panic!("the service ended or said nothing: {lines:?}");
             };
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let url = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                lines.push(line);
-                return ServeProcess {
-                    child,
-                    url,
-                    stdout_lines: lines,
-                };
+            let url = line
+                .split("listening on ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned);
+            process.stdout_lines.push(line);
+            if let Some(url) = url {
+                process.url = url;
+                return process;
             }
-            lines.push(line);
         }
     }
 
