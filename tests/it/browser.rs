@@ -45,13 +45,6 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// reqwest is built without a rustls provider of its own
-/// (`rustls-tls-manual-roots-no-provider`), so building any client panics
-/// ("No provider set") until one is installed for the process. Idempotent.
-fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -607,7 +600,6 @@ fn assert_no_problems(problems: &[String]) {
 async fn browser_admin_pages_pass_validation_and_axe() {
     let _one = one_at_a_time();
     let tools = Tools::find();
-    install_tls_provider();
     let app = TestApp::spawn().await;
     let browser = Browser::start(&tools).await;
     let mut problems = Vec::new();
@@ -667,7 +659,6 @@ async fn browser_admin_pages_pass_validation_and_axe() {
 async fn browser_end_user_lands_on_user_options() {
     let _one = one_at_a_time();
     let tools = Tools::find();
-    install_tls_provider();
     let app = TestApp::spawn().await;
     app.create_end_user("erin", "erin-password-1").await;
     let browser = Browser::start(&tools).await;
