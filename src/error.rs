@@ -11,6 +11,12 @@ pub enum AppError {
     NotFound,
     #[error("forbidden")]
     Forbidden,
+    /// A rule refused the input; the page shows `message` beside `field`.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("database error")]
     Db(#[from] sqlx::Error),
     #[error("database migration error")]
@@ -30,10 +36,33 @@ pub enum AppError {
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        AppError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// Turns a unique-index violation on `constraint` (as SQLite names it,
+    /// `table.column`) into a message beside `field`; other errors pass.
+    pub fn on_constraint(self, constraint: &str, field: &'static str, message: &str) -> Self {
+        match &self {
+            AppError::Db(sqlx::Error::Database(db))
+                if db.is_unique_violation() && db.message().contains(constraint) =>
+            {
+                AppError::invalid(field, message)
+            }
+            _ => self,
+        }
+    }
+}
+
+impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -53,6 +82,11 @@ impl IntoResponse for AppError {
             }
             tracing::error!(error = %chain, "request failed");
         }
-        crate::web::errors::error_page(status, None)
+        match &self {
+            AppError::Invalid { message, .. } => {
+                crate::web::errors::error_page(status, Some(message))
+            }
+            _ => crate::web::errors::error_page(status, None),
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod password;

@@ -40,28 +40,31 @@ pub fn key_path(data_dir: &Path) -> PathBuf {
     data_dir.join(KEY_FILE)
 }
 
-/// Loads the secrets key, creating it on first start. A key of the wrong size
-/// is refused rather than replaced: secrets encrypted under the old key would
-/// be lost (SY-4).
-pub fn load_or_create_key(data_dir: &Path) -> AppResult<Vec<u8>> {
+/// Reads the secrets key: `None` when the file does not exist. A key of the
+/// wrong size is refused rather than replaced: secrets encrypted under the
+/// old key would be lost (SY-4).
+pub fn load_key(data_dir: &Path) -> AppResult<Option<Vec<u8>>> {
     let path = key_path(data_dir);
     match fs::read(&path) {
-        Ok(key) if key.len() == KEY_LEN => Ok(key),
+        Ok(key) if key.len() == KEY_LEN => Ok(Some(key)),
         Ok(key) => Err(AppError::Config(format!(
             "the secrets key {} holds {} bytes instead of {KEY_LEN}: restore the key that \
              was backed up with this database",
             path.display(),
             key.len()
         ))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = vec![0u8; KEY_LEN];
-            rand::rngs::OsRng.fill_bytes(&mut key);
-            write_private(&path, &key)?;
-            Ok(key)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(AppError::Config(format!(
             "cannot read the secrets key {}: {e}",
             path.display()
         ))),
     }
+}
+
+/// Makes a new random key file (mode 0600); refuses to overwrite one.
+pub fn create_key(data_dir: &Path) -> AppResult<Vec<u8>> {
+    let mut key = vec![0u8; KEY_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    write_private(&key_path(data_dir), &key)?;
+    Ok(key)
 }

@@ -10,6 +10,7 @@ use sqlx::SqlitePool;
 
 use crate::clock::SharedClock;
 use crate::config::{ADMIN_PASSWORD_ENV, Settings};
+use crate::crypto::Cipher;
 use crate::domain::user::{NewPassword, Role, UserId};
 use crate::error::{AppError, AppResult};
 use crate::secrets::{self, INITIAL_ADMIN_PASSWORD_FILE};
@@ -37,7 +38,7 @@ pub struct Prepared {
 pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepared> {
     secrets::ensure_data_dir(&settings.data_dir)?;
     let pool = store::open(&settings.database_path()).await?;
-    secrets::load_or_create_key(&settings.data_dir)?;
+    let cipher = open_secrets(&pool, &settings.data_dir).await?;
     session_store(&pool).migrate().await?;
     let now = clock.unix();
     store::nodes::register(
@@ -53,9 +54,45 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
             pool,
             settings: Arc::new(settings),
             clock,
+            cipher,
         },
         first_admin,
     })
+}
+
+/// SY-4: the key that encrypts the Exchange passwords must be the one they
+/// were encrypted under. With secrets stored and the key missing or
+/// different, refuse to start rather than make a new key and lose them.
+async fn open_secrets(pool: &SqlitePool, data_dir: &std::path::Path) -> AppResult<Cipher> {
+    let stored = store::secrets::count_encrypted(pool).await?;
+    let check = store::secrets::key_check(pool).await?;
+    let path = secrets::key_path(data_dir);
+    let cipher = match secrets::load_key(data_dir)? {
+        Some(key) => Cipher::new(&key)?,
+        None if stored > 0 => {
+            return Err(AppError::Config(format!(
+                "the database holds {stored} encrypted Exchange credential set(s) but the \
+                 secrets key {} is missing: restore the key file that was backed up with this \
+                 database (the data directory's database and key belong together)",
+                path.display()
+            )));
+        }
+        None => Cipher::new(&secrets::create_key(data_dir)?)?,
+    };
+    match check {
+        Some(check) if cipher.matches_check(&check) => {}
+        Some(_) if stored > 0 => {
+            return Err(AppError::Config(format!(
+                "the secrets key {} is not the key this database's {stored} encrypted Exchange \
+                 credential set(s) were encrypted with: restore the key file that was backed up \
+                 with this database",
+                path.display()
+            )));
+        }
+        // No secrets depend on the old key (or none was recorded): adopt this one.
+        _ => store::secrets::set_key_check(pool, &cipher.key_check()?).await?,
+    }
+    Ok(cipher)
 }
 
 pub fn session_store(pool: &SqlitePool) -> tower_sessions_sqlx_store::SqliteStore {

@@ -1,8 +1,11 @@
 //! All SQL lives here, one file per aggregate. The database is SQLite in WAL
 //! mode so several node processes on one host can share the file.
 
+pub mod audit;
 pub mod changes;
+pub mod gateways;
 pub mod nodes;
+pub mod secrets;
 pub mod throttle;
 pub mod users;
 

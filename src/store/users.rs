@@ -148,3 +148,42 @@ pub async fn set_password(
     tx.commit().await?;
     epoch.ok_or(AppError::NotFound)
 }
+
+/// Creates many end users in one transaction (bulk loads, tests and the
+/// benchmark), each with the same password hash and calendar setting.
+/// Returns how many were created.
+pub async fn create_many_end_users(
+    pool: &SqlitePool,
+    user_ids: &[UserId],
+    password_hash: &str,
+    calendar_enabled: bool,
+    now: i64,
+) -> AppResult<u64> {
+    let mut tx = super::begin_write(pool).await?;
+    let mut created = 0;
+    for user_id in user_ids {
+        created += sqlx::query(
+            "INSERT INTO users (user_id, role, password_hash, calendar_enabled, created_at,
+                                updated_at)
+             VALUES (?1, 'end_user', ?2, ?3, ?4, ?4)",
+        )
+        .bind(user_id.as_str())
+        .bind(password_hash)
+        .bind(calendar_enabled)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// How many users have calendar presence switched on.
+pub async fn count_calendar_enabled(pool: &SqlitePool) -> AppResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE calendar_enabled = 1")
+            .fetch_one(pool)
+            .await?,
+    )
+}

@@ -3,9 +3,11 @@
 
 pub mod api;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod errors;
+pub mod gateways;
 pub mod health;
 pub mod middleware;
 pub mod session;
@@ -58,6 +60,8 @@ pub fn app(state: AppState) -> Router {
     let with_sessions = Router::new()
         .merge(auth::router())
         .merge(console::router())
+        .merge(gateways::router())
+        .merge(audit::router())
         .merge(user_options::router())
         .merge(api::router())
         .fallback(errors::not_found)

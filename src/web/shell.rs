@@ -47,11 +47,12 @@ const CONSOLE_MENU: &[Section] = &[
             entry("Service Parameters", None),
             entry("Cluster Nodes", Some("/system/nodes")),
             entry("Security > Certificate Management", None),
+            entry("Audit Log", Some("/system/audit-log")),
         ],
     },
     Section {
         title: "Presence",
-        entries: &[entry("Gateways", None)],
+        entries: &[entry("Gateways", Some("/presence/gateways"))],
     },
     Section {
         title: "User Management",

@@ -399,6 +399,47 @@ impl Browser {
             .unwrap_or_else(|e| panic!("clicking {label:?}: {e}"));
     }
 
+    /// Waits (at most `PAGE_TIMEOUT`) until the page shows `text`.
+    async fn wait_for_text(&self, text: &str) {
+        let deadline = Instant::now() + PAGE_TIMEOUT;
+        for _ in 0..3000 {
+            if let Ok(body) = self.client.find(Locator::Css("body")).await
+                && let Ok(shown) = body.text().await
+                && shown.contains(text)
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let path = self.path().await;
+        panic!("{path} did not show {text:?} within {PAGE_TIMEOUT:?}");
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("element {css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    }
+
+    /// The current value of a form field.
+    async fn value_of(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("field {css}: {e}"))
+            .prop("value")
+            .await
+            .unwrap_or_else(|e| panic!("value of {css}: {e}"))
+            .unwrap_or_default()
+    }
+
     /// Signs in through the form on /login and waits for the landing page.
     async fn sign_in(&self, app: &TestApp, user: &str, password: &str, lands_on: &str) {
         self.goto(app, "/login").await;
@@ -692,5 +733,215 @@ async fn browser_end_user_lands_on_user_options() {
     ];
     vnu(&tools, &pages, &mut problems).await;
 
+    assert_no_problems(&problems);
+}
+
+/// The gateway flow of issue 3, as an administrator clicks through it: add an
+/// EWS gateway, add a second and find the account pre-filled, change the
+/// shared credentials and see both change, be refused a WebDAV gateway,
+/// delete both and be told how many users lose calendar presence.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_gateway_flow() {
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    let app = TestApp::spawn().await;
+    let ids: Vec<_> = (0..7)
+        .map(|i| presence_gateway::domain::user::UserId::parse(&format!("cal{i}")).expect("id"))
+        .collect();
+    presence_gateway::store::users::create_many_end_users(
+        &app.state.pool,
+        &ids,
+        "x",
+        true,
+        app.state.now(),
+    )
+    .await
+    .expect("users");
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+    browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;
+
+    browser.goto(&app, "/presence/gateways").await;
+    browser
+        .assert_shows("No presence gateway is configured yet")
+        .await;
+    browser.axe("gateways-empty", &mut problems).await;
+    browser
+        .click("a.button[href='/presence/gateways/new']")
+        .await;
+    browser.wait_for_text("Presence Gateway Type").await;
+    browser.axe("gateway-choose-type", &mut problems).await;
+    browser.click("#type-ews").await;
+    browser.click_button("Next").await;
+    browser
+        .wait_for_text("Add New Presence Gateway: Exchange - EWS Server")
+        .await;
+
+    // A mistake first: the message appears beside the field.
+    browser.type_into("#description", "Exchange East").await;
+    browser
+        .type_into("#server", "https://east.example.com/EWS")
+        .await;
+    browser
+        .type_into("#account_name", "presence@example.com")
+        .await;
+    browser.type_into("#password", "First-Pa55").await;
+    browser.type_into("#confirm", "First-Pa55").await;
+    browser.click_button("Add New").await;
+    browser.wait_for_text("not a URL").await;
+    browser.axe("gateway-form-errors", &mut problems).await;
+    assert_eq!(browser.value_of("#description").await, "Exchange East");
+    assert_eq!(
+        browser.value_of("#password").await,
+        "",
+        "passwords are not kept"
+    );
+    browser.type_into("#server", "east.example.com").await;
+    browser.type_into("#password", "First-Pa55").await;
+    browser.type_into("#confirm", "First-Pa55").await;
+    browser.click_button("Add New").await;
+    browser.wait_for_text("Add successful.").await;
+    browser.assert_shows("Presence Engine restart needed").await;
+    browser.axe("gateway-edit", &mut problems).await;
+    let first = browser.path().await;
+
+    // The second EWS gateway: the shared account is pre-filled.
+    browser.goto(&app, "/presence/gateways/new").await;
+    browser.click("#type-ews").await;
+    browser.click_button("Next").await;
+    browser.wait_for_text("Add New Presence Gateway").await;
+    assert_eq!(
+        browser.value_of("#account_name").await,
+        "presence@example.com"
+    );
+    browser.type_into("#description", "Exchange West").await;
+    browser.type_into("#server", "west.example.com").await;
+    browser.click_button("Add New").await;
+    browser.wait_for_text("Add successful.").await;
+    let second = browser.path().await;
+    assert_ne!(first, second);
+
+    // New credentials on the second change them on both.
+    browser.type_into("#account_name", "CORP\\presence2").await;
+    browser.type_into("#password", "Second-Pa55").await;
+    browser.type_into("#confirm", "Second-Pa55").await;
+    browser.click_button("Save").await;
+    browser
+        .wait_for_text("The shared EWS credentials were updated on 2 gateways.")
+        .await;
+    browser.goto(&app, &first).await;
+    browser.wait_for_path(&first).await;
+    assert_eq!(browser.value_of("#account_name").await, "CORP\\presence2");
+
+    // WebDAV cannot join EWS gateways.
+    browser.goto(&app, "/presence/gateways/new").await;
+    browser.click("#type-webdav").await;
+    browser.click_button("Next").await;
+    browser
+        .wait_for_text("A WebDAV gateway must be the only gateway")
+        .await;
+    browser.axe("gateway-type-refused", &mut problems).await;
+
+    browser.goto(&app, "/presence/gateways").await;
+    browser.assert_shows("Exchange East").await;
+    browser.assert_shows("Exchange West").await;
+    browser.axe("gateways-list", &mut problems).await;
+
+    // Delete both: the first affects nobody, the last tells how many.
+    browser.goto(&app, &format!("{first}/delete")).await;
+    browser.wait_for_text("Other EWS gateways remain").await;
+    browser.axe("gateway-delete", &mut problems).await;
+    browser.click_button("Delete").await;
+    browser.wait_for_text("Delete successful.").await;
+    browser.goto(&app, &format!("{second}/delete")).await;
+    browser
+        .wait_for_text("7 users will lose calendar presence")
+        .await;
+    browser.axe("gateway-delete-last", &mut problems).await;
+    browser.click_button("Delete").await;
+    browser
+        .wait_for_text("Calendar presence was switched off for 7 users.")
+        .await;
+    browser.goto(&app, "/system/audit-log").await;
+    browser
+        .wait_for_text("gateway deleted: Exchange West")
+        .await;
+    browser.axe("audit-log", &mut problems).await;
+    browser.close().await;
+
+    // The Nu HTML Checker over every gateway page, in each state.
+    app.sign_in_admin().await;
+    let mut pages = vec![Page {
+        name: "gateways-empty",
+        html: fetch(&app.client, &app, "/presence/gateways", 200).await,
+    }];
+    let id = {
+        let response = app
+            .post_form(
+                "/presence/gateways/new",
+                &[
+                    ("type", "ews"),
+                    ("description", "Checked"),
+                    ("server", "ex.example.com"),
+                    ("account_name", "svc@example.com"),
+                    ("password", "pw-123456"),
+                    ("confirm", "pw-123456"),
+                    ("port", "8443"),
+                    ("test_mailbox", ""),
+                ],
+            )
+            .await;
+        support::location(&response)
+    };
+    let invalid = app
+        .post_form(
+            "/presence/gateways/new",
+            &[
+                ("type", "ews"),
+                ("description", ""),
+                ("server", "a_b"),
+                ("port", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(invalid.status().as_u16(), 422);
+    pages.push(Page {
+        name: "gateway-form-errors",
+        html: invalid.text().await.expect("body"),
+    });
+    for (path, name, status) in [
+        ("/presence/gateways".to_owned(), "gateways-list", 200),
+        (
+            "/presence/gateways?search=nothing".to_owned(),
+            "gateways-search-empty",
+            200,
+        ),
+        (
+            "/presence/gateways/new".to_owned(),
+            "gateway-choose-type",
+            200,
+        ),
+        (
+            "/presence/gateways/new?type=webdav".to_owned(),
+            "gateway-type-refused",
+            422,
+        ),
+        (
+            "/presence/gateways/new?type=ews".to_owned(),
+            "gateway-new-shared",
+            200,
+        ),
+        (id.clone(), "gateway-edit", 200),
+        (format!("{id}/delete"), "gateway-delete", 200),
+        (format!("{id}/type"), "gateway-change-type", 200),
+        ("/system/audit-log".to_owned(), "audit-log", 200),
+    ] {
+        pages.push(Page {
+            name,
+            html: fetch(&app.client, &app, &path, status).await,
+        });
+    }
+    vnu(&tools, &pages, &mut problems).await;
     assert_no_problems(&problems);
 }

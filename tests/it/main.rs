@@ -5,5 +5,6 @@ mod support;
 
 mod auth;
 mod browser;
+mod gateways;
 mod process;
 mod shell;

@@ -1,0 +1,525 @@
+//! Presence gateways and their shared credentials. The rules of GW-3 to GW-7
+//! are checked again inside each write transaction, so two administrators
+//! racing cannot break them; every change records its restart entry (SV-3)
+//! and its audit entry in the same transaction.
+
+use serde_json::json;
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
+
+use crate::crypto::Sealed;
+use crate::domain::gateway::{
+    AccountName, Description, GatewayKind, Mailbox, Port, ServerLocation, may_add,
+};
+use crate::error::{AppError, AppResult};
+
+use super::changes::{self, Restart};
+use super::{audit, begin_write};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct GatewayRow {
+    pub id: i64,
+    pub kind: String,
+    pub description: String,
+    pub server: String,
+    pub port: i64,
+    pub test_mailbox: Option<String>,
+    pub last_verdict: Option<String>,
+    pub last_checked_at: Option<i64>,
+}
+
+impl GatewayRow {
+    pub fn kind(&self) -> GatewayKind {
+        // The CHECK constraint admits only the two kinds.
+        GatewayKind::parse(&self.kind).unwrap_or(GatewayKind::Ews)
+    }
+
+    fn audit_view(&self, account: Option<&str>) -> serde_json::Value {
+        json!({
+            "type": self.kind().label(),
+            "description": self.description,
+            "presence_gateway": self.server,
+            "port": self.port,
+            "test_mailbox": self.test_mailbox,
+            "account_name": account,
+        })
+    }
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CredentialRow {
+    pub kind: String,
+    pub account_name: String,
+    pub password_nonce: Vec<u8>,
+    pub password_ciphertext: Vec<u8>,
+}
+
+/// A gateway as validated from the form. `password: None` keeps the stored one.
+pub struct GatewayInput {
+    pub kind: GatewayKind,
+    pub description: Description,
+    pub server: ServerLocation,
+    pub port: Port,
+    pub test_mailbox: Option<Mailbox>,
+    pub account: AccountName,
+    pub password: Option<Sealed>,
+}
+
+impl GatewayInput {
+    fn audit_view(&self) -> serde_json::Value {
+        json!({
+            "type": self.kind.label(),
+            "description": self.description.as_str(),
+            "presence_gateway": self.server.to_string(),
+            "port": self.port.get(),
+            "test_mailbox": self.test_mailbox.as_ref().map(Mailbox::as_str),
+            "account_name": self.account.as_str(),
+            "account_password": if self.password.is_some() { "(changed)" } else { "(unchanged)" },
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Saved {
+    pub id: i64,
+    /// Whether the account name or password changed.
+    pub credentials_changed: bool,
+    /// Gateways that use these credentials (all EWS gateways, GW-4).
+    pub sharing: i64,
+}
+
+const COLUMNS: &str =
+    "id, kind, description, server, port, test_mailbox, last_verdict, last_checked_at";
+
+/// Find and List (GW-1): all gateways, or those whose description or server
+/// contains `search`.
+pub async fn list(pool: &SqlitePool, search: Option<&str>) -> AppResult<Vec<GatewayRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM gateways
+         WHERE ?1 IS NULL OR instr(lower(description), lower(?1)) > 0
+                          OR instr(lower(server), lower(?1)) > 0
+         ORDER BY description"
+    );
+    Ok(sqlx::query_as::<_, GatewayRow>(&sql)
+        .bind(search.filter(|s| !s.is_empty()))
+        .fetch_all(pool)
+        .await?)
+}
+
+pub async fn find(pool: &SqlitePool, id: i64) -> AppResult<Option<GatewayRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM gateways WHERE id = ?1");
+    Ok(sqlx::query_as::<_, GatewayRow>(&sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+async fn find_in(conn: &mut SqliteConnection, id: i64) -> AppResult<Option<GatewayRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM gateways WHERE id = ?1");
+    Ok(sqlx::query_as::<_, GatewayRow>(&sql)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+pub async fn kinds(pool: &SqlitePool) -> AppResult<Vec<GatewayKind>> {
+    let mut conn = pool.acquire().await?;
+    kinds_in(&mut conn).await
+}
+
+async fn kinds_in(conn: &mut SqliteConnection) -> AppResult<Vec<GatewayKind>> {
+    let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM gateways")
+        .fetch_all(conn)
+        .await?;
+    Ok(kinds.iter().filter_map(|k| GatewayKind::parse(k)).collect())
+}
+
+pub async fn credentials(pool: &SqlitePool, kind: GatewayKind) -> AppResult<Option<CredentialRow>> {
+    let mut conn = pool.acquire().await?;
+    credentials_in(&mut conn, kind).await
+}
+
+async fn credentials_in(
+    conn: &mut SqliteConnection,
+    kind: GatewayKind,
+) -> AppResult<Option<CredentialRow>> {
+    Ok(sqlx::query_as::<_, CredentialRow>(
+        "SELECT kind, account_name, password_nonce, password_ciphertext
+         FROM exchange_credentials WHERE kind = ?1",
+    )
+    .bind(kind.as_str())
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Writes the credential set of `kind`; returns whether anything changed.
+async fn save_credentials(
+    conn: &mut SqliteConnection,
+    kind: GatewayKind,
+    account: &AccountName,
+    password: Option<&Sealed>,
+    now: i64,
+) -> AppResult<bool> {
+    let stored = credentials_in(conn, kind).await?;
+    match (&stored, password) {
+        (None, None) => Err(AppError::invalid(
+            "password",
+            "Enter the account password, and again to confirm it.",
+        )),
+        (None, Some(sealed)) => {
+            sqlx::query(
+                "INSERT INTO exchange_credentials
+                     (kind, account_name, password_nonce, password_ciphertext, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(kind.as_str())
+            .bind(account.as_str())
+            .bind(&sealed.nonce)
+            .bind(&sealed.ciphertext)
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Ok(true)
+        }
+        (Some(stored), password) => {
+            let account_changed = stored.account_name != account.as_str();
+            if !account_changed && password.is_none() {
+                return Ok(false);
+            }
+            let (nonce, ciphertext) = match password {
+                Some(sealed) => (sealed.nonce.clone(), sealed.ciphertext.clone()),
+                None => (
+                    stored.password_nonce.clone(),
+                    stored.password_ciphertext.clone(),
+                ),
+            };
+            sqlx::query(
+                "UPDATE exchange_credentials SET account_name = ?2, password_nonce = ?3,
+                     password_ciphertext = ?4, updated_at = ?5
+                 WHERE kind = ?1",
+            )
+            .bind(kind.as_str())
+            .bind(account.as_str())
+            .bind(nonce)
+            .bind(ciphertext)
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Ok(true)
+        }
+    }
+}
+
+async fn count_kind_in(conn: &mut SqliteConnection, kind: GatewayKind) -> AppResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM gateways WHERE kind = ?1")
+            .bind(kind.as_str())
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// How many gateways of `kind` there are (those sharing its credentials).
+pub async fn count_kind(pool: &SqlitePool, kind: GatewayKind) -> AppResult<i64> {
+    let mut conn = pool.acquire().await?;
+    count_kind_in(&mut conn, kind).await
+}
+
+pub async fn count(pool: &SqlitePool) -> AppResult<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM gateways")
+        .fetch_one(pool)
+        .await?)
+}
+
+fn duplicate_description(e: AppError) -> AppError {
+    e.on_constraint(
+        "gateways.description",
+        "description",
+        "Another gateway already has this description: descriptions tell gateways apart.",
+    )
+}
+
+/// Add New (GW-2..GW-4, GW-7).
+pub async fn create(
+    pool: &SqlitePool,
+    input: &GatewayInput,
+    actor: &str,
+    now: i64,
+) -> AppResult<Saved> {
+    let mut tx = begin_write(pool).await?;
+    let existing = kinds_in(&mut tx).await?;
+    may_add(input.kind, &existing).map_err(|m| AppError::invalid("kind", m))?;
+    let credentials_changed = save_credentials(
+        &mut tx,
+        input.kind,
+        &input.account,
+        input.password.as_ref(),
+        now,
+    )
+    .await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO gateways (kind, description, server, port, test_mailbox, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id",
+    )
+    .bind(input.kind.as_str())
+    .bind(input.description.as_str())
+    .bind(input.server.to_string())
+    .bind(input.port.get())
+    .bind(input.test_mailbox.as_ref().map(Mailbox::as_str))
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| duplicate_description(e.into()))?;
+    let sharing = count_kind_in(&mut tx, input.kind).await?;
+    let summary = format!(
+        "Added {} gateway {} ({}:{})",
+        input.kind.label(),
+        input.description.as_str(),
+        input.server,
+        input.port.get()
+    );
+    changes::record(&mut tx, &summary, actor, Restart::Required, now).await?;
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            actor,
+            action: "gateway added",
+            target: input.description.as_str(),
+            before: None,
+            after: Some(input.audit_view()),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Saved {
+        id,
+        credentials_changed,
+        sharing,
+    })
+}
+
+/// Edit (GW-4, GW-7): the kind stays; credentials apply to every gateway of
+/// the kind.
+pub async fn update(
+    pool: &SqlitePool,
+    id: i64,
+    input: &GatewayInput,
+    actor: &str,
+    now: i64,
+) -> AppResult<Saved> {
+    let mut tx = begin_write(pool).await?;
+    let before = find_in(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    if before.kind() != input.kind {
+        return Err(AppError::invalid(
+            "kind",
+            "The type is changed with Change Type, not by editing.",
+        ));
+    }
+    let before_account = credentials_in(&mut tx, input.kind)
+        .await?
+        .map(|c| c.account_name);
+    let credentials_changed = save_credentials(
+        &mut tx,
+        input.kind,
+        &input.account,
+        input.password.as_ref(),
+        now,
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE gateways SET description = ?2, server = ?3, port = ?4, test_mailbox = ?5,
+             updated_at = ?6
+         WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(input.description.as_str())
+    .bind(input.server.to_string())
+    .bind(input.port.get())
+    .bind(input.test_mailbox.as_ref().map(Mailbox::as_str))
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| duplicate_description(e.into()))?;
+    let sharing = count_kind_in(&mut tx, input.kind).await?;
+    let mut summary = format!("Updated gateway {}", input.description.as_str());
+    if credentials_changed && input.kind == GatewayKind::Ews && sharing > 1 {
+        summary.push_str(&format!(" (credentials of all {sharing} EWS gateways)"));
+    }
+    changes::record(&mut tx, &summary, actor, Restart::Required, now).await?;
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            actor,
+            action: "gateway updated",
+            target: input.description.as_str(),
+            before: Some(before.audit_view(before_account.as_deref())),
+            after: Some(input.audit_view()),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Saved {
+        id,
+        credentials_changed,
+        sharing,
+    })
+}
+
+/// What deleting a gateway would do (GW-6), for the confirmation page.
+#[derive(Debug, Clone)]
+pub struct DeleteImpact {
+    pub gateway: GatewayRow,
+    /// Deleting the WebDAV gateway or the last EWS gateway ends calendar presence.
+    pub is_last: bool,
+    pub users_affected: i64,
+}
+
+async fn impact_in(conn: &mut SqliteConnection, id: i64) -> AppResult<DeleteImpact> {
+    let gateway = find_in(conn, id).await?.ok_or(AppError::NotFound)?;
+    let kind = gateway.kind();
+    let is_last = kind == GatewayKind::WebDav || count_kind_in(conn, kind).await? <= 1;
+    let users_affected = if is_last {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE calendar_enabled = 1")
+            .fetch_one(conn)
+            .await?
+    } else {
+        0
+    };
+    Ok(DeleteImpact {
+        gateway,
+        is_last,
+        users_affected,
+    })
+}
+
+pub async fn delete_impact(pool: &SqlitePool, id: i64) -> AppResult<DeleteImpact> {
+    let mut conn = pool.acquire().await?;
+    impact_in(&mut conn, id).await
+}
+
+/// Delete (GW-6, GW-7). Returns how many users lost calendar presence.
+pub async fn delete(pool: &SqlitePool, id: i64, actor: &str, now: i64) -> AppResult<DeleteImpact> {
+    let mut tx = begin_write(pool).await?;
+    let mut impact = impact_in(&mut tx, id).await?;
+    if impact.is_last {
+        impact.users_affected = switch_calendar_off_for_everyone(&mut tx).await?;
+        sqlx::query("DELETE FROM exchange_credentials WHERE kind = ?1")
+            .bind(&impact.gateway.kind)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM gateways WHERE id = ?1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let mut summary = format!("Deleted gateway {}", impact.gateway.description);
+    if impact.is_last {
+        summary.push_str(&format!(
+            "; calendar presence switched off for {} users",
+            impact.users_affected
+        ));
+    }
+    changes::record(&mut tx, &summary, actor, Restart::Required, now).await?;
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            actor,
+            action: "gateway deleted",
+            target: &impact.gateway.description,
+            before: Some(impact.gateway.audit_view(None)),
+            after: impact
+                .is_last
+                .then(|| json!({ "calendar_presence_switched_off_for": impact.users_affected })),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(impact)
+}
+
+/// GW-6's bulk switch: the only way calendar presence goes off for everyone.
+async fn switch_calendar_off_for_everyone(conn: &mut SqliteConnection) -> AppResult<i64> {
+    let done = sqlx::query("UPDATE users SET calendar_enabled = 0 WHERE calendar_enabled = 1")
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() as i64)
+}
+
+/// Change type in place (GW-5): only for the only gateway; users keep their
+/// calendar setting; the credentials move to the new kind.
+pub async fn change_type(
+    pool: &SqlitePool,
+    id: i64,
+    account: &AccountName,
+    password: Option<&Sealed>,
+    actor: &str,
+    now: i64,
+) -> AppResult<GatewayKind> {
+    let mut tx = begin_write(pool).await?;
+    let gateway = find_in(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM gateways")
+        .fetch_one(&mut *tx)
+        .await?;
+    if total != 1 {
+        return Err(AppError::invalid(
+            "kind",
+            format!(
+                "The type can only be changed while this is the only gateway; there are {total}. \
+                 Delete the others first."
+            ),
+        ));
+    }
+    let from = gateway.kind();
+    let to = from.other();
+    let stored = credentials_in(&mut tx, from).await?;
+    sqlx::query("DELETE FROM exchange_credentials WHERE kind = ?1")
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let password = match (password, stored) {
+        (Some(sealed), _) => Sealed {
+            nonce: sealed.nonce.clone(),
+            ciphertext: sealed.ciphertext.clone(),
+        },
+        (None, Some(stored)) => Sealed {
+            nonce: stored.password_nonce,
+            ciphertext: stored.password_ciphertext,
+        },
+        (None, None) => {
+            return Err(AppError::invalid(
+                "password",
+                "Enter the account password, and again to confirm it.",
+            ));
+        }
+    };
+    save_credentials(&mut tx, to, account, Some(&password), now).await?;
+    sqlx::query("UPDATE gateways SET kind = ?2, updated_at = ?3 WHERE id = ?1")
+        .bind(id)
+        .bind(to.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let summary = format!(
+        "Changed gateway {} from {} to {}",
+        gateway.description,
+        from.label(),
+        to.label()
+    );
+    changes::record(&mut tx, &summary, actor, Restart::Required, now).await?;
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            actor,
+            action: "gateway type changed",
+            target: &gateway.description,
+            before: Some(json!({ "type": from.label() })),
+            after: Some(json!({ "type": to.label(), "account_name": account.as_str() })),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(to)
+}

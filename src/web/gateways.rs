@@ -1,0 +1,845 @@
+//! Presence > Gateways (SPEC section 1): Find and List, Add New (type first),
+//! edit, change type and delete. Handlers parse the form into domain types,
+//! seal the password, and leave the rules to the domain and the store, which
+//! checks them again inside its transaction.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use axum_messages::Messages;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::crypto::Sealed;
+use crate::domain::gateway::{
+    AccountName, Description, GatewayKind, Mailbox, Port, ServerLocation, may_add, parse_password,
+};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use crate::store;
+use crate::store::gateways::{GatewayInput, GatewayRow};
+
+use super::session::{Admin, CurrentUser};
+use super::shell::{Shell, format_time, render};
+
+const LIST: &str = "/presence/gateways";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(LIST, get(list))
+        .route("/presence/gateways/new", get(new).post(create))
+        .route("/presence/gateways/{id}", get(edit).post(update))
+        .route(
+            "/presence/gateways/{id}/delete",
+            get(confirm_delete).post(delete),
+        )
+        .route(
+            "/presence/gateways/{id}/type",
+            get(type_form).post(change_type),
+        )
+}
+
+// ---------------------------------------------------------------- Find and List
+
+struct ListRow {
+    id: i64,
+    description: String,
+    kind: &'static str,
+    server: String,
+    port: i64,
+    verdict: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/gateways/list.html")]
+struct ListPage {
+    shell: Shell,
+    search: String,
+    rows: Vec<ListRow>,
+    total: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    search: String,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    Query(query): Query<ListQuery>,
+    messages: Messages,
+) -> AppResult<Response> {
+    let search = query.search.trim();
+    let rows = store::gateways::list(&state.pool, Some(search)).await?;
+    let total = if search.is_empty() {
+        rows.len() as i64
+    } else {
+        store::gateways::count(&state.pool).await?
+    };
+    let rows = rows
+        .into_iter()
+        .map(|g| ListRow {
+            id: g.id,
+            kind: g.kind().label(),
+            verdict: match (&g.last_verdict, g.last_checked_at) {
+                (Some(v), Some(at)) => format!("{v} ({})", format_time(at)),
+                (Some(v), None) => v.clone(),
+                _ => String::new(),
+            },
+            description: g.description,
+            server: g.server,
+            port: g.port,
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        &ListPage {
+            shell: shell(&state, &user, messages, "Find and List Presence Gateways").await?,
+            search: search.to_owned(),
+            rows,
+            total,
+        },
+    )
+}
+
+async fn shell(
+    state: &AppState,
+    user: &CurrentUser,
+    messages: Messages,
+    title: &str,
+) -> AppResult<Shell> {
+    Shell::new(state, user, messages, title, LIST).await
+}
+
+// ---------------------------------------------------------- the gateway form
+
+/// The form as typed. Every field defaults to empty so a missing field is a
+/// message beside it, not a bare 422.
+#[derive(Debug, Default, Deserialize)]
+struct RawGateway {
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    server: String,
+    #[serde(default)]
+    account_name: String,
+    #[serde(default)]
+    password: SecretField,
+    #[serde(default)]
+    confirm: SecretField,
+    #[serde(default)]
+    port: String,
+    #[serde(default)]
+    test_mailbox: String,
+}
+
+/// A password field: never printed by `Debug`, never rendered back.
+#[derive(Default, Deserialize)]
+#[serde(transparent)]
+struct SecretField(String);
+
+impl std::fmt::Debug for SecretField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Default)]
+struct FieldErrors {
+    form: Option<String>,
+    description: Option<String>,
+    server: Option<String>,
+    account_name: Option<String>,
+    password: Option<String>,
+    port: Option<String>,
+    test_mailbox: Option<String>,
+}
+
+impl FieldErrors {
+    fn any(&self) -> bool {
+        self.form.is_some()
+            || self.description.is_some()
+            || self.server.is_some()
+            || self.account_name.is_some()
+            || self.password.is_some()
+            || self.port.is_some()
+            || self.test_mailbox.is_some()
+    }
+
+    /// Places a refusal from the store beside its field.
+    fn place(&mut self, error: AppError) -> Result<(), AppError> {
+        match error {
+            AppError::Invalid { field, message } => {
+                let slot = match field {
+                    "description" => &mut self.description,
+                    "server" => &mut self.server,
+                    "account_name" => &mut self.account_name,
+                    "password" => &mut self.password,
+                    "port" => &mut self.port,
+                    "test_mailbox" => &mut self.test_mailbox,
+                    _ => &mut self.form,
+                };
+                *slot = Some(message);
+                Ok(())
+            }
+            other => Err(other),
+        }
+    }
+}
+
+/// What the form shows: the values as typed (passwords excepted), the
+/// messages, and what is shared with other EWS gateways (GW-4).
+#[derive(Debug)]
+struct FormView {
+    kind: GatewayKind,
+    action: String,
+    submit: &'static str,
+    description: String,
+    server: String,
+    account_name: String,
+    port: String,
+    test_mailbox: String,
+    errors: FieldErrors,
+    /// A password is stored: both password fields may stay empty.
+    password_stored: bool,
+    /// Other gateways using the same credentials.
+    shared_with: i64,
+    id: Option<i64>,
+}
+
+impl FormView {
+    fn typed(kind: GatewayKind, raw: &RawGateway) -> FormView {
+        FormView {
+            kind,
+            action: String::new(),
+            submit: "Save",
+            description: raw.description.clone(),
+            server: raw.server.clone(),
+            account_name: raw.account_name.clone(),
+            port: raw.port.clone(),
+            test_mailbox: raw.test_mailbox.clone(),
+            errors: FieldErrors::default(),
+            password_stored: false,
+            shared_with: 0,
+            id: None,
+        }
+    }
+
+    fn kind_value(&self) -> &'static str {
+        self.kind.as_str()
+    }
+
+    fn is_ews(&self) -> bool {
+        self.kind == GatewayKind::Ews
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/gateways/form.html")]
+struct FormPage {
+    shell: Shell,
+    heading: String,
+    form: FormView,
+}
+
+/// Parses every field, collecting every message at once. The password is
+/// sealed here, at the edge, so plaintext goes no further.
+fn parse_gateway(
+    state: &AppState,
+    kind: GatewayKind,
+    raw: &RawGateway,
+    password_stored: bool,
+) -> AppResult<Result<GatewayInput, FieldErrors>> {
+    let mut errors = FieldErrors::default();
+    let description = Description::parse(&raw.description)
+        .map_err(|e| errors.description = Some(e))
+        .ok();
+    let server = ServerLocation::parse(&raw.server)
+        .map_err(|e| errors.server = Some(e))
+        .ok();
+    let account = AccountName::parse(kind, &raw.account_name)
+        .map_err(|e| errors.account_name = Some(e))
+        .ok();
+    let password = parse_password(&raw.password.0, &raw.confirm.0, password_stored)
+        .map_err(|e| errors.password = Some(e))
+        .ok();
+    let port = Port::parse(&raw.port)
+        .map_err(|e| errors.port = Some(e))
+        .ok();
+    let test_mailbox = Mailbox::parse_optional(&raw.test_mailbox)
+        .map_err(|e| errors.test_mailbox = Some(e))
+        .ok();
+    match (description, server, account, password, port, test_mailbox) {
+        (
+            Some(description),
+            Some(server),
+            Some(account),
+            Some(password),
+            Some(port),
+            Some(test_mailbox),
+        ) if !errors.any() => {
+            let password = seal(state, password)?;
+            Ok(Ok(GatewayInput {
+                kind,
+                description,
+                server,
+                port,
+                test_mailbox,
+                account,
+                password,
+            }))
+        }
+        _ => Ok(Err(errors)),
+    }
+}
+
+fn seal(state: &AppState, password: Option<String>) -> AppResult<Option<Sealed>> {
+    password
+        .map(|p| {
+            let secret = SecretString::from(p);
+            state.cipher.seal_password(secret.expose_secret())
+        })
+        .transpose()
+}
+
+async fn render_form(
+    state: &AppState,
+    user: &CurrentUser,
+    messages: Messages,
+    status: StatusCode,
+    heading: String,
+    form: FormView,
+) -> AppResult<Response> {
+    let title = heading.clone();
+    render(
+        status,
+        &FormPage {
+            shell: shell(state, user, messages, &title).await?,
+            heading,
+            form,
+        },
+    )
+}
+
+/// The confirmation after a save: what was saved, how many gateways the
+/// credentials changed on (GW-4), and the port warning (GW-2).
+fn confirm_saved(
+    messages: Messages,
+    verb: &str,
+    input: &GatewayInput,
+    saved: &store::gateways::Saved,
+) -> Messages {
+    let mut text = format!("{verb} successful.");
+    if input.kind == GatewayKind::Ews && saved.sharing > 1 {
+        if saved.credentials_changed {
+            text.push_str(&format!(
+                " The shared EWS credentials were updated on {} gateways.",
+                saved.sharing
+            ));
+        } else {
+            text.push_str(&format!(
+                " The shared EWS credentials are unchanged on all {} gateways.",
+                saved.sharing
+            ));
+        }
+    }
+    let messages = messages.success(text);
+    match input.port.warning() {
+        Some(warning) => messages.warning(warning),
+        None => messages,
+    }
+}
+
+// ------------------------------------------------------------------ Add New
+
+#[derive(Debug, Deserialize)]
+struct NewQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+struct KindOption {
+    value: &'static str,
+    label: &'static str,
+    hint: &'static str,
+    checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/gateways/choose_type.html")]
+struct ChooseTypePage {
+    shell: Shell,
+    options: Vec<KindOption>,
+    error: Option<String>,
+}
+
+async fn choose_type(
+    state: &AppState,
+    user: &CurrentUser,
+    messages: Messages,
+    chosen: Option<GatewayKind>,
+    error: Option<String>,
+) -> AppResult<Response> {
+    // Preselect what GW-3 allows now: EWS unless nothing exists.
+    let existing = store::gateways::kinds(&state.pool).await?;
+    let preselected = chosen.unwrap_or(if existing.is_empty() {
+        GatewayKind::Ews
+    } else {
+        existing[0]
+    });
+    let options = [GatewayKind::WebDav, GatewayKind::Ews]
+        .into_iter()
+        .map(|k| KindOption {
+            value: k.as_str(),
+            label: k.label(),
+            hint: k.hint(),
+            checked: k == preselected,
+        })
+        .collect();
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    render(
+        status,
+        &ChooseTypePage {
+            shell: shell(state, user, messages, "Add New Presence Gateway").await?,
+            options,
+            error,
+        },
+    )
+}
+
+/// The empty Add New form for `kind`, pre-filled with the shared EWS account
+/// when EWS gateways exist (GW-4).
+async fn new_form(state: &AppState, kind: GatewayKind) -> AppResult<FormView> {
+    let mut form = FormView::typed(kind, &RawGateway::default());
+    form.action = "/presence/gateways/new".to_owned();
+    form.submit = "Add New";
+    form.port = Port::RECOMMENDED.to_string();
+    prefill_shared(state, kind, &mut form).await?;
+    Ok(form)
+}
+
+async fn prefill_shared(state: &AppState, kind: GatewayKind, form: &mut FormView) -> AppResult<()> {
+    if kind == GatewayKind::Ews
+        && let Some(stored) = store::gateways::credentials(&state.pool, kind).await?
+    {
+        form.account_name = stored.account_name;
+        form.password_stored = true;
+        form.shared_with = store::gateways::count_kind(&state.pool, kind).await?;
+    }
+    Ok(())
+}
+
+async fn new(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    Query(query): Query<NewQuery>,
+    messages: Messages,
+) -> AppResult<Response> {
+    let Some(raw_kind) = query.kind else {
+        return choose_type(&state, &user, messages, None, None).await;
+    };
+    let Some(kind) = GatewayKind::parse(&raw_kind) else {
+        return choose_type(
+            &state,
+            &user,
+            messages,
+            None,
+            Some("Choose a Presence Gateway Type.".to_owned()),
+        )
+        .await;
+    };
+    let existing = store::gateways::kinds(&state.pool).await?;
+    if let Err(refusal) = may_add(kind, &existing) {
+        return choose_type(&state, &user, messages, Some(kind), Some(refusal)).await;
+    }
+    let form = new_form(&state, kind).await?;
+    let heading = format!("Add New Presence Gateway: {}", kind.label());
+    render_form(&state, &user, messages, StatusCode::OK, heading, form).await
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    messages: Messages,
+    Form(raw): Form<RawGateway>,
+) -> AppResult<Response> {
+    let Some(kind) = GatewayKind::parse(&raw.kind) else {
+        return choose_type(
+            &state,
+            &user,
+            messages,
+            None,
+            Some("Choose a Presence Gateway Type.".to_owned()),
+        )
+        .await;
+    };
+    let heading = format!("Add New Presence Gateway: {}", kind.label());
+    let mut form = new_form(&state, kind).await?;
+    let (password_stored, shared_with) = (form.password_stored, form.shared_with);
+    form = FormView {
+        action: form.action,
+        submit: form.submit,
+        password_stored,
+        shared_with,
+        ..FormView::typed(kind, &raw)
+    };
+    let input = match parse_gateway(&state, kind, &raw, password_stored)? {
+        Ok(input) => input,
+        Err(errors) => {
+            form.errors = errors;
+            return render_form(
+                &state,
+                &user,
+                messages,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                heading,
+                form,
+            )
+            .await;
+        }
+    };
+    match store::gateways::create(&state.pool, &input, &user.row.user_id, state.now()).await {
+        Ok(saved) => {
+            confirm_saved(messages, "Add", &input, &saved);
+            Ok(Redirect::to(&format!("{LIST}/{}", saved.id)).into_response())
+        }
+        Err(error) => {
+            form.errors.place(error)?;
+            render_form(
+                &state,
+                &user,
+                messages,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                heading,
+                form,
+            )
+            .await
+        }
+    }
+}
+
+// --------------------------------------------------------------------- edit
+
+async fn find(state: &AppState, id: i64) -> AppResult<GatewayRow> {
+    store::gateways::find(&state.pool, id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+fn edit_heading(gateway: &GatewayRow) -> String {
+    format!("Presence Gateway: {}", gateway.description)
+}
+
+async fn edit_form(state: &AppState, gateway: &GatewayRow) -> AppResult<FormView> {
+    let kind = gateway.kind();
+    let stored = store::gateways::credentials(&state.pool, kind).await?;
+    Ok(FormView {
+        kind,
+        action: format!("{LIST}/{}", gateway.id),
+        submit: "Save",
+        description: gateway.description.clone(),
+        server: gateway.server.clone(),
+        account_name: stored
+            .as_ref()
+            .map(|c| c.account_name.clone())
+            .unwrap_or_default(),
+        port: gateway.port.to_string(),
+        test_mailbox: gateway.test_mailbox.clone().unwrap_or_default(),
+        errors: FieldErrors::default(),
+        password_stored: stored.is_some(),
+        shared_with: store::gateways::count_kind(&state.pool, kind).await?,
+        id: Some(gateway.id),
+    })
+}
+
+async fn edit(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    Path(id): Path<i64>,
+    messages: Messages,
+) -> AppResult<Response> {
+    let gateway = find(&state, id).await?;
+    let form = edit_form(&state, &gateway).await?;
+    render_form(
+        &state,
+        &user,
+        messages,
+        StatusCode::OK,
+        edit_heading(&gateway),
+        form,
+    )
+    .await
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    Path(id): Path<i64>,
+    messages: Messages,
+    Form(raw): Form<RawGateway>,
+) -> AppResult<Response> {
+    let gateway = find(&state, id).await?;
+    let kind = gateway.kind();
+    let stored = edit_form(&state, &gateway).await?;
+    let mut form = FormView {
+        action: stored.action,
+        password_stored: stored.password_stored,
+        shared_with: stored.shared_with,
+        id: Some(id),
+        ..FormView::typed(kind, &raw)
+    };
+    let heading = edit_heading(&gateway);
+    let input = match parse_gateway(&state, kind, &raw, form.password_stored)? {
+        Ok(input) => input,
+        Err(errors) => {
+            form.errors = errors;
+            return render_form(
+                &state,
+                &user,
+                messages,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                heading,
+                form,
+            )
+            .await;
+        }
+    };
+    match store::gateways::update(&state.pool, id, &input, &user.row.user_id, state.now()).await {
+        Ok(saved) => {
+            confirm_saved(messages, "Update", &input, &saved);
+            Ok(Redirect::to(&format!("{LIST}/{id}")).into_response())
+        }
+        Err(error) => {
+            form.errors.place(error)?;
+            render_form(
+                &state,
+                &user,
+                messages,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                heading,
+                form,
+            )
+            .await
+        }
+    }
+}
+
+// ------------------------------------------------------------------- delete
+
+#[derive(Template)]
+#[template(path = "pages/gateways/delete.html")]
+struct DeletePage {
+    shell: Shell,
+    id: i64,
+    description: String,
+    kind: &'static str,
+    server: String,
+    is_last: bool,
+    users_affected: i64,
+}
+
+async fn confirm_delete(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    Path(id): Path<i64>,
+    messages: Messages,
+) -> AppResult<Response> {
+    let impact = store::gateways::delete_impact(&state.pool, id).await?;
+    render(
+        StatusCode::OK,
+        &DeletePage {
+            shell: shell(&state, &user, messages, "Delete Presence Gateway").await?,
+            id,
+            kind: impact.gateway.kind().label(),
+            description: impact.gateway.description,
+            server: impact.gateway.server,
+            is_last: impact.is_last,
+            users_affected: impact.users_affected,
+        },
+    )
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    Path(id): Path<i64>,
+    messages: Messages,
+) -> AppResult<Response> {
+    let impact = store::gateways::delete(&state.pool, id, &user.row.user_id, state.now()).await?;
+    let text = if impact.is_last {
+        format!(
+            "Delete successful. Calendar presence was switched off for {}.",
+            users(impact.users_affected)
+        )
+    } else {
+        "Delete successful. No user's calendar presence changed: other EWS gateways remain."
+            .to_owned()
+    };
+    messages.success(text);
+    Ok(Redirect::to(LIST).into_response())
+}
+
+fn users(n: i64) -> String {
+    if n == 1 {
+        "1 user".to_owned()
+    } else {
+        format!("{n} users")
+    }
+}
+
+// -------------------------------------------------------------- change type
+
+#[derive(Template)]
+#[template(path = "pages/gateways/change_type.html")]
+struct ChangeTypePage {
+    shell: Shell,
+    id: i64,
+    description: String,
+    from: &'static str,
+    to: &'static str,
+    to_kind: GatewayKind,
+    /// Why the type cannot be changed now (more than one gateway).
+    blocked: Option<String>,
+    account_name: String,
+    account_error: Option<String>,
+    password_error: Option<String>,
+    form_error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawChangeType {
+    #[serde(default)]
+    account_name: String,
+    #[serde(default)]
+    password: SecretField,
+    #[serde(default)]
+    confirm: SecretField,
+}
+
+async fn change_type_page(
+    state: &AppState,
+    user: &CurrentUser,
+    messages: Messages,
+    gateway: &GatewayRow,
+    account_name: String,
+) -> AppResult<ChangeTypePage> {
+    let from = gateway.kind();
+    let total = store::gateways::count(&state.pool).await?;
+    let blocked = (total > 1).then(|| {
+        format!(
+            "The type can only be changed while this is the only gateway; there are {total}. \
+             Delete the others first."
+        )
+    });
+    Ok(ChangeTypePage {
+        shell: shell(state, user, messages, "Change Presence Gateway Type").await?,
+        id: gateway.id,
+        description: gateway.description.clone(),
+        from: from.label(),
+        to: from.other().label(),
+        to_kind: from.other(),
+        blocked,
+        account_name,
+        account_error: None,
+        password_error: None,
+        form_error: None,
+    })
+}
+
+async fn type_form(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    Path(id): Path<i64>,
+    messages: Messages,
+) -> AppResult<Response> {
+    let gateway = find(&state, id).await?;
+    // Offer the current account when it is valid for the new type too.
+    let account = store::gateways::credentials(&state.pool, gateway.kind())
+        .await?
+        .map(|c| c.account_name)
+        .filter(|a| AccountName::parse(gateway.kind().other(), a).is_ok())
+        .unwrap_or_default();
+    let page = change_type_page(&state, &user, messages, &gateway, account).await?;
+    render(StatusCode::OK, &page)
+}
+
+async fn change_type(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    Path(id): Path<i64>,
+    messages: Messages,
+    Form(raw): Form<RawChangeType>,
+) -> AppResult<Response> {
+    let gateway = find(&state, id).await?;
+    let to = gateway.kind().other();
+    let mut page = change_type_page(
+        &state,
+        &user,
+        messages.clone(),
+        &gateway,
+        raw.account_name.clone(),
+    )
+    .await?;
+    let account = AccountName::parse(to, &raw.account_name)
+        .map_err(|e| page.account_error = Some(e))
+        .ok();
+    // The password moves over from the old type unless a new one is typed.
+    let password = parse_password(&raw.password.0, &raw.confirm.0, true)
+        .map_err(|e| page.password_error = Some(e))
+        .ok();
+    if let (Some(account), Some(password)) = (account, password) {
+        let sealed = seal(&state, password)?;
+        match store::gateways::change_type(
+            &state.pool,
+            id,
+            &account,
+            sealed.as_ref(),
+            &user.row.user_id,
+            state.now(),
+        )
+        .await
+        {
+            Ok(kind) => {
+                messages.success(format!(
+                    "Type changed to {}. Users keep their calendar setting; restart the \
+                     Presence Engine for the change to take effect.",
+                    kind.label()
+                ));
+                return Ok(Redirect::to(&format!("{LIST}/{id}")).into_response());
+            }
+            Err(AppError::Invalid { field, message }) => match field {
+                "password" => page.password_error = Some(message),
+                "account_name" => page.account_error = Some(message),
+                _ => page.form_error = Some(message),
+            },
+            Err(other) => return Err(other),
+        }
+    }
+    render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_fields_never_print() {
+        let raw = RawGateway {
+            password: SecretField("hunter2-secret".to_owned()),
+            confirm: SecretField("hunter2-secret".to_owned()),
+            ..RawGateway::default()
+        };
+        assert!(!format!("{raw:?}").contains("hunter2"));
+    }
+}
