@@ -55,6 +55,8 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
             settings: Arc::new(settings),
             clock,
             cipher,
+            banner: Default::default(),
+            gateways: Default::default(),
         },
         first_admin,
     })

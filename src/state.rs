@@ -1,12 +1,23 @@
 //! What every handler can reach.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sqlx::SqlitePool;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::crypto::Cipher;
+use crate::store::changes::Pending;
+use crate::store::gateways::GatewayRow;
+use crate::store::users::ConfigState;
+
+/// The restart banner's contents, kept while the configuration state they
+/// were read under holds (the state is read on every page view anyway).
+pub type BannerCache = Arc<Mutex<Option<(ConfigState, Pending)>>>;
+
+/// Every gateway, kept while the configuration generation it was read under
+/// holds: each gateway change bumps the generation (GW-7), in any node.
+pub type GatewayCache = Arc<Mutex<Option<(i64, Arc<Vec<GatewayRow>>)>>>;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,6 +26,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Seals and opens the Exchange passwords (GW-8, SY-4).
     pub cipher: Cipher,
+    pub banner: BannerCache,
+    pub gateways: GatewayCache,
 }
 
 impl AppState {

@@ -67,18 +67,22 @@ pub struct Pending {
     pub nodes: Vec<String>,
 }
 
-/// What the restart banner shows: every change newer than the generation the
-/// most out-of-date activated node runs, and which nodes lag.
-pub async fn pending(pool: &SqlitePool) -> AppResult<Pending> {
-    let changes = sqlx::query_as::<_, ChangeRow>(
+/// What the restart banner shows: the newest `limit` changes newer than the
+/// generation the most out-of-date activated node runs (oldest first), and
+/// which nodes lag. The banner gives the total from the session's query, so
+/// a long run of changes costs no more than a short one.
+pub async fn pending(pool: &SqlitePool, limit: i64) -> AppResult<Pending> {
+    let mut changes = sqlx::query_as::<_, ChangeRow>(
         "SELECT generation, summary, actor, at, restart FROM config_changes
          WHERE generation > (SELECT COALESCE(MIN(engine_generation), 0)
                              FROM nodes WHERE activated = 1)
            AND EXISTS (SELECT 1 FROM nodes WHERE activated = 1)
-         ORDER BY generation",
+         ORDER BY generation DESC LIMIT ?1",
     )
+    .bind(limit)
     .fetch_all(pool)
     .await?;
+    changes.reverse();
     if changes.is_empty() {
         return Ok(Pending::default());
     }

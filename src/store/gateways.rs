@@ -15,7 +15,7 @@ use crate::error::{AppError, AppResult};
 use super::changes::{self, Restart};
 use super::{audit, begin_write};
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, FromRow, serde::Deserialize)]
 pub struct GatewayRow {
     pub id: i64,
     pub kind: String,
@@ -91,18 +91,26 @@ const COLUMNS: &str =
     "id, kind, description, server, port, test_mailbox, last_verdict, last_checked_at";
 
 /// Find and List (GW-1): all gateways, or those whose description or server
-/// contains `search`.
+/// contains `search`, by description. The rows come back as one JSON array
+/// in one row: sqlx hands SQLite rows over one at a time, which made a list
+/// of a hundred gateways cost several times a console page.
 pub async fn list(pool: &SqlitePool, search: Option<&str>) -> AppResult<Vec<GatewayRow>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM gateways
+    let json: String = sqlx::query_scalar(
+        "SELECT COALESCE(json_group_array(json_object(
+                    'id', id, 'kind', kind, 'description', description, 'server', server,
+                    'port', port, 'test_mailbox', test_mailbox, 'last_verdict', last_verdict,
+                    'last_checked_at', last_checked_at)), '[]')
+         FROM gateways
          WHERE ?1 IS NULL OR instr(lower(description), lower(?1)) > 0
-                          OR instr(lower(server), lower(?1)) > 0
-         ORDER BY description"
-    );
-    Ok(sqlx::query_as::<_, GatewayRow>(&sql)
-        .bind(search.filter(|s| !s.is_empty()))
-        .fetch_all(pool)
-        .await?)
+                          OR instr(lower(server), lower(?1)) > 0",
+    )
+    .bind(search.filter(|s| !s.is_empty()))
+    .fetch_one(pool)
+    .await?;
+    let mut rows: Vec<GatewayRow> = serde_json::from_str(&json)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("gateway list JSON: {e}")))?;
+    rows.sort_by_cached_key(|g| g.description.to_lowercase());
+    Ok(rows)
 }
 
 pub async fn find(pool: &SqlitePool, id: i64) -> AppResult<Option<GatewayRow>> {

@@ -55,10 +55,13 @@ pub async fn find(pool: &SqlitePool, id: i64) -> AppResult<Option<UserRow>> {
 
 /// The configuration state every console page shows: the current generation
 /// and how many changes some activated node's engine has yet to pick up.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigState {
     pub generation: i64,
     pub pending: i64,
+    /// The activated nodes and the generations their engines run: with the
+    /// two counts above, it decides whether the restart banner changed.
+    pub nodes: String,
 }
 
 /// The signed-in user with the configuration state, in one round trip: this
@@ -73,7 +76,9 @@ pub async fn find_signed_in(
             (SELECT COUNT(*) FROM config_changes
               WHERE generation > (SELECT COALESCE(MIN(engine_generation), 0)
                                   FROM nodes WHERE activated = 1)
-                AND EXISTS (SELECT 1 FROM nodes WHERE activated = 1)) AS pending
+                AND EXISTS (SELECT 1 FROM nodes WHERE activated = 1)) AS pending,
+            (SELECT COALESCE(group_concat(name || ':' || engine_generation, ','), '')
+               FROM nodes WHERE activated = 1) AS nodes
          FROM users WHERE id = ?1"
     );
     let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
@@ -83,6 +88,7 @@ pub async fn find_signed_in(
     let state = ConfigState {
         generation: row.try_get("generation")?,
         pending: row.try_get("pending")?,
+        nodes: row.try_get("nodes")?,
     };
     Ok(Some((user, state)))
 }

@@ -3,6 +3,8 @@
 //! seal the password, and leave the rules to the domain and the store, which
 //! checks them again inside its transaction.
 
+use std::sync::Arc;
+
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -75,12 +77,18 @@ async fn list(
     messages: Messages,
 ) -> AppResult<Response> {
     let search = query.search.trim();
-    let rows = store::gateways::list(&state.pool, Some(search)).await?;
-    let total = if search.is_empty() {
-        rows.len() as i64
-    } else {
-        store::gateways::count(&state.pool).await?
-    };
+    let all = all_gateways(&state, user.config.generation).await?;
+    let total = all.len() as i64;
+    let needle = search.to_lowercase();
+    let rows: Vec<GatewayRow> = all
+        .iter()
+        .filter(|g| {
+            needle.is_empty()
+                || g.description.to_lowercase().contains(&needle)
+                || g.server.contains(&needle)
+        })
+        .cloned()
+        .collect();
     let rows = rows
         .into_iter()
         .map(|g| ListRow {
@@ -105,6 +113,26 @@ async fn list(
             total,
         },
     )
+}
+
+/// Every gateway, from memory while the configuration generation holds.
+async fn all_gateways(state: &AppState, generation: i64) -> AppResult<Arc<Vec<GatewayRow>>> {
+    let cached = match state.gateways.lock() {
+        Ok(slot) => slot.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    if let Some((at, rows)) = cached
+        && at == generation
+    {
+        return Ok(rows);
+    }
+    let rows = Arc::new(store::gateways::list(&state.pool, None).await?);
+    let entry = Some((generation, rows.clone()));
+    match state.gateways.lock() {
+        Ok(mut slot) => *slot = entry,
+        Err(poisoned) => *poisoned.into_inner() = entry,
+    }
+    Ok(rows)
 }
 
 async fn shell(

@@ -7,6 +7,7 @@ use crate::domain::user::Role;
 use crate::error::AppResult;
 use crate::state::AppState;
 use crate::store::changes::Pending;
+use crate::store::users::ConfigState;
 
 use super::session::CurrentUser;
 
@@ -117,8 +118,13 @@ pub struct Shell {
     pub flashes: Vec<Flash>,
     pub banner: Vec<BannerChange>,
     pub banner_nodes: String,
+    /// All pending changes; `banner` holds only the newest few.
+    pub banner_total: i64,
     pub current: String,
 }
+
+/// Changes listed by name in the restart banner; the rest are counted.
+const BANNER_CHANGES: i64 = 5;
 
 impl Shell {
     /// A page for a signed-in user. Administrators see the restart banner.
@@ -131,7 +137,7 @@ impl Shell {
     ) -> AppResult<Shell> {
         let is_admin = user.role == Role::Admin;
         let pending = if is_admin && user.config.pending > 0 {
-            crate::store::changes::pending(&state.pool).await?
+            banner(state, &user.config).await?
         } else {
             Pending::default()
         };
@@ -158,6 +164,7 @@ impl Shell {
             flashes: flashes(messages),
             banner,
             banner_nodes: pending.nodes.join(", "),
+            banner_total: if is_admin { user.config.pending } else { 0 },
             current: current.to_owned(),
         })
     }
@@ -173,13 +180,40 @@ impl Shell {
             flashes: Vec::new(),
             banner: Vec::new(),
             banner_nodes: String::new(),
+            banner_total: 0,
             current: String::new(),
         }
+    }
+
+    /// Pending changes not listed by name in the banner.
+    pub fn banner_more(&self) -> i64 {
+        (self.banner_total - self.banner.len() as i64).max(0)
     }
 
     pub fn is_current(&self, href: &str) -> bool {
         self.current == href
     }
+}
+
+/// The banner's changes and lagging nodes, read again only when the
+/// configuration state (generation, pending count, nodes) moved.
+async fn banner(state: &AppState, config: &ConfigState) -> AppResult<Pending> {
+    let cached = match state.banner.lock() {
+        Ok(slot) => slot.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    if let Some((key, pending)) = cached
+        && key == *config
+    {
+        return Ok(pending);
+    }
+    let pending = crate::store::changes::pending(&state.pool, BANNER_CHANGES).await?;
+    let entry = Some((config.clone(), pending.clone()));
+    match state.banner.lock() {
+        Ok(mut slot) => *slot = entry,
+        Err(poisoned) => *poisoned.into_inner() = entry,
+    }
+    Ok(pending)
 }
 
 fn flashes(messages: Messages) -> Vec<Flash> {

@@ -699,7 +699,7 @@ async fn gw7_every_change_is_recorded_for_restart_and_in_the_audit_log_without_s
             .unwrap(),
         3
     );
-    let pending = store::changes::pending(&app.state.pool).await.unwrap();
+    let pending = store::changes::pending(&app.state.pool, 100).await.unwrap();
     assert_eq!(
         pending.changes.len(),
         3,

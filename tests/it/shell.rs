@@ -138,6 +138,34 @@ async fn restart_banner_lists_pending_changes_until_the_engine_catches_up() {
 }
 
 #[tokio::test]
+async fn a_long_run_of_changes_is_counted_and_the_newest_are_listed() {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    let mut tx = store::begin_write(&app.state.pool).await.unwrap();
+    for i in 1..=12 {
+        let summary = format!("Change number {i:02}");
+        store::changes::record(&mut tx, &summary, "admin", Restart::Required, 0)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let (_, body) = app.get_text("/").await;
+    assert!(body.contains("These 12 changes take effect"));
+    for i in 8..=12 {
+        assert!(
+            body.contains(&format!("Change number {i:02}")),
+            "newest {i}"
+        );
+    }
+    assert!(
+        !body.contains("Change number 07"),
+        "older ones are counted, not listed"
+    );
+    assert!(body.contains("and 7 earlier changes"));
+    assert!(body.contains(r#"<a href="/system/audit-log">Audit Log</a>"#));
+}
+
+#[tokio::test]
 async fn end_users_never_see_the_restart_banner() {
     let app = TestApp::spawn().await;
     let mut tx = store::begin_write(&app.state.pool).await.unwrap();
