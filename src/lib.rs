@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod error;
+pub mod exchange;
 pub mod password;
 pub mod secrets;
 pub mod server;
@@ -16,6 +17,7 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod troubleshoot;
 pub mod web;
 
 pub use web::app;

@@ -1,6 +1,7 @@
 //! TLS: the console's own certificate (SY-1). Later: the trust store, chain
 //! capture and name matching for Exchange servers.
 
+pub mod certinfo;
 pub mod console;
 
 use std::sync::Arc;

@@ -8,3 +8,4 @@ mod browser;
 mod gateways;
 mod process;
 mod shell;
+mod sim;

@@ -1,0 +1,1 @@
+//! Authentication headers: Basic, and the schemes a server offers.

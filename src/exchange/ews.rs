@@ -1,0 +1,1 @@
+//! EWS SOAP: GetFolder requests and the parsing of responses and faults.

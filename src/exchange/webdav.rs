@@ -1,0 +1,1 @@
+//! WebDAV: PROPFIND requests on a calendar folder and their multistatus answers.

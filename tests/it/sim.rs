@@ -1,0 +1,1 @@
+//! exchange-sim over a real port.
