@@ -37,6 +37,74 @@ pub enum Command {
     /// Administrator account maintenance from the shell.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Run the seven troubleshooter checks (dns, tcp, tls, chain, validity,
+    /// name, auth) against an Exchange server, without a running service.
+    /// Exit status: 0 when no check failed, 1 when one did, 2 on usage errors.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    /// Exchange - EWS Server (Exchange 2007/2010 and later).
+    Ews,
+    /// Exchange - WebDAV (Exchange 2003/2007).
+    Webdav,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthArg {
+    /// NTLMv2, then Basic (until NTLMv2 is built: Basic, and the report says so).
+    Auto,
+    /// Basic only.
+    Basic,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The Presence Gateway type.
+    #[arg(long = "type", value_enum)]
+    pub kind: KindArg,
+    /// The server location as it would be entered as Presence Gateway: an FQDN
+    /// or an IP address. Names in the certificate are checked against it.
+    #[arg(long)]
+    pub host: String,
+    #[arg(long, default_value_t = 443)]
+    pub port: u16,
+    /// Dial this IP address instead of resolving HOST (one server behind a
+    /// load balancer); names are still checked against HOST.
+    #[arg(long)]
+    pub connect: Option<std::net::IpAddr>,
+    /// Trusted certificates (PEM, one or many, or DER); may repeat. Without it
+    /// the data directory's trust store is read, when there is one.
+    #[arg(long)]
+    pub trust: Vec<PathBuf>,
+    /// DNS is not configured on this server: HOST must be an IP address
+    /// (or give --connect), and the certificate must name that address.
+    #[arg(long)]
+    pub no_dns: bool,
+    /// The Exchange account (EWS: user@domain or domain\user; WebDAV:
+    /// domain\user or user). Needs --password-env.
+    #[arg(long, requires = "password_env")]
+    pub account: Option<String>,
+    /// The environment variable holding the account's password (never on the
+    /// command line, where other users could read it).
+    #[arg(long, requires = "account")]
+    pub password_env: Option<String>,
+    /// A mailbox to impersonate (EWS) or open (WebDAV), proving the rights.
+    #[arg(long)]
+    pub mailbox: Option<String>,
+    /// The calendar folder's (localized) name, for WebDAV.
+    #[arg(long)]
+    pub calendar_folder: Option<String>,
+    #[arg(long, value_enum, default_value_t = AuthArg::Auto)]
+    pub auth: AuthArg,
+    /// Seconds each network step may take (the Exchange Timeout); the whole
+    /// run is bounded by four of them.
+    #[arg(long, default_value_t = 3)]
+    pub timeout: u64,
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

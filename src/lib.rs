@@ -2,6 +2,7 @@
 //! configures it. `app` builds the real router so tests serve exactly what
 //! production serves.
 
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use presence_gateway::cli::{AdminCommand, Cli, Command};
 use presence_gateway::config::Settings;
-use presence_gateway::{commands, server};
+use presence_gateway::{check, commands, server};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -22,6 +22,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // `check` has its own exit statuses (TS-9): 0 all good, 1 a check
+    // failed, 2 a usage error.
+    if let Some(Command::Check(args)) = &cli.command {
+        return ExitCode::from(runtime.block_on(check::run(&cli.data_dir, args)));
+    }
     let result = runtime.block_on(async {
         match cli.command {
             None => server::run(Settings::from_args(cli.data_dir, &cli.serve)).await,
@@ -31,6 +36,8 @@ fn main() -> ExitCode {
             Some(Command::Admin(AdminCommand::SetPassword { user, stdin })) => {
                 commands::set_password(&cli.data_dir, &user, stdin).await
             }
+            // Answered above.
+            Some(Command::Check(_)) => Ok(()),
         }
     });
     match result {

@@ -262,14 +262,14 @@ fn host_note(host: &str, names: &CertNames) -> String {
     let all = || names.dns_names.iter().chain(names.common_names.iter());
     if let Some(name) = all().find(|n| pattern(n) == Pattern::Bad(BadWildcard::PartialLabel)) {
         return format!(
-            " Partial-label wildcards such as {} are not supported: a wildcard must be the \
+            " Partial-label wildcards such as {} are unsupported: a wildcard must be the \
              whole leftmost label (*.example.com).",
             shown(name)
         );
     }
     if let Some(name) = all().find(|n| pattern(n) == Pattern::Bad(BadWildcard::NotLeftmost)) {
         return format!(
-            " Wildcards other than a single whole leftmost label, such as {}, are not supported.",
+            " Wildcards other than a single whole leftmost label, such as {}, are unsupported.",
             shown(name)
         );
     }
@@ -480,9 +480,9 @@ mod tests {
         row("wildcard case", "exch1.cup.example.com", &[], &["*.CUP.Example.com"], &[], Ok("*.CUP.Example.com"), ""),
         row("wildcard not bare domain", "cup.example.com", &[], &["*.cup.example.com"], &[], Err(San), "does not cover cup.example.com itself"),
         row("wildcard not two labels", "a.exch1.cup.example.com", &[], &["*.cup.example.com"], &[], Err(San), "exactly one label"),
-        row("partial wildcard prefix", "exch1.example.com", &[], &["ex*.example.com"], &[], Err(San), "Partial-label wildcards such as ex*.example.com are not supported"),
-        row("partial wildcard suffix", "exch1.example.com", &["*h1.example.com"], &[], &[], Err(SubjectCn), "not supported"),
-        row("wildcard not leftmost", "exch1.a.example.com", &[], &["exch1.*.example.com"], &[], Err(San), "not supported"),
+        row("partial wildcard prefix", "exch1.example.com", &[], &["ex*.example.com"], &[], Err(San), "Partial-label wildcards such as ex*.example.com are unsupported"),
+        row("partial wildcard suffix", "exch1.example.com", &["*h1.example.com"], &[], &[], Err(SubjectCn), "unsupported"),
+        row("wildcard not leftmost", "exch1.a.example.com", &[], &["exch1.*.example.com"], &[], Err(San), "unsupported"),
         row("wildcard *.com refused", "example.com", &[], &["*.com"], &[], Err(San), "top-level domain"),
         row("bare * refused", "exch1", &["*"], &[], &[], Err(SubjectCn), "top-level domain"),
         row("wildcard never matches IP", "10.0.0.1", &["*.0.0.1"], &["*.0.0.1"], &[], Err(San), "IP address subjectAltName entry"),

@@ -7,6 +7,7 @@ pub mod gateways;
 pub mod nodes;
 pub mod secrets;
 pub mod throttle;
+pub mod trust;
 pub mod users;
 
 use std::path::Path;

@@ -1,7 +1,9 @@
 //! TLS: the console's own certificate (SY-1). Later: the trust store, chain
 //! capture and name matching for Exchange servers.
 
+pub mod capture;
 pub mod certinfo;
+pub mod chain;
 pub mod console;
 
 use std::sync::Arc;

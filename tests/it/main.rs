@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod browser;
+mod check;
 mod gateways;
 mod process;
 mod shell;
