@@ -97,7 +97,7 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = Behave::Ok)]
     behave: Behave,
 
-    /// Wait this long before every response, so concurrency shows.
+    /// Wait N milliseconds before every response, so concurrency shows.
     #[arg(long, value_name = "N", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
     latency_ms: u64,
@@ -190,6 +190,22 @@ pub struct Sim {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // An unset password variable is a usage error (exit 2), like clap's own.
+    let credentials = match (&cli.account, &cli.password_env) {
+        (Some(account), Some(var)) => match std::env::var(var) {
+            Ok(password) => Some(Credentials {
+                account: account.clone(),
+                password,
+            }),
+            Err(_) => {
+                eprintln!(
+                    "exchange-sim: --password-env {var}: the variable is not set (or not UTF-8)"
+                );
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -204,7 +220,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, credentials)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("exchange-sim: {e:#}");
@@ -213,16 +229,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let credentials = match (&cli.account, &cli.password_env) {
-        (Some(account), Some(var)) => Some(Credentials {
-            account: account.clone(),
-            password: std::env::var(var).with_context(|| {
-                format!("--password-env {var}: the variable is not set (or not UTF-8)")
-            })?,
-        }),
-        _ => None,
-    };
+async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
     let realm = cli.names.first().map(String::as_str).unwrap_or("localhost");
     let basic_challenge = HeaderValue::from_str(&format!("Basic realm=\"{realm}\""))
         .context("the first --name cannot appear in a header")?;
