@@ -1,6 +1,352 @@
-//! exchange-sim: an Exchange stand-in on loopback for tests and newcomers.
+//! exchange-sim: an Exchange stand-in on loopback for tests and newcomers
+//! (EN-6). EWS GetFolder and WebDAV PROPFIND over TLS, behind IIS-like
+//! authentication, answering as scripted by --behave.
 
-fn main() {
-    eprintln!("exchange-sim: not built yet");
-    std::process::exit(2);
+#[path = "exchange_sim/certs.rs"]
+mod certs;
+#[path = "exchange_sim/ews.rs"]
+mod ews;
+#[path = "exchange_sim/service.rs"]
+mod service;
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use hyper::header::HeaderValue;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Even a kept-alive connection ends after this, so none is held forever.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
+/// Enough for benchmarks with thousands of mailboxes; beyond it accepting waits.
+const MAX_CONNECTIONS: usize = 4096;
+/// Bounds request line plus headers.
+const MAX_HEADER_BUFFER: usize = 64 * 1024;
+
+const EXAMPLE: &str = "\
+Example: try the troubleshooter against a simulated Exchange server
+  EX_PASSWORD=secret exchange-sim --write-ca ca.pem \\
+      --account svc@example.com --password-env EX_PASSWORD
+  # prints: exchange-sim listening on https://127.0.0.1:PORT
+  EX_PASSWORD=secret presence-gateway check --type ews --host localhost --port PORT \\
+      --trust ca.pem --account svc@example.com --password-env EX_PASSWORD \\
+      --mailbox user@example.com
+
+Stop it with Ctrl-C or SIGTERM (exit status 0).";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "exchange-sim",
+    version,
+    about = "An Exchange stand-in: EWS (POST /EWS/Exchange.asmx, GetFolder) and WebDAV \
+             (PROPFIND /exchange/<mailbox>/<folder>/) over TLS, for tests and demos.",
+    after_help = EXAMPLE
+)]
+struct Cli {
+    /// Address and port to listen on; port 0 picks a free port, printed at start.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+
+    /// A name for the generated server certificate (repeatable): a DNS name, or an
+    /// IP address (an IP SAN); the first is the Subject CN and the Basic realm.
+    #[arg(
+        long = "name",
+        value_name = "NAME",
+        value_parser = clap::builder::NonEmptyStringValueParser::new(),
+        default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()]
+    )]
+    names: Vec<String>,
+
+    /// Serve this certificate chain (PEM, leaf first) instead of generating one.
+    #[arg(long, value_name = "CHAIN.pem", requires = "key")]
+    cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "KEY.pem", requires = "cert")]
+    key: Option<PathBuf>,
+
+    /// Write the generated CA certificate here, for `presence-gateway check --trust`.
+    #[arg(long, value_name = "FILE.pem", conflicts_with = "cert")]
+    write_ca: Option<PathBuf>,
+
+    /// The only account accepted (compared case-insensitively); without it any
+    /// Basic credentials are accepted, though some must be sent.
+    #[arg(long, value_name = "NAME", requires = "password_env")]
+    account: Option<String>,
+
+    /// The environment variable holding --account's password (never a flag, so it
+    /// stays out of process listings).
+    #[arg(long, value_name = "VAR", requires = "account")]
+    password_env: Option<String>,
+
+    /// How to answer authenticated requests.
+    #[arg(long, value_enum, default_value_t = Behave::Ok)]
+    behave: Behave,
+
+    /// Wait N milliseconds before every response, so concurrency shows.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    latency_ms: u64,
+
+    /// The version reported in the ServerVersionInfo SOAP header
+    /// (major.minor.build.revision).
+    #[arg(long, value_name = "VERSION", default_value = "15.1.2507.6", value_parser = parse_version)]
+    exchange_version: ExchangeVersion,
+
+    /// The calendar folder's display name, as localized (e.g. Kalender); WebDAV
+    /// paths must use it.
+    #[arg(long, value_name = "NAME", default_value = "Calendar",
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    calendar_folder: String,
+}
+
+/// The scripted answers to authenticated requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Behave {
+    /// Answer GetFolder and PROPFIND with the calendar folder.
+    Ok,
+    /// 401 to everything, even good credentials.
+    Unauthorized,
+    /// 403, as for missing impersonation or Receive-As rights.
+    Forbidden,
+    /// 404, as for a wrong path or mailbox.
+    NotFound,
+    /// EWS: 500 SOAP fault ErrorImpersonateUserDenied (WebDAV: a plain 500).
+    Fault,
+    /// EWS without impersonation: ErrorNonExistentMailbox (the service account
+    /// has no mailbox); with impersonation, as ok.
+    NoMailbox,
+    /// 503 Service Unavailable.
+    ServerError,
+}
+
+impl Behave {
+    pub fn name(self) -> &'static str {
+        match self {
+            Behave::Ok => "ok",
+            Behave::Unauthorized => "unauthorized",
+            Behave::Forbidden => "forbidden",
+            Behave::NotFound => "not-found",
+            Behave::Fault => "fault",
+            Behave::NoMailbox => "no-mailbox",
+            Behave::ServerError => "server-error",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ExchangeVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub major_build: u32,
+    pub minor_build: u32,
+}
+
+fn parse_version(text: &str) -> Result<ExchangeVersion, String> {
+    let parts: Vec<u32> = text
+        .split('.')
+        .map(|p| p.parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("{text:?} is not four numbers such as 15.1.2507.6"))?;
+    match parts.as_slice() {
+        &[major, minor, major_build, minor_build] => Ok(ExchangeVersion {
+            major,
+            minor,
+            major_build,
+            minor_build,
+        }),
+        _ => Err(format!("{text:?} is not four numbers such as 15.1.2507.6")),
+    }
+}
+
+pub struct Credentials {
+    pub account: String,
+    pub password: String,
+}
+
+/// What every request needs to know, shared by all connections.
+pub struct Sim {
+    pub behave: Behave,
+    pub latency: Duration,
+    pub version: ExchangeVersion,
+    pub calendar_folder: String,
+    pub credentials: Option<Credentials>,
+    pub basic_challenge: HeaderValue,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // An unset password variable is a usage error (exit 2), like clap's own.
+    let credentials = match (&cli.account, &cli.password_env) {
+        (Some(account), Some(var)) => match std::env::var(var) {
+            Ok(password) => Some(Credentials {
+                account: account.clone(),
+                password,
+            }),
+            Err(_) => {
+                eprintln!(
+                    "exchange-sim: --password-env {var}: the variable is not set (or not UTF-8)"
+                );
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("exchange_sim=info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("exchange-sim: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, credentials)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("exchange-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
+    let realm = cli.names.first().map(String::as_str).unwrap_or("localhost");
+    let basic_challenge = HeaderValue::from_str(&format!("Basic realm=\"{realm}\""))
+        .context("the first --name cannot appear in a header")?;
+
+    let cert = match (&cli.cert, &cli.key) {
+        (Some(cert), Some(key)) => certs::load(cert, key)?,
+        _ => certs::generate(&cli.names)?,
+    };
+    if let (Some(path), Some(pem)) = (&cli.write_ca, &cert.ca_pem) {
+        std::fs::write(path, pem)
+            .with_context(|| format!("cannot write the CA to {}", path.display()))?;
+    }
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .context("TLS configuration")?
+    .with_no_client_auth()
+    .with_single_cert(cert.chain, cert.key)
+    .context("the certificate and key do not make a usable pair")?;
+    // HTTP/1.1 only: IIS refuses NTLM over HTTP/2, and so clients must not use it.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+
+    // Installed before the listening line, so a SIGTERM right after it
+    // still ends the process cleanly.
+    let terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+
+    let listener = TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.listen))?;
+    let local = listener.local_addr()?;
+    let sim = Arc::new(Sim {
+        behave: cli.behave,
+        latency: Duration::from_millis(cli.latency_ms),
+        version: cli.exchange_version,
+        calendar_folder: cli.calendar_folder,
+        credentials,
+        basic_challenge,
+    });
+
+    // The one line on stdout: tests and scripts parse it.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "exchange-sim listening on https://{local}")?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(behave = sim.behave.name(), "serving");
+
+    tokio::select! {
+        () = accept_loop(listener, TlsAcceptor::from(Arc::new(config)), sim) => {}
+        () = shutdown_signal(terminate, interrupt) => tracing::info!("stopping"),
+    }
+    Ok(())
+}
+
+/// Accepts until shutdown; each connection gets its own task, bounded in
+/// number by MAX_CONNECTIONS and in time by the timeouts above.
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, sim: Arc<Sim>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let service = service_fn(move |request| {
+                let sim = sim.clone();
+                async move {
+                    let method = request.method().clone();
+                    let path = request.uri().path().to_owned();
+                    let response = service::handle(request, &sim).await;
+                    tracing::info!(%peer, %method, path = %path, status = response.status().as_u16());
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BUFFER);
+            let connection = builder.serve_connection(TokioIo::new(tls), service);
+            match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended"),
+                Err(_) => tracing::debug!(%peer, "connection closed after its lifetime"),
+            }
+        });
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C) on handlers installed beforehand.
+async fn shutdown_signal(mut terminate: Signal, mut interrupt: Signal) {
+    tokio::select! {
+        _ = terminate.recv() => {},
+        _ = interrupt.recv() => {},
+    }
 }
