@@ -3,6 +3,7 @@
 # machine, only where it is missing, so running it again changes nothing:
 #   - Chromium and its WebDriver (chromedriver), and a Java runtime for the
 #     Nu HTML Checker (apt);
+#   - openssl, which the troubleshooter tests use to sign with SHA-1;
 #   - the Nu HTML Checker (vnu-jar) and axe-core, pinned in package-lock.json
 #     (npm ci into node_modules/).
 set -euo pipefail
@@ -15,6 +16,9 @@ missing=()
 have chromium || missing+=(chromium)
 have chromedriver || missing+=(chromium-driver)
 have java || missing+=(default-jre-headless)
+# Not a browser tool: the troubleshooter's SHA-1 test signs with openssl,
+# since rcgen cannot.
+have openssl || missing+=(openssl)
 
 if ((${#missing[@]} > 0)); then
     if [[ $(id -u) -eq 0 ]]; then
@@ -29,7 +33,7 @@ if ((${#missing[@]} > 0)); then
     "${as_root[@]}" apt-get update
     # The whole set, so a partly installed machine ends up consistent.
     "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y \
-        chromium chromium-driver default-jre-headless
+        chromium chromium-driver default-jre-headless openssl
 fi
 
 if [[ ! -d node_modules/vnu-jar || ! -d node_modules/axe-core ]]; then

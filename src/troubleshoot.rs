@@ -799,7 +799,7 @@ fn ews_outcome(
         .map(|v| format!(" Exchange version: {}.", v.describe()))
         .unwrap_or_default();
     let whose = match &target.mailbox {
-        Some(m) => format!("{m}'s calendar, impersonated"),
+        Some(m) => format!("the calendar of {m} (impersonated)"),
         None => "the service account's own calendar".to_owned(),
     };
     match parsed.outcome {

@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod browser;
 mod check;
+mod check_cli;
 mod gateways;
 mod process;
 mod shell;

@@ -8,23 +8,23 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-const ACCOUNT: &str = "svc@example.com";
-const PASSWORD: &str = "s3cret pass:word";
-const PASSWORD_ENV: &str = "EXCHANGE_SIM_TEST_PASSWORD";
+pub(crate) const ACCOUNT: &str = "svc@example.com";
+pub(crate) const PASSWORD: &str = "s3cret pass:word";
+pub(crate) const PASSWORD_ENV: &str = "EXCHANGE_SIM_TEST_PASSWORD";
 const MAILBOX: &str = "user@example.com";
 
 /// A running exchange-sim, killed and reaped on drop.
-struct SimProcess {
+pub(crate) struct SimProcess {
     child: Child,
     url: String,
-    dir: TempDir,
+    pub(crate) dir: TempDir,
     client: reqwest::Client,
 }
 
 impl SimProcess {
     /// Starts exchange-sim on port 0 with `args`, writing its CA into a fresh
     /// temporary directory, and waits (at most 30 s) for the listening line.
-    fn start(args: &[&str]) -> SimProcess {
+    pub(crate) fn start(args: &[&str]) -> SimProcess {
         Self::start_in(tempfile::tempdir().expect("temp dir"), args, true)
     }
 
@@ -82,7 +82,7 @@ impl SimProcess {
         format!("{}{}", self.url, path)
     }
 
-    fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.url
             .rsplit(':')
             .next()

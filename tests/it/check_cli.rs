@@ -1,0 +1,398 @@
+//! `presence-gateway check` as a person runs it (TS-9): usage errors exit 2,
+//! a run with a failing check 1, a clean run 0; `--json` prints one object;
+//! without `--trust` the data directory's trust store is read. The peer is
+//! the real exchange-sim.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::sim::{ACCOUNT, PASSWORD, PASSWORD_ENV, SimProcess};
+use crate::support::binary;
+
+/// Runs `check` with `args` (at most 60 s) in a data directory of its own.
+fn check(data_dir: &std::path::Path, args: &[&str]) -> Output {
+    let mut child = Command::new(binary())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("check")
+        .args(args)
+        .env(PASSWORD_ENV, PASSWORD)
+        .env_remove("UNSET_PASSWORD_VARIABLE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run check");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("check ran for more than 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().expect("exit code")
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --json printed no JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn statuses(report: &Value) -> Vec<(String, String)> {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or("?").to_owned(),
+                c["status"].as_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "--type",
+                "ews",
+                "--host",
+                "ex.example.com",
+                "--account",
+                "svc@example.com",
+            ],
+            "--password-env",
+        ),
+        (
+            vec![
+                "--type",
+                "ews",
+                "--host",
+                "ex.example.com",
+                "--account",
+                "svc@example.com",
+                "--password-env",
+                "UNSET_PASSWORD_VARIABLE",
+            ],
+            "UNSET_PASSWORD_VARIABLE is not set",
+        ),
+        (
+            vec!["--type", "ews", "--host", "ex.example.com", "--no-dns"],
+            "--connect",
+        ),
+        (
+            vec!["--type", "ews", "--host", "ex.example.com", "--frobnicate"],
+            "--frobnicate",
+        ),
+        (
+            vec!["--type", "ews", "--host", "https://ex.example.com/EWS"],
+            "not a URL",
+        ),
+        (vec!["--type", "lotus", "--host", "ex.example.com"], "lotus"),
+        (
+            vec![
+                "--type",
+                "ews",
+                "--host",
+                "ex.example.com",
+                "--timeout",
+                "0",
+            ],
+            "--timeout",
+        ),
+        (
+            vec![
+                "--type",
+                "ews",
+                "--host",
+                "ex.example.com",
+                "--account",
+                "svc",
+                "--password-env",
+                PASSWORD_ENV,
+            ],
+            "user@domain",
+        ),
+    ];
+    for (args, message) in cases {
+        let output = check(dir.path(), &args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(code(&output), 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{args:?}: wanted {message:?} in {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}: nothing on stdout");
+    }
+}
+
+#[test]
+fn a_clean_run_against_exchange_sim_exits_0_with_the_json_of_ts9() {
+    let sim = SimProcess::start(&["--account", ACCOUNT, "--password-env", PASSWORD_ENV]);
+    let port = sim.port().to_string();
+    let ca = sim.dir.path().join("ca.pem");
+    let ca = ca.to_str().expect("path");
+    let data = tempfile::tempdir().unwrap();
+    let output = check(
+        data.path(),
+        &[
+            "--type",
+            "ews",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--trust",
+            ca,
+            "--account",
+            ACCOUNT,
+            "--password-env",
+            PASSWORD_ENV,
+            "--mailbox",
+            "user@example.com",
+            "--json",
+        ],
+    );
+    let report = json(&output);
+    assert_eq!(code(&output), 0, "{report:#}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["verdict"], "Verified");
+    assert_eq!(report["matched_name"], "localhost");
+    assert!(
+        report["address"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(&format!(":{port}")))
+    );
+    let got = statuses(&report);
+    let ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["dns", "tcp", "tls", "chain", "validity", "name", "auth"]
+    );
+    assert!(got.iter().all(|(_, s)| s == "pass"), "{got:?}");
+    for c in report["checks"].as_array().unwrap() {
+        for field in ["verdict", "detail"] {
+            assert!(c[field].as_str().is_some_and(|v| !v.is_empty()), "{c}");
+        }
+        assert!(c["elapsed_ms"].as_u64().is_some(), "{c}");
+    }
+    let auth = &report["checks"][6]["detail"];
+    assert!(
+        auth.as_str().unwrap().contains("Exchange"),
+        "version reported: {auth}"
+    );
+    assert!(
+        auth.as_str().unwrap().contains("Basic"),
+        "says Basic is used: {auth}"
+    );
+    let chain = report["chain"].as_array().expect("chain");
+    assert!(chain.len() >= 2);
+    for entry in chain {
+        for field in [
+            "subject",
+            "issuer",
+            "not_before",
+            "not_after",
+            "sha256",
+            "status",
+        ] {
+            assert!(entry.get(field).is_some(), "{field} in {entry}");
+        }
+    }
+    assert!(chain.iter().any(|e| e["status"] == "trusted"));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(PASSWORD));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(PASSWORD));
+
+    // The text report says the same.
+    let output = check(
+        data.path(),
+        &[
+            "--type",
+            "ews",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--trust",
+            ca,
+        ],
+    );
+    assert_eq!(code(&output), 0);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.starts_with("Verified\n"), "{text}");
+    assert!(text.contains("auth     skip"), "{text}");
+}
+
+#[test]
+fn failing_checks_exit_1_and_credentials_wait_for_a_verified_chain() {
+    let sim = SimProcess::start(&["--behave", "fault"]);
+    let port = sim.port().to_string();
+    let ca = sim.dir.path().join("ca.pem");
+    let ca = ca.to_str().expect("path");
+    let data = tempfile::tempdir().unwrap();
+    // Trusted: credentials go, the fault is named.
+    let output = check(
+        data.path(),
+        &[
+            "--type",
+            "ews",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--trust",
+            ca,
+            "--account",
+            ACCOUNT,
+            "--password-env",
+            PASSWORD_ENV,
+            "--mailbox",
+            "user@example.com",
+            "--json",
+        ],
+    );
+    let report = json(&output);
+    assert_eq!(code(&output), 1, "{report:#}");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["checks"][6]["status"], "fail");
+    assert!(
+        report["checks"][6]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ErrorImpersonateUserDenied")
+    );
+
+    // Not trusted (no --trust, an empty data directory): auth is skipped.
+    let output = check(
+        data.path(),
+        &[
+            "--type",
+            "ews",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--account",
+            ACCOUNT,
+            "--password-env",
+            PASSWORD_ENV,
+            "--json",
+        ],
+    );
+    let report = json(&output);
+    assert_eq!(code(&output), 1);
+    assert_eq!(report["verdict"], "Failed - Certificate Missing From Chain");
+    assert_eq!(report["checks"][6]["status"], "skip");
+}
+
+#[tokio::test]
+async fn without_trust_the_data_directorys_trust_store_is_read() {
+    let sim = SimProcess::start(&[]);
+    let port = sim.port().to_string();
+    let ca_pem = std::fs::read(sim.dir.path().join("ca.pem")).unwrap();
+    let ca = rustls_pemfile::certs(&mut ca_pem.as_slice())
+        .next()
+        .unwrap()
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    {
+        let settings = crate::support::test_settings(data.path(), Some("first-admin-pass"));
+        let clock = std::sync::Arc::new(presence_gateway::clock::ManualClock::new(
+            time::OffsetDateTime::now_utc(),
+        ));
+        let state = presence_gateway::startup::prepare(settings, clock)
+            .await
+            .unwrap()
+            .state;
+        let info = presence_gateway::tls::certinfo::parse(&ca).unwrap();
+        presence_gateway::store::trust::insert(&state.pool, &ca, &info, "admin", 0)
+            .await
+            .unwrap();
+        state.pool.close().await;
+    }
+    let output = tokio::task::spawn_blocking({
+        let data = data.path().to_owned();
+        move || {
+            check(
+                &data,
+                &[
+                    "--type",
+                    "ews",
+                    "--host",
+                    "localhost",
+                    "--port",
+                    &port,
+                    "--json",
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let report = json(&output);
+    assert_eq!(code(&output), 0, "{report:#}");
+    assert_eq!(report["checks"][3]["status"], "pass");
+}
+
+#[test]
+fn webdav_propfind_on_the_calendar_folder() {
+    let sim = SimProcess::start(&[
+        "--account",
+        "CORP\\receiveas",
+        "--password-env",
+        PASSWORD_ENV,
+        "--calendar-folder",
+        "Kalender",
+    ]);
+    let port = sim.port().to_string();
+    let ca = sim.dir.path().join("ca.pem");
+    let ca = ca.to_str().expect("path");
+    let data = tempfile::tempdir().unwrap();
+    let base = [
+        "--type",
+        "webdav",
+        "--host",
+        "localhost",
+        "--port",
+        &port,
+        "--trust",
+        ca,
+        "--account",
+        "CORP\\receiveas",
+        "--password-env",
+        PASSWORD_ENV,
+        "--mailbox",
+        "user@example.com",
+        "--json",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--calendar-folder", "Kalender"]);
+    let output = check(data.path(), &args);
+    let report = json(&output);
+    assert_eq!(code(&output), 0, "{report:#}");
+    // The default folder name is wrong for this (German) mailbox: 404 says why.
+    let output = check(data.path(), &base);
+    let report = json(&output);
+    assert_eq!(code(&output), 1);
+    let detail = report["checks"][6]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("localized calendar folder name"),
+        "{detail}"
+    );
+}
