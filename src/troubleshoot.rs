@@ -614,52 +614,78 @@ async fn authenticate(
             )
         }
     };
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(&path)
-        .header(hyper::header::HOST, host)
-        .header(hyper::header::AUTHORIZATION, authorization)
-        .header(hyper::header::CONTENT_TYPE, content_type)
-        .header("Depth", "0")
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("presence-gateway/", env!("CARGO_PKG_VERSION")),
-        );
-    // Exchange 2013 and later route an impersonated request by this header.
-    if let (Some(mailbox), GatewayKind::Ews) = (&target.mailbox, target.kind) {
-        builder = builder.header("X-AnchorMailbox", mailbox.as_str());
-    }
-    let request = builder.body(Full::new(Bytes::from(body)));
-    let request = match request {
-        Ok(r) => r,
-        Err(e) => return fail(NETWORK_ERROR, format!("Cannot build the request: {e}")),
+    // The same request twice on one connection: first without credentials,
+    // to learn the schemes the server offers (IIS answers 401 with them),
+    // then with Basic (NTLMv2 will need that same round trip).
+    let build = |authorization: Option<&str>| {
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(&path)
+            .header(hyper::header::HOST, host.as_str())
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .header("Depth", "0")
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("presence-gateway/", env!("CARGO_PKG_VERSION")),
+            );
+        if let Some(value) = authorization {
+            builder = builder.header(hyper::header::AUTHORIZATION, value);
+        }
+        // Exchange 2013 and later route an impersonated request by this header.
+        if let (Some(mailbox), GatewayKind::Ews) = (&target.mailbox, target.kind) {
+            builder = builder.header("X-AnchorMailbox", mailbox.as_str());
+        }
+        builder.body(Full::new(Bytes::from(body.clone())))
+    };
+    let (probe, request) = match (build(None), build(Some(&authorization))) {
+        (Ok(probe), Ok(request)) => (probe, request),
+        (Err(e), _) | (_, Err(e)) => {
+            return fail(NETWORK_ERROR, format!("Cannot build the request: {e}"));
+        }
     };
     let exchange = async {
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         let driver = tokio::spawn(connection);
-        let response = sender.send_request(request).await?;
-        let (parts, body) = response.into_parts();
-        let body = Limited::new(body, MAX_BODY)
-            .collect()
-            .await
-            .map(|b| b.to_bytes());
+        let first = read_answer(sender.send_request(probe).await?).await;
+        let challenged = first.0.status == hyper::StatusCode::UNAUTHORIZED;
+        let schemes = offered_by(&first.0);
+        let answer = if !challenged {
+            // Answered without credentials: nothing was sent, report that.
+            first
+        } else if !exauth::offers(&schemes, "Basic") {
+            first
+        } else {
+            // Only over this same, verified connection.
+            sender.ready().await?;
+            read_answer(sender.send_request(request).await?).await
+        };
         driver.abort();
-        Ok::<_, hyper::Error>((parts, body))
+        Ok::<_, hyper::Error>((answer, schemes, challenged))
     };
-    let (parts, body) = match tokio::time::timeout(clock.bound(), exchange).await {
-        Err(_) => {
-            return fail(
-                NETWORK_ERROR,
-                format!(
-                    "No answer to {method} {path} within {} s.",
-                    clock.step.as_secs()
-                ),
-            );
-        }
-        Ok(Err(e)) => return fail(NETWORK_ERROR, format!("{method} {path} failed: {e}.")),
-        Ok(Ok(answer)) => answer,
-    };
+    let ((parts, body), probe_schemes, challenged) =
+        match tokio::time::timeout(clock.bound(), exchange).await {
+            Err(_) => {
+                return fail(
+                    NETWORK_ERROR,
+                    format!(
+                        "No answer to {method} {path} within {} s.",
+                        clock.step.as_secs()
+                    ),
+                );
+            }
+            Ok(Err(e)) => {
+                return fail(
+                    NETWORK_ERROR,
+                    format!(
+                        "{method} {path} failed: {e}. (Credentials are only sent over the \
+                         verified connection: a server that closes it after its challenge \
+                         cannot be authenticated.)"
+                    ),
+                );
+            }
+            Ok(Ok(answer)) => answer,
+        };
     let body = match body {
         Ok(b) => b,
         Err(_) => {
@@ -669,13 +695,33 @@ async fn authenticate(
             );
         }
     };
-    let schemes = exauth::offered_schemes(
-        parts
-            .headers
-            .get_all(hyper::header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    );
+    let mut schemes = probe_schemes;
+    for scheme in offered_by(&parts) {
+        if !exauth::offers(&schemes, &scheme) {
+            schemes.push(scheme);
+        }
+    }
+    if challenged && !schemes.is_empty() && !exauth::offers(&schemes, "Basic") {
+        return fail(
+            "Failed - Authentication Rejected",
+            format!(
+                "The server offers {} but not Basic authentication; NTLMv2 is not built yet, so \
+                 the troubleshooter cannot authenticate. Enable Basic authentication on EWS, or \
+                 wait for NTLMv2 support.",
+                schemes.join(", ")
+            ),
+        );
+    }
+    if !challenged && parts.status.is_success() {
+        return fail(
+            "Failed - Server Error",
+            format!(
+                "{method} {path} answered {} without asking for credentials: this is not how \
+                 Exchange behaves; check the Presence Gateway and port.",
+                parts.status.as_u16()
+            ),
+        );
+    }
     let offered = if schemes.is_empty() {
         String::new()
     } else {
@@ -762,6 +808,31 @@ async fn authenticate(
             ),
         ),
     }
+}
+
+type Answer = (
+    hyper::http::response::Parts,
+    Result<Bytes, Box<dyn std::error::Error + Send + Sync>>,
+);
+
+/// Reads a response, its body bounded by `MAX_BODY`.
+async fn read_answer(response: hyper::Response<hyper::body::Incoming>) -> Answer {
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map(|b| b.to_bytes());
+    (parts, body)
+}
+
+fn offered_by(parts: &hyper::http::response::Parts) -> Vec<String> {
+    exauth::offered_schemes(
+        parts
+            .headers
+            .get_all(hyper::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
 }
 
 /// A WebDAV mailbox from the account: `DOMAIN\user` or `user@domain` -> `user`.

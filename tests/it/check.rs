@@ -294,40 +294,36 @@ async fn serve(kind: ServerKind) -> TestServer {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while request.len() < 256 * 1024 {
-                    match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await {
-                        Ok(Ok(n)) if n > 0 => request.extend_from_slice(&buf[..n]),
-                        _ => break,
-                    }
-                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
-                        let length = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        if request.len() >= end + 4 + length {
-                            if head.contains("\r\nauthorization:") {
-                                seen.store(true, Ordering::SeqCst);
-                            }
-                            break;
+                // Like IIS: a request without credentials gets the challenge
+                // on a kept-alive connection; one with them, the answer.
+                for _ in 0..4 {
+                    let Some(authorized) = read_request(&mut tls).await else {
+                        return;
+                    };
+                    if !authorized {
+                        let challenge = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\
+                             WWW-Authenticate: Negotiate\r\nWWW-Authenticate: NTLM\r\n\
+                             WWW-Authenticate: Basic realm=\"exch1.example.com\"\r\n\r\n";
+                        if tls.write_all(challenge.as_bytes()).await.is_err() {
+                            return;
                         }
+                        continue;
                     }
+                    seen.store(true, Ordering::SeqCst);
+                    let mut response = format!(
+                        "HTTP/1.1 {} Test\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        answer.status,
+                        answer.body.len()
+                    );
+                    for (name, value) in &answer.headers {
+                        response.push_str(&format!("{name}: {value}\r\n"));
+                    }
+                    response.push_str("\r\n");
+                    response.push_str(&answer.body);
+                    let _ = tls.write_all(response.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                    return;
                 }
-                let mut response = format!(
-                    "HTTP/1.1 {} Test\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    answer.status,
-                    answer.body.len()
-                );
-                for (name, value) in &answer.headers {
-                    response.push_str(&format!("{name}: {value}\r\n"));
-                }
-                response.push_str("\r\n");
-                response.push_str(&answer.body);
-                let _ = tls.write_all(response.as_bytes()).await;
-                let _ = tls.shutdown().await;
             });
         }
     });
@@ -336,6 +332,31 @@ async fn serve(kind: ServerKind) -> TestServer {
         credentials_seen,
         task,
     }
+}
+
+/// Reads one HTTP request (head and Content-Length body, at most 256 KiB,
+/// 5 s per read); returns whether it carried credentials, None at the end.
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<bool> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while request.len() < 256 * 1024 {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => request.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                return Some(head.contains("\r\nauthorization:"));
+            }
+        }
+    }
+    None
 }
 
 fn tls(chain: Vec<CertificateDer<'static>>, leaf: &Leaf, answer: Answer) -> ServerKind {
@@ -465,6 +486,11 @@ async fn valid_chain_with_root_in_the_store_authenticates() {
     assert!(detail(&report, "chain").contains("Revocation is not checked"));
     assert!(
         detail(&report, "auth").contains("Exchange 2016"),
+        "{}",
+        detail(&report, "auth")
+    );
+    assert!(
+        detail(&report, "auth").contains("Schemes offered: Negotiate, NTLM, Basic."),
         "{}",
         detail(&report, "auth")
     );
@@ -1145,4 +1171,83 @@ async fn auth_answers_are_explained() {
         assert_eq!(report.verdict, "Verified");
         assert_eq!(report.ok, status != "fail");
     }
+}
+
+#[tokio::test]
+async fn a_server_offering_only_tls_1_0_or_1_1_is_reported_as_such() {
+    // rustls speaks only TLS 1.2 and 1.3, so the old server is openssl's.
+    let dir = tempfile::tempdir().expect("dir");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out", "c.pem",
+        ])
+        .args(["-days", "2", "-subj", "/CN=old.example.com"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (scripts/test.sh installs it)");
+    assert!(status.success());
+    let port = {
+        let probe = std::net::TcpListener::bind((LOCALHOST, 0)).expect("bind");
+        probe.local_addr().expect("addr").port()
+    };
+    let mut server = tokio::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-tls1_1",
+            "-cipher",
+            "DEFAULT:@SECLEVEL=0",
+            "-cert",
+            "c.pem",
+        ])
+        .args([
+            "-key",
+            "k.pem",
+            "-www",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl s_server");
+    // Wait (at most 10 s) until it listens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect((LOCALHOST, port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "openssl s_server did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let target = Target {
+        kind: GatewayKind::Ews,
+        host: ServerLocation::parse("127.0.0.1").expect("host"),
+        port,
+        connect: None,
+        dns_configured: true,
+        trust: Vec::new(),
+        credentials: None,
+        mailbox: None,
+        calendar_folder: "Calendar".to_owned(),
+        auth: AuthMode::Auto,
+        timeout: Duration::from_secs(3),
+        now: now(),
+    };
+    let report = troubleshoot::run(&target).await;
+    let _ = server.kill().await;
+    expect(
+        &report,
+        "tcp=pass tls=fail chain=skip",
+        "Failed - Network Error",
+    );
+    assert!(
+        detail(&report, "tls").contains("only TLS 1.0/1.1"),
+        "{}",
+        detail(&report, "tls")
+    );
 }

@@ -201,6 +201,12 @@ fn a_clean_run_against_exchange_sim_exits_0_with_the_json_of_ts9() {
         auth.as_str().unwrap().contains("Basic"),
         "says Basic is used: {auth}"
     );
+    assert!(
+        auth.as_str()
+            .unwrap()
+            .contains("Schemes offered: Negotiate, NTLM, Basic"),
+        "{auth}"
+    );
     let chain = report["chain"].as_array().expect("chain");
     assert!(chain.len() >= 2);
     for entry in chain {
