@@ -15,9 +15,10 @@ use crate::store::users::ConfigState;
 /// were read under holds (the state is read on every page view anyway).
 pub type BannerCache = Arc<Mutex<Option<(ConfigState, Pending)>>>;
 
-/// Every gateway, kept while the configuration generation it was read under
-/// holds: each gateway change bumps the generation (GW-7), in any node.
-pub type GatewayCache = Arc<Mutex<Option<(i64, Arc<Vec<GatewayRow>>)>>>;
+/// Every gateway, kept while the configuration generation and the verdict
+/// sequence it was read under hold: each gateway change bumps the generation
+/// (GW-7) and each stored verdict the sequence, in any node.
+pub type GatewayCache = Arc<Mutex<Option<((i64, i64), Arc<Vec<GatewayRow>>)>>>;
 
 #[derive(Clone)]
 pub struct AppState {

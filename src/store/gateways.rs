@@ -226,6 +226,23 @@ async fn count_kind_in(conn: &mut SqliteConnection, kind: GatewayKind) -> AppRes
     )
 }
 
+/// Stores the troubleshooter's headline verdict for a gateway (GW-1). Not a
+/// configuration change: no restart, no generation; `verdict_seq` moves so
+/// cached lists on every node notice.
+pub async fn set_verdict(pool: &SqlitePool, id: i64, verdict: &str, now: i64) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE gateways SET last_verdict = ?2, last_checked_at = ?3,
+             verdict_seq = (SELECT COALESCE(MAX(verdict_seq), 0) + 1 FROM gateways)
+         WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(verdict)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// How many gateways of `kind` there are (those sharing its credentials).
 pub async fn count_kind(pool: &SqlitePool, kind: GatewayKind) -> AppResult<i64> {
     let mut conn = pool.acquire().await?;

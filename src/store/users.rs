@@ -62,6 +62,8 @@ pub struct ConfigState {
     /// The activated nodes and the generations their engines run: with the
     /// two counts above, it decides whether the restart banner changed.
     pub nodes: String,
+    /// Moves whenever a troubleshooter verdict is stored (see gateways).
+    pub verdicts: i64,
 }
 
 /// The signed-in user with the configuration state, in one round trip: this
@@ -78,7 +80,8 @@ pub async fn find_signed_in(
                                   FROM nodes WHERE activated = 1)
                 AND EXISTS (SELECT 1 FROM nodes WHERE activated = 1)) AS pending,
             (SELECT COALESCE(group_concat(name || ':' || engine_generation, ','), '')
-               FROM nodes WHERE activated = 1) AS nodes
+               FROM nodes WHERE activated = 1) AS nodes,
+            (SELECT COALESCE(MAX(verdict_seq), 0) FROM gateways) AS verdicts
          FROM users WHERE id = ?1"
     );
     let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
@@ -89,6 +92,7 @@ pub async fn find_signed_in(
         generation: row.try_get("generation")?,
         pending: row.try_get("pending")?,
         nodes: row.try_get("nodes")?,
+        verdicts: row.try_get("verdicts")?,
     };
     Ok(Some((user, state)))
 }

@@ -26,6 +26,7 @@ use crate::store::gateways::{GatewayInput, GatewayRow};
 
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, format_time, render};
+use super::troubleshooter::PanelView;
 
 const LIST: &str = "/presence/gateways";
 
@@ -34,6 +35,10 @@ pub fn router() -> Router<AppState> {
         .route(LIST, get(list))
         .route("/presence/gateways/new", get(new).post(create))
         .route("/presence/gateways/{id}", get(edit).post(update))
+        .route(
+            "/presence/gateways/{id}/troubleshoot",
+            axum::routing::post(troubleshoot),
+        )
         .route(
             "/presence/gateways/{id}/delete",
             get(confirm_delete).post(delete),
@@ -77,7 +82,7 @@ async fn list(
     messages: Messages,
 ) -> AppResult<Response> {
     let search = query.search.trim();
-    let all = all_gateways(&state, user.config.generation).await?;
+    let all = all_gateways(&state, (user.config.generation, user.config.verdicts)).await?;
     let total = all.len() as i64;
     let needle = search.to_lowercase();
     let rows: Vec<GatewayRow> = all
@@ -116,18 +121,18 @@ async fn list(
 }
 
 /// Every gateway, from memory while the configuration generation holds.
-async fn all_gateways(state: &AppState, generation: i64) -> AppResult<Arc<Vec<GatewayRow>>> {
+async fn all_gateways(state: &AppState, key: (i64, i64)) -> AppResult<Arc<Vec<GatewayRow>>> {
     let cached = match state.gateways.lock() {
         Ok(slot) => slot.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
     };
     if let Some((at, rows)) = cached
-        && at == generation
+        && at == key
     {
         return Ok(rows);
     }
     let rows = Arc::new(store::gateways::list(&state.pool, None).await?);
-    let entry = Some((generation, rows.clone()));
+    let entry = Some((key, rows.clone()));
     match state.gateways.lock() {
         Ok(mut slot) => *slot = entry,
         Err(poisoned) => *poisoned.into_inner() = entry,
@@ -240,6 +245,8 @@ struct FormView {
     /// Other gateways using the same credentials.
     shared_with: i64,
     id: Option<i64>,
+    /// The last troubleshooter verdict, with when (edit only).
+    last_verdict: String,
 }
 
 impl FormView {
@@ -257,6 +264,7 @@ impl FormView {
             password_stored: false,
             shared_with: 0,
             id: None,
+            last_verdict: String::new(),
         }
     }
 
@@ -275,6 +283,8 @@ struct FormPage {
     shell: Shell,
     heading: String,
     form: FormView,
+    /// The Troubleshooter's results, after a run.
+    panel: Option<PanelView>,
 }
 
 /// Parses every field, collecting every message at once. The password is
@@ -352,6 +362,7 @@ async fn render_form(
             shell: shell(state, user, messages, &title).await?,
             heading,
             form,
+            panel: None,
         },
     )
 }
@@ -588,6 +599,11 @@ async fn edit_form(state: &AppState, gateway: &GatewayRow) -> AppResult<FormView
         password_stored: stored.is_some(),
         shared_with: store::gateways::count_kind(&state.pool, kind).await?,
         id: Some(gateway.id),
+        last_verdict: match (&gateway.last_verdict, gateway.last_checked_at) {
+            (Some(v), Some(at)) => format!("{v} ({})", format_time(at)),
+            (Some(v), None) => v.clone(),
+            _ => String::new(),
+        },
     })
 }
 
@@ -608,6 +624,31 @@ async fn edit(
         form,
     )
     .await
+}
+
+/// The Troubleshooter panel on the gateway's page: runs the checks and
+/// shows the page with their results.
+async fn troubleshoot(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    Path(id): Path<i64>,
+    messages: Messages,
+) -> AppResult<Response> {
+    let gateway = find(&state, id).await?;
+    let panel = super::troubleshooter::run_one(&state, &gateway).await?;
+    // Shown again with the verdict just stored.
+    let gateway = find(&state, id).await?;
+    let form = edit_form(&state, &gateway).await?;
+    let heading = edit_heading(&gateway);
+    render(
+        StatusCode::OK,
+        &FormPage {
+            shell: shell(&state, &user, messages, &heading).await?,
+            heading,
+            form,
+            panel: Some(panel),
+        },
+    )
 }
 
 async fn update(

@@ -12,6 +12,7 @@ pub mod health;
 pub mod middleware;
 pub mod session;
 pub mod shell;
+pub mod troubleshooter;
 pub mod user_options;
 
 use axum::Router;
@@ -61,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(console::router())
         .merge(gateways::router())
+        .merge(troubleshooter::router())
         .merge(audit::router())
         .merge(user_options::router())
         .merge(api::router())

@@ -11,3 +11,4 @@ mod gateways;
 mod process;
 mod shell;
 mod sim;
+mod troubleshooter;
