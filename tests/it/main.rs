@@ -7,6 +7,7 @@ mod auth;
 mod browser;
 mod check;
 mod gateways;
+mod limbo;
 mod process;
 mod shell;
 mod sim;
