@@ -151,9 +151,29 @@ pub fn judge(
         .map(|i| ChainEntry::of(i, EntryStatus::Presented))
         .collect();
 
-    let (chain, chain_detail, trusted) =
-        judge_path(leaf_der, presented, &infos, &anchors, now, &mut entries);
-    let mut dated: Vec<&CertInfo> = infos.iter().collect();
+    let mut path = None;
+    let (chain, chain_detail, trusted) = judge_path(
+        leaf_der,
+        presented,
+        &infos,
+        &anchors,
+        now,
+        &mut entries,
+        &mut path,
+    );
+    // Dates count for the certificates of the path that verified: a server
+    // may still send an expired cross-certificate the path goes around (the
+    // AddTrust "chain of pain"), which clients ignore. Without a path, every
+    // presented certificate counts.
+    let mut dated: Vec<&CertInfo> = match &path {
+        Some(on_path) => infos
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i == 0 || on_path.contains(i))
+            .map(|(_, info)| info)
+            .collect(),
+        None => infos.iter().collect(),
+    };
     if let Some(anchor) = trusted {
         let anchor = &anchors[anchor];
         if let Some(entry) = entries
@@ -189,7 +209,8 @@ fn unparsable(detail: String) -> Judgement {
 }
 
 /// The chain verdict, its detail, and the index of the anchor that
-/// completed the path when it verified.
+/// completed the path when it verified. When webpki built a path, `path`
+/// receives the indices in `presented` of the intermediates it went through.
 fn judge_path(
     leaf_der: &CertificateDer<'static>,
     presented: &[CertificateDer<'static>],
@@ -197,6 +218,7 @@ fn judge_path(
     anchors: &[Anchor],
     now: i64,
     entries: &mut Vec<ChainEntry>,
+    path: &mut Option<Vec<usize>>,
 ) -> (ChainVerdict, String, Option<usize>) {
     // Certificates the verifier cannot accept, whatever the path (TS-2).
     let mut reasons = Vec::new();
@@ -265,14 +287,21 @@ fn judge_path(
                 None,
                 None,
             )
-            .map(|path| path.anchor().subject.as_ref().to_vec());
+            .map(|verified| {
+                let on_path = verified
+                    .intermediate_certificates()
+                    .filter_map(|c| presented.iter().position(|p| *p == c.der()))
+                    .collect::<Vec<usize>>();
+                (verified.anchor().subject.as_ref().to_vec(), on_path)
+            });
         match &result {
             Err(e) if is_date_error(e) => continue,
             _ => break,
         }
     }
     match result {
-        Ok(anchor_subject) => {
+        Ok((anchor_subject, on_path)) => {
+            *path = Some(on_path);
             // webpki gives the anchor's subject as the Name's contents:
             // compare it with each anchor as webpki sees it.
             let anchor = anchors.iter().position(|a| {
@@ -471,5 +500,68 @@ fn judge_validity(certs: &[&CertInfo], now: i64) -> (ValidityStatus, String) {
             ValidityStatus::Valid,
             "Every certificate of the chain is within its validity dates.".to_owned(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, date_time_ymd};
+
+    fn ca_params(cn: &str, from: i32, until: i32) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.not_before = date_time_ymd(from, 1, 1);
+        p.not_after = date_time_ymd(until, 1, 1);
+        p
+    }
+
+    /// 2025-06-01, inside every validity below except the expired ones.
+    const NOW: i64 = 1_748_736_000;
+
+    /// The AddTrust "chain of pain" (x509-limbo
+    /// pathological::multiple-chains-expired-intermediate): the server
+    /// still sends an expired cross-certificate of a root that is itself
+    /// trusted; the path goes around it, so it must not make the chain
+    /// Expired. Sent on the path, an expired intermediate still does.
+    #[test]
+    fn expired_certificate_off_the_path_does_not_count() {
+        let old_root_key = KeyPair::generate().unwrap();
+        let old_root = ca_params("Old Root", 2000, 2040)
+            .self_signed(&old_root_key)
+            .unwrap();
+        let root_key = KeyPair::generate().unwrap();
+        let root = ca_params("Root", 2010, 2040)
+            .self_signed(&root_key)
+            .unwrap();
+        let expired_cross = ca_params("Root", 2000, 2020)
+            .signed_by(&root_key, &old_root, &old_root_key)
+            .unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut leaf_params = CertificateParams::new(vec!["exch1.example.com".to_owned()]).unwrap();
+        leaf_params.not_before = date_time_ymd(2024, 1, 1);
+        leaf_params.not_after = date_time_ymd(2026, 1, 1);
+        let leaf = leaf_params.signed_by(&leaf_key, &root, &root_key).unwrap();
+
+        let presented = vec![leaf.der().clone(), expired_cross.der().clone()];
+        let both = vec![root.der().clone(), old_root.der().clone()];
+        let j = judge(&presented, &both, NOW);
+        assert_eq!(j.chain, ChainVerdict::Verified, "{}", j.chain_detail);
+        assert_eq!(j.validity, ValidityStatus::Valid, "{}", j.validity_detail);
+        // The chain view still lists what the server sent.
+        assert_eq!(j.entries[1].status, EntryStatus::Presented);
+
+        // Only the old root trusted: the path needs the expired cross-cert.
+        let old_only = vec![old_root.der().clone()];
+        let j = judge(&presented, &old_only, NOW);
+        assert_eq!(j.chain, ChainVerdict::Verified, "{}", j.chain_detail);
+        assert_eq!(j.validity, ValidityStatus::Expired, "{}", j.validity_detail);
+        assert!(
+            j.validity_detail.contains("CN=Root"),
+            "{}",
+            j.validity_detail
+        );
     }
 }

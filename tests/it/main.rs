@@ -8,6 +8,7 @@ mod browser;
 mod check;
 mod check_cli;
 mod gateways;
+mod limbo;
 mod process;
 mod shell;
 mod sim;
