@@ -2,9 +2,11 @@
 # Benchmark (not part of the tests): serves a release build on loopback and
 # loads it from a second process with wrk, measuring signed-in console pages
 # against /healthz in the same run: the start page, and Presence > Gateways
-# listing 100 EWS gateways. Then the GW-6 switch (cargo bench gw6_switch).
+# listing 100 EWS gateways. Then the GW-6 switch (cargo bench gw6_switch) and
+# the Troubleshooter on ten gateways at once (cargo bench troubleshoot_all).
 # Targets: each console page at >= 0.5 of /healthz throughput, p99 < 10 ms at
-# 32 connections; the GW-6 switch for 45,000 users under 200 ms.
+# 32 connections; the GW-6 switch for 45,000 users under 200 ms; ten
+# gateways checked within 1.5 times the time of one (TS-6).
 #   scripts/bench.sh [SECONDS]      (default 10 s per endpoint)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,3 +96,5 @@ PY
 
 echo
 cargo bench --quiet --bench gw6_switch
+echo
+cargo bench --quiet --bench troubleshoot_all
