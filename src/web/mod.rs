@@ -5,6 +5,7 @@ pub mod api;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod certs;
 pub mod console;
 pub mod errors;
 pub mod gateways;
@@ -61,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(console::router())
         .merge(gateways::router())
+        .merge(certs::router())
         .merge(audit::router())
         .merge(user_options::router())
         .merge(api::router())
