@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use axum_messages::Messages;
+use rustls::pki_types::PrivateKeyDer;
 
 use crate::domain::gateway::{Port, ServerLocation};
 use crate::domain::names::{NameCheck, check_name};
@@ -32,6 +33,9 @@ const IMPORT: &str = "/system/certificates/import";
 
 /// Largest certificate file or pasted text accepted (TS-7).
 pub const UPLOAD_LIMIT: usize = 1024 * 1024;
+
+const PRIVATE_KEY: &str = "This file contains a private key: upload certificates only; the key \
+                           stays on the Exchange server. Nothing stored.";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -68,11 +72,7 @@ pub fn parse_upload(bytes: &[u8]) -> Result<Vec<Candidate>, String> {
     // Any key block, whatever its algorithm ("PRIVATE KEY", "RSA PRIVATE
     // KEY", "ENCRYPTED PRIVATE KEY", ...), is refused before parsing.
     if contains(bytes, b"PRIVATE KEY") {
-        return Err(
-            "This file contains a private key: upload certificates only; the key stays on the \
-             Exchange server. Nothing stored."
-                .to_owned(),
-        );
+        return Err(PRIVATE_KEY.to_owned());
     }
     if contains(bytes, b"-----BEGIN ") {
         return parse_pem(bytes);
@@ -82,6 +82,8 @@ pub fn parse_upload(bytes: &[u8]) -> Result<Vec<Candidate>, String> {
             der: bytes.to_vec(),
             info,
         }]),
+        // A DER key (PKCS#8, PKCS#1 or SEC1) gets the key message too.
+        Err(_) if PrivateKeyDer::try_from(bytes).is_ok() => Err(PRIVATE_KEY.to_owned()),
         Err(_) => Err(
             "This file is neither PEM certificates nor a DER certificate: nothing stored."
                 .to_owned(),

@@ -182,6 +182,11 @@ async fn certs_upload_refusals_store_nothing() {
     assert!(page.contains("id=\"file-error\""), "beside the field");
     assert!(page.contains("aria-invalid=\"true\""));
 
+    // A private key alone, in DER.
+    let (status, page) = upload_file(&app, "server.key", &cert.key.serialize_der()).await;
+    assert_eq!(status, 422);
+    assert!(page.contains("contains a private key"), "{page}");
+
     // Garbage.
     let (status, page) = upload_file(&app, "notes.txt", b"hello, this is not a certificate").await;
     assert_eq!(status, 422);
