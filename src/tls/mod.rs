@@ -5,6 +5,7 @@ pub mod capture;
 pub mod certinfo;
 pub mod chain;
 pub mod console;
+pub mod fetch;
 
 use std::sync::Arc;
 

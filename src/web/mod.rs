@@ -5,6 +5,7 @@ pub mod api;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod certs;
 pub mod console;
 pub mod errors;
 pub mod gateways;
@@ -63,6 +64,7 @@ pub fn app(state: AppState) -> Router {
         .merge(console::router())
         .merge(gateways::router())
         .merge(troubleshooter::router())
+        .merge(certs::router())
         .merge(audit::router())
         .merge(user_options::router())
         .merge(api::router())

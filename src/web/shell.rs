@@ -47,7 +47,10 @@ const CONSOLE_MENU: &[Section] = &[
         entries: &[
             entry("Service Parameters", None),
             entry("Cluster Nodes", Some("/system/nodes")),
-            entry("Security > Certificate Management", None),
+            entry(
+                "Security > Certificate Management",
+                Some("/system/certificates"),
+            ),
             entry("Audit Log", Some("/system/audit-log")),
         ],
     },

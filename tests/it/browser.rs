@@ -945,3 +945,188 @@ async fn browser_gateway_flow() {
     vnu(&tools, &pages, &mut problems).await;
     assert_no_problems(&problems);
 }
+
+/// Certificate Management and the Import Tool (issue 5), as an administrator
+/// clicks through them: a refused upload with its message beside the field,
+/// a PEM bundle uploaded through the file input and listed with its
+/// fingerprints, the Import Tool fetching exchange-sim's chain and accepting
+/// the ticked CA, and a delete.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_cert_flow() {
+    use crate::certs::{TestCert, multipart};
+
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    let sim = crate::sim::SimProcess::start(&[]);
+    let port = sim.port().to_string();
+    let app = TestApp::spawn().await;
+    let files = tempfile::tempdir().expect("temp dir for uploads");
+    let root = TestCert::ca("Browser Root CA", 3650);
+    let issuing = TestCert::ca("Browser Issuing CA", 20);
+    let bundle = files.path().join("bundle.pem");
+    std::fs::write(&bundle, format!("{}{}", root.pem(), issuing.pem())).expect("bundle");
+    let garbage = files.path().join("notes.txt");
+    std::fs::write(&garbage, "not a certificate").expect("garbage");
+
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+    browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;
+    browser.click("nav a[href='/system/certificates']").await;
+    browser.wait_for_path("/system/certificates").await;
+    browser.assert_shows("No certificate is trusted yet").await;
+    browser.axe("certs-empty", &mut problems).await;
+
+    // A file that is not a certificate: refused beside the field.
+    let input = browser
+        .client
+        .find(Locator::Css("#file"))
+        .await
+        .expect("file input");
+    input
+        .send_keys(&garbage.display().to_string())
+        .await
+        .expect("choose file");
+    browser.click_button("Upload").await;
+    browser
+        .wait_for_text("neither PEM certificates nor a DER certificate")
+        .await;
+    browser.axe("certs-upload-refused", &mut problems).await;
+
+    // The PEM bundle: both listed, with fingerprints and the expiry warning.
+    let input = browser
+        .client
+        .find(Locator::Css("#file"))
+        .await
+        .expect("file input");
+    input
+        .send_keys(&bundle.display().to_string())
+        .await
+        .expect("choose file");
+    browser.click_button("Upload").await;
+    browser.wait_for_text("2 certificates imported").await;
+    browser.assert_shows(&root.fingerprint()).await;
+    browser.assert_shows(&issuing.fingerprint()).await;
+    browser.assert_shows("Warning: Expires in").await;
+    browser.assert_shows("Presence Engine restart needed").await;
+    browser.axe("certs-list", &mut problems).await;
+
+    // The Import Tool against exchange-sim.
+    browser
+        .click("a.button[href='/system/certificates/import']")
+        .await;
+    browser.wait_for_path("/system/certificates/import").await;
+    browser.axe("certs-import", &mut problems).await;
+    assert_eq!(browser.value_of("#port").await, "443");
+    browser.type_into("#host", "127.0.0.1").await;
+    browser.type_into("#port", &port).await;
+    browser.click_button("Fetch Certificate Chain").await;
+    browser
+        .wait_for_text(&format!("Chain presented by 127.0.0.1:{port}"))
+        .await;
+    browser.axe("certs-import-chain", &mut problems).await;
+    browser.click_button("Accept Certificate Chain").await;
+    browser.wait_for_text("1 certificate imported").await;
+    browser.wait_for_path("/system/certificates").await;
+    assert_eq!(
+        presence_gateway::store::trust::anchors(&app.state.pool)
+            .await
+            .expect("anchors")
+            .len(),
+        3
+    );
+
+    // Delete the root, after the confirmation page.
+    browser
+        .click("a[aria-label='Delete CN=Browser Root CA']")
+        .await;
+    browser.wait_for_text("Delete Trusted Certificate").await;
+    browser.axe("certs-delete", &mut problems).await;
+    browser.click_button("Delete").await;
+    browser
+        .wait_for_text("Deleted certificate CN=Browser Root CA")
+        .await;
+    browser.close().await;
+
+    // The Nu HTML Checker over every certificate page, in each state.
+    app.sign_in_admin().await;
+    let mut pages = vec![Page {
+        name: "certs-list",
+        html: fetch(&app.client, &app, "/system/certificates", 200).await,
+    }];
+    pages.push(Page {
+        name: "certs-import",
+        html: fetch(&app.client, &app, "/system/certificates/import", 200).await,
+    });
+    let id: i64 = sqlx::query_scalar("SELECT MIN(id) FROM trusted_certificates")
+        .fetch_one(&app.state.pool)
+        .await
+        .expect("a certificate id");
+    pages.push(Page {
+        name: "certs-delete",
+        html: fetch(
+            &app.client,
+            &app,
+            &format!("/system/certificates/{id}/delete"),
+            200,
+        )
+        .await,
+    });
+    let refused = app
+        .client
+        .post(app.url("/system/certificates"))
+        .header("Origin", &app.base)
+        .header("Sec-Fetch-Site", "same-origin")
+        .header(
+            "Content-Type",
+            "multipart/form-data; boundary=pg-test-boundary-2f9c1e",
+        )
+        .body(multipart(&[
+            ("file", Some("key.pem"), root.key.serialize_pem().as_bytes()),
+            ("pem", None, b"garbage"),
+        ]))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(refused.status().as_u16(), 422);
+    pages.push(Page {
+        name: "certs-upload-refused",
+        html: refused.text().await.expect("body"),
+    });
+    for (name, form, status) in [
+        (
+            "certs-import-chain",
+            vec![("host", "127.0.0.1"), ("port", port.as_str())],
+            200,
+        ),
+        (
+            "certs-import-host-error",
+            vec![("host", "https://x.example/"), ("port", "0")],
+            422,
+        ),
+    ] {
+        let response = app.post_form("/system/certificates/import", &form).await;
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        pages.push(Page {
+            name,
+            html: response.text().await.expect("body"),
+        });
+    }
+    let stale = app
+        .post_form(
+            "/system/certificates/import/accept",
+            &[
+                ("host", "127.0.0.1"),
+                ("port", port.as_str()),
+                ("accept", &"0".repeat(64)),
+            ],
+        )
+        .await;
+    assert_eq!(stale.status().as_u16(), 422);
+    pages.push(Page {
+        name: "certs-import-refused",
+        html: stale.text().await.expect("body"),
+    });
+    vnu(&tools, &pages, &mut problems).await;
+    assert_no_problems(&problems);
+}
