@@ -43,14 +43,24 @@ fn start_sim(dir: &std::path::Path) -> Result<(Sim, u16), Error> {
         .ok_or("no target directory")?;
     let mut child = Command::new(&sim_path)
         .args(["--listen", "127.0.0.1:0", "--latency-ms", LATENCY_MS])
-        .args(["--account", "svc@example.com", "--password-env", "BENCH_SIM_PASSWORD"])
+        .args([
+            "--account",
+            "svc@example.com",
+            "--password-env",
+            "BENCH_SIM_PASSWORD",
+        ])
         .arg("--write-ca")
         .arg(dir.join("ca.pem"))
         .env("BENCH_SIM_PASSWORD", "bench-password")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("start {}: {e} (build it: cargo build --release)", sim_path.display()))?;
+        .map_err(|e| {
+            format!(
+                "start {}: {e} (build it: cargo build --release)",
+                sim_path.display()
+            )
+        })?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let sim = Sim(child);
     let mut line = String::new();
@@ -77,7 +87,9 @@ async fn main() -> Result<(), Error> {
         admin_password: Some(SecretString::from("bench-admin-password".to_owned())),
     };
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
-    let state = presence_gateway::startup::prepare(settings, clock).await?.state;
+    let state = presence_gateway::startup::prepare(settings, clock)
+        .await?
+        .state;
     let pem = std::fs::read(dir.path().join("ca.pem"))?;
     for der in rustls_pemfile::certs(&mut pem.as_slice()) {
         let der = der?;
@@ -115,7 +127,10 @@ async fn main() -> Result<(), Error> {
         let started = Instant::now();
         let results = troubleshooter::run_all(&state).await?;
         all.push(started.elapsed());
-        let verified = results.iter().filter(|(_, p)| p.headline == "Verified").count();
+        let verified = results
+            .iter()
+            .filter(|(_, p)| p.headline == "Verified")
+            .count();
         if verified != GATEWAYS {
             return Err(format!("only {verified} of {GATEWAYS} verified").into());
         }

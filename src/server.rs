@@ -37,6 +37,7 @@ pub async fn run(settings: Settings) -> AppResult<()> {
     };
     let prepared = startup::prepare(settings, clock).await?;
     let state = prepared.state;
+    let shutdown = shutdown_signal()?;
     announce_admin(&state, &prepared.first_admin);
 
     let listener = TcpListener::bind(state.settings.listen)
@@ -63,7 +64,7 @@ pub async fn run(settings: Settings) -> AppResult<()> {
             );
             let listener = TlsListener::new(listener, TlsAcceptor::from(cert.config));
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown)
                 .await
         }
         None => {
@@ -73,7 +74,7 @@ pub async fn run(settings: Settings) -> AppResult<()> {
                 state.settings.data_dir.display()
             );
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown)
                 .await
         }
     };
@@ -138,29 +139,22 @@ fn spawn_chores(state: &AppState) -> Vec<JoinHandle<()>> {
     vec![heartbeat, sweep]
 }
 
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+/// Listens for SIGTERM and Ctrl-C from now on: the handlers are installed
+/// before the service announces it listens, so a signal sent right after
+/// the announcement stops it gracefully instead of killing it.
+pub fn shutdown_signal() -> AppResult<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|e| AppError::Config(format!("cannot listen for SIGTERM: {e}")))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| AppError::Config(format!("cannot listen for Ctrl-C: {e}")))?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }
 
 /// A listener that hands axum finished TLS connections. Handshakes run in

@@ -1130,3 +1130,147 @@ async fn browser_cert_flow() {
     vnu(&tools, &pages, &mut problems).await;
     assert_no_problems(&problems);
 }
+
+/// Issue 5's flow: a gateway on exchange-sim is Verified by the
+/// Troubleshooter; with only a wrong CA in the store the chain is missing its
+/// anchor; the Import Tool accepts the presented chain; Verified again.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_troubleshooter_flow() {
+    use crate::certs::TestCert;
+    use crate::sim::{ACCOUNT, PASSWORD, PASSWORD_ENV, SimProcess};
+    use presence_gateway::store;
+
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    let sim = SimProcess::start(&["--account", ACCOUNT, "--password-env", PASSWORD_ENV]);
+    let port = sim.port().to_string();
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    let response = app
+        .post_form(
+            "/presence/gateways/new",
+            &[
+                ("type", "ews"),
+                ("description", "Simulated Exchange"),
+                ("server", "127.0.0.1"),
+                ("account_name", ACCOUNT),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+                ("port", &port),
+                ("test_mailbox", "user@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    let gateway = support::location(&response);
+    let trust = |der: Vec<u8>| {
+        let app = &app;
+        async move {
+            let info = presence_gateway::tls::certinfo::parse(&der).expect("certificate");
+            store::trust::insert(&app.state.pool, &der, &info, "admin", app.state.now())
+                .await
+                .expect("trust");
+        }
+    };
+    let sim_ca = std::fs::read(sim.dir.path().join("ca.pem")).expect("ca.pem");
+    for der in rustls_pemfile::certs(&mut sim_ca.as_slice()) {
+        trust(der.expect("PEM").to_vec()).await;
+    }
+
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+    browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;
+    browser.goto(&app, &gateway).await;
+    browser.wait_for_path(&gateway).await;
+    browser.click_button("Run Troubleshooter").await;
+    browser.wait_for_text("Exchange authentication").await;
+    browser
+        .assert_shows("GetFolder of the calendar of user@example.com")
+        .await;
+    assert_eq!(headline(&browser).await, "Verified");
+    browser.axe("troubleshooter-verified", &mut problems).await;
+
+    // Only a wrong CA in the store.
+    for row in store::trust::list(&app.state.pool).await.expect("list") {
+        store::trust::delete(&app.state.pool, row.id, "admin", app.state.now())
+            .await
+            .expect("delete");
+    }
+    trust(TestCert::ca("Some Other CA", 365).der()).await;
+    browser.goto(&app, &gateway).await;
+    browser.wait_for_path(&gateway).await;
+    browser.click_button("Run Troubleshooter").await;
+    browser.wait_for_text("Exchange authentication").await;
+    assert_eq!(
+        headline(&browser).await,
+        "Failed - Certificate Missing From Chain"
+    );
+    browser
+        .assert_shows("only sent to a server whose chain")
+        .await;
+    browser.axe("troubleshooter-missing", &mut problems).await;
+
+    // The Import Tool accepts the presented chain.
+    browser.goto(&app, "/system/certificates/import").await;
+    browser.wait_for_path("/system/certificates/import").await;
+    browser.type_into("#host", "127.0.0.1").await;
+    browser.type_into("#port", &port).await;
+    browser.click_button("Fetch Certificate Chain").await;
+    browser
+        .wait_for_text(&format!("Chain presented by 127.0.0.1:{port}"))
+        .await;
+    browser.click_button("Accept Certificate Chain").await;
+    browser.wait_for_text("1 certificate imported").await;
+
+    browser.goto(&app, &gateway).await;
+    browser.wait_for_path(&gateway).await;
+    browser.click_button("Run Troubleshooter").await;
+    browser.wait_for_text("Exchange authentication").await;
+    assert_eq!(headline(&browser).await, "Verified");
+
+    // All gateways at once, from Find and List.
+    browser.goto(&app, "/presence/gateways").await;
+    browser.wait_for_path("/presence/gateways").await;
+    browser.assert_shows("Verified (").await;
+    browser
+        .click_button("Run Troubleshooter on all gateways")
+        .await;
+    browser.wait_for_text("1 gateway checked at once").await;
+    browser.axe("troubleshooter-all", &mut problems).await;
+    browser.close().await;
+
+    let mut pages = Vec::new();
+    for (path, name) in [
+        (format!("{gateway}/troubleshoot"), "troubleshooter-panel"),
+        (
+            "/presence/gateways/troubleshoot".to_owned(),
+            "troubleshooter-all",
+        ),
+    ] {
+        let response = app.post_form(&path, &[]).await;
+        assert_eq!(response.status().as_u16(), 200, "POST {path}");
+        pages.push(Page {
+            name,
+            html: response.text().await.expect("page"),
+        });
+    }
+    pages.push(Page {
+        name: "gateways-with-verdict",
+        html: fetch(&app.client, &app, "/presence/gateways", 200).await,
+    });
+    vnu(&tools, &pages, &mut problems).await;
+    assert_no_problems(&problems);
+}
+
+/// The Troubleshooter panel's headline verdict as shown.
+async fn headline(browser: &Browser) -> String {
+    browser
+        .client
+        .find(Locator::Css(".panel .verdict strong"))
+        .await
+        .expect("headline verdict")
+        .text()
+        .await
+        .expect("headline text")
+}
