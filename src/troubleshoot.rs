@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::net::TcpStream;
@@ -345,7 +345,10 @@ pub async fn run(target: &Target) -> Report {
                     stream = Some(s);
                     break;
                 }
-                Ok(Err(e)) => failures.push(format!("{candidate}: {}", describe_io(&e))),
+                Ok(Err(e)) => failures.push(format!(
+                    "{candidate}: {}",
+                    crate::tls::capture::describe_io(&e)
+                )),
                 Err(_) => failures.push(format!(
                     "{candidate}: no answer within {} s (timeout)",
                     bound.as_secs_f32().ceil()
@@ -485,37 +488,14 @@ fn headline(checks: &[Check]) -> String {
     VERIFIED.to_owned()
 }
 
-fn describe_io(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => {
-            "connection refused (nothing listens on that port)".to_owned()
-        }
-        std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
-        std::io::ErrorKind::TimedOut => "timed out".to_owned(),
-        _ => e.to_string(),
-    }
-}
-
 async fn handshake(
     target: &Target,
     tcp: TcpStream,
     verifier: Arc<CapturingVerifier>,
     bound: Duration,
 ) -> Result<(TlsStream<TcpStream>, String), String> {
-    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS set-up failed: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    let mut config = config;
-    // Exchange behind IIS refuses NTLM over HTTP/2: speak HTTP/1.1 only.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = match &target.host {
-        ServerLocation::Name(n) => ServerName::try_from(n.clone())
-            .map_err(|e| format!("{n} is not a valid TLS server name: {e}"))?,
-        ServerLocation::Ip(ip) => ServerName::IpAddress((*ip).into()),
-    };
+    let config = crate::tls::capture::client_config(verifier)?;
+    let name = crate::tls::capture::server_name(&target.host)?;
     let connector = TlsConnector::from(Arc::new(config));
     match tokio::time::timeout(bound, connector.connect(name, tcp)).await {
         Err(_) => Err(format!(

@@ -89,3 +89,42 @@ impl ServerCertVerifier for CapturingVerifier {
             .supported_schemes()
     }
 }
+
+/// The client configuration for probing an Exchange server: TLS 1.2 and
+/// 1.3 with the capturing verifier, HTTP/1.1 only (IIS refuses NTLM over
+/// HTTP/2).
+pub fn client_config(verifier: Arc<CapturingVerifier>) -> Result<rustls::ClientConfig, String> {
+    let mut config = rustls::ClientConfig::builder_with_provider(super::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The TLS server name for a server location: SNI for a name, none for an
+/// address.
+pub fn server_name(
+    host: &crate::domain::gateway::ServerLocation,
+) -> Result<ServerName<'static>, String> {
+    use crate::domain::gateway::ServerLocation;
+    match host {
+        ServerLocation::Name(n) => ServerName::try_from(n.clone())
+            .map_err(|e| format!("{n} is not a valid TLS server name: {e}")),
+        ServerLocation::Ip(ip) => Ok(ServerName::IpAddress((*ip).into())),
+    }
+}
+
+/// A connection failure in words an administrator can act on.
+pub fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (nothing listens on that port)".to_owned()
+        }
+        std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
+        std::io::ErrorKind::TimedOut => "timed out".to_owned(),
+        _ => e.to_string(),
+    }
+}

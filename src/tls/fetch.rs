@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -59,7 +59,7 @@ async fn fetch(host: &ServerLocation, port: u16) -> Result<Vec<CertificateDer<'s
                 tcp = Some(stream);
                 break;
             }
-            Err(e) => failures.push(format!("{address}: {}", describe_io(&e))),
+            Err(e) => failures.push(format!("{address}: {}", super::capture::describe_io(&e))),
         }
     }
     let Some(tcp) = tcp else {
@@ -74,20 +74,9 @@ async fn fetch(host: &ServerLocation, port: u16) -> Result<Vec<CertificateDer<'s
         });
     };
 
-    let provider = super::provider();
-    let verifier = CapturingVerifier::new(provider.clone());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS set-up failed: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = match host {
-        ServerLocation::Name(n) => ServerName::try_from(n.clone())
-            .map_err(|e| format!("{n} is not a valid TLS server name: {e}"))?,
-        ServerLocation::Ip(ip) => ServerName::IpAddress((*ip).into()),
-    };
+    let verifier = CapturingVerifier::new(super::provider());
+    let config = super::capture::client_config(verifier.clone())?;
+    let name = super::capture::server_name(host)?;
     let connector = TlsConnector::from(Arc::new(config));
     // A chain recorded by a handshake that then failed is not offered: the
     // server did not prove it holds the leaf's key.
@@ -106,17 +95,6 @@ async fn fetch(host: &ServerLocation, port: u16) -> Result<Vec<CertificateDer<'s
     Ok(chain)
 }
 
-fn describe_io(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => {
-            "connection refused (nothing listens on that port)".to_owned()
-        }
-        std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
-        std::io::ErrorKind::TimedOut => "timed out".to_owned(),
-        _ => e.to_string(),
-    }
-}
-
 fn describe_tls_error(e: &std::io::Error, host: &ServerLocation, port: u16) -> String {
     let at = shown(host, port);
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
@@ -129,6 +107,9 @@ fn describe_tls_error(e: &std::io::Error, host: &ServerLocation, port: u16) -> S
              supported)."
         ),
         Some(other) => format!("The TLS handshake with {at} failed: {other}."),
-        None => format!("The TLS handshake with {at} failed: {}.", describe_io(e)),
+        None => format!(
+            "The TLS handshake with {at} failed: {}.",
+            super::capture::describe_io(e)
+        ),
     }
 }

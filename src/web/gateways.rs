@@ -522,46 +522,61 @@ async fn create(
         .await;
     };
     let heading = format!("Add New Presence Gateway: {}", kind.label());
-    let mut form = new_form(&state, kind).await?;
-    let (password_stored, shared_with) = (form.password_stored, form.shared_with);
-    form = FormView {
-        action: form.action,
-        submit: form.submit,
-        password_stored,
-        shared_with,
+    let fresh = new_form(&state, kind).await?;
+    let form = FormView {
+        action: fresh.action,
+        submit: fresh.submit,
+        password_stored: fresh.password_stored,
+        shared_with: fresh.shared_with,
         ..FormView::typed(kind, &raw)
     };
-    let input = match parse_gateway(&state, kind, &raw, password_stored)? {
+    save(&state, &user, messages, &raw, form, heading, Save::Create).await
+}
+
+enum Save {
+    Create,
+    Update(i64),
+}
+
+/// Parses the form, saves it through the store (which checks the rules
+/// again), and either confirms with a flash or shows the form again with
+/// each message beside its field.
+async fn save(
+    state: &AppState,
+    user: &CurrentUser,
+    messages: Messages,
+    raw: &RawGateway,
+    mut form: FormView,
+    heading: String,
+    op: Save,
+) -> AppResult<Response> {
+    let refused = StatusCode::UNPROCESSABLE_ENTITY;
+    let input = match parse_gateway(state, form.kind, raw, form.password_stored)? {
         Ok(input) => input,
         Err(errors) => {
             form.errors = errors;
-            return render_form(
-                &state,
-                &user,
-                messages,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                heading,
-                form,
-            )
-            .await;
+            return render_form(state, user, messages, refused, heading, form).await;
         }
     };
-    match store::gateways::create(&state.pool, &input, &user.row.user_id, state.now()).await {
+    let (actor, now) = (&user.row.user_id, state.now());
+    let (result, verb) = match op {
+        Save::Create => (
+            store::gateways::create(&state.pool, &input, actor, now).await,
+            "Add",
+        ),
+        Save::Update(id) => (
+            store::gateways::update(&state.pool, id, &input, actor, now).await,
+            "Update",
+        ),
+    };
+    match result {
         Ok(saved) => {
-            confirm_saved(messages, "Add", &input, &saved);
+            confirm_saved(messages, verb, &input, &saved);
             Ok(Redirect::to(&format!("{LIST}/{}", saved.id)).into_response())
         }
         Err(error) => {
             form.errors.place(error)?;
-            render_form(
-                &state,
-                &user,
-                messages,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                heading,
-                form,
-            )
-            .await
+            render_form(state, user, messages, refused, heading, form).await
         }
     }
 }
@@ -659,47 +674,25 @@ async fn update(
     let gateway = find(&state, id).await?;
     let kind = gateway.kind();
     let stored = edit_form(&state, &gateway).await?;
-    let mut form = FormView {
+    let form = FormView {
         action: stored.action,
         password_stored: stored.password_stored,
         shared_with: stored.shared_with,
         id: Some(id),
+        last_verdict: stored.last_verdict,
         ..FormView::typed(kind, &raw)
     };
     let heading = edit_heading(&gateway);
-    let input = match parse_gateway(&state, kind, &raw, form.password_stored)? {
-        Ok(input) => input,
-        Err(errors) => {
-            form.errors = errors;
-            return render_form(
-                &state,
-                &user,
-                messages,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                heading,
-                form,
-            )
-            .await;
-        }
-    };
-    match store::gateways::update(&state.pool, id, &input, &user.row.user_id, state.now()).await {
-        Ok(saved) => {
-            confirm_saved(messages, "Update", &input, &saved);
-            Ok(Redirect::to(&format!("{LIST}/{id}")).into_response())
-        }
-        Err(error) => {
-            form.errors.place(error)?;
-            render_form(
-                &state,
-                &user,
-                messages,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                heading,
-                form,
-            )
-            .await
-        }
-    }
+    save(
+        &state,
+        &user,
+        messages,
+        &raw,
+        form,
+        heading,
+        Save::Update(id),
+    )
+    .await
 }
 
 // ------------------------------------------------------------------- delete
