@@ -33,6 +33,10 @@ const IMPORT: &str = "/system/certificates/import";
 
 /// Largest certificate file or pasted text accepted (TS-7).
 pub const UPLOAD_LIMIT: usize = 1024 * 1024;
+/// What the multipart reader takes: the upload and its form's framing.
+pub const UPLOAD_BODY_LIMIT: usize = UPLOAD_LIMIT + 64 * 1024;
+/// Bodies declared beyond this are refused before they are read.
+pub const UPLOAD_HARD_LIMIT: usize = 8 * 1024 * 1024;
 
 const PRIVATE_KEY: &str = "This file contains a private key: upload certificates only; the key \
                            stays on the Exchange server. Nothing stored.";
@@ -285,8 +289,8 @@ struct RawUpload {
     pem: String,
 }
 
-/// Reads the multipart form. The app's body limit (1 MiB) bounds it; a
-/// field cut short by that limit is reported as too large.
+/// Reads the multipart form, bounded by `UPLOAD_BODY_LIMIT`; a field cut
+/// short by that limit is reported as too large, beside the field.
 async fn read_upload(multipart: &mut Multipart) -> Result<RawUpload, String> {
     let mut raw = RawUpload::default();
     let too_large = |e: axum::extract::multipart::MultipartError| {

@@ -59,15 +59,27 @@ pub fn app(state: AppState) -> Router {
             SESSION_IDLE_MINUTES,
         )));
 
-    let with_sessions = Router::new()
+    let pages = Router::new()
         .merge(auth::router())
         .merge(console::router())
         .merge(gateways::router())
         .merge(troubleshooter::router())
-        .merge(certs::router())
         .merge(audit::router())
         .merge(user_options::router())
         .merge(api::router())
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
+    // Certificate uploads may be sent larger than the 1 MiB they may hold,
+    // so the page can say so beside the field: the multipart reader stops
+    // at the upload limit, and a hard cap refuses anything far beyond it
+    // before it is read.
+    let uploads = certs::router()
+        .layer(axum::extract::DefaultBodyLimit::max(
+            certs::UPLOAD_BODY_LIMIT,
+        ))
+        .layer(RequestBodyLimitLayer::new(certs::UPLOAD_HARD_LIMIT));
+    let with_sessions = Router::new()
+        .merge(pages)
+        .merge(uploads)
         .fallback(errors::not_found)
         .layer(
             ServiceBuilder::new()
@@ -76,13 +88,15 @@ pub fn app(state: AppState) -> Router {
         );
 
     // Health checks and static files need no session: keep them cheap.
-    let mut router = Router::new()
+    let bare = Router::new()
         .merge(health::router())
         .merge(assets::router())
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
+    let mut router = Router::new()
+        .merge(bare)
         .merge(with_sessions)
         // Innermost first: each `layer` wraps everything above it.
         .layer(CsrfLayer::new().with_rejection_response(middleware::csrf_refused))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
