@@ -57,6 +57,7 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
             cipher,
             banner: Default::default(),
             gateways: Default::default(),
+            gateway_rows_html: Default::default(),
         },
         first_admin,
     })

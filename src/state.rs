@@ -20,6 +20,10 @@ pub type BannerCache = Arc<Mutex<Option<(ConfigState, Pending)>>>;
 /// (GW-7) and each stored verdict the sequence, in any node.
 pub type GatewayCache = Arc<Mutex<Option<((i64, i64), Arc<Vec<GatewayRow>>)>>>;
 
+/// Find and List's table rows as HTML, for the unfiltered list, under the
+/// same key as `GatewayCache`: the page then renders only its frame.
+pub type GatewayRowsHtml = Arc<Mutex<Option<((i64, i64), Arc<String>)>>>;
+
 #[derive(Clone)]
 pub struct AppState {
     pub pool: SqlitePool,
@@ -29,6 +33,7 @@ pub struct AppState {
     pub cipher: Cipher,
     pub banner: BannerCache,
     pub gateways: GatewayCache,
+    pub gateway_rows_html: GatewayRowsHtml,
 }
 
 impl AppState {

@@ -64,11 +64,19 @@ struct ListRow<'a> {
 
 #[derive(Template)]
 #[template(path = "pages/gateways/list.html")]
-struct ListPage<'a> {
+struct ListPage {
     shell: Shell,
     search: String,
-    rows: Vec<ListRow<'a>>,
+    /// The table's rows, rendered (and escaped) by `RowsFragment`.
+    rows_html: Arc<String>,
+    shown: usize,
     total: i64,
+}
+
+#[derive(Template)]
+#[template(path = "pages/gateways/rows.html")]
+struct RowsFragment<'a> {
+    rows: &'a [ListRow<'a>],
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,16 +92,38 @@ async fn list(
     messages: Messages,
 ) -> AppResult<Response> {
     let search = query.search.trim();
-    let all = all_gateways(&state, (user.config.generation, user.config.verdicts)).await?;
+    let key = (user.config.generation, user.config.verdicts);
+    let all = all_gateways(&state, key).await?;
     let total = all.len() as i64;
-    let needle = search.to_lowercase();
-    let rows = all
-        .iter()
-        .filter(|g| {
-            needle.is_empty()
-                || g.description.to_lowercase().contains(&needle)
-                || g.server.contains(&needle)
-        })
+    let (rows_html, shown) = if search.is_empty() {
+        (unfiltered_rows(&state, key, &all)?, all.len())
+    } else {
+        let needle = search.to_lowercase();
+        let matching: Vec<&GatewayRow> = all
+            .iter()
+            .filter(|g| {
+                g.description.to_lowercase().contains(&needle) || g.server.contains(&needle)
+            })
+            .collect();
+        (
+            Arc::new(rows_html(matching.iter().copied())?),
+            matching.len(),
+        )
+    };
+    render(
+        StatusCode::OK,
+        &ListPage {
+            shell: shell(&state, &user, messages, "Find and List Presence Gateways").await?,
+            search: search.to_owned(),
+            rows_html,
+            shown,
+            total,
+        },
+    )
+}
+
+fn rows_html<'a>(gateways: impl Iterator<Item = &'a GatewayRow>) -> AppResult<String> {
+    let rows: Vec<ListRow<'_>> = gateways
         .map(|g| ListRow {
             id: g.id,
             kind: g.kind().label(),
@@ -107,15 +137,31 @@ async fn list(
             port: g.port,
         })
         .collect();
-    render(
-        StatusCode::OK,
-        &ListPage {
-            shell: shell(&state, &user, messages, "Find and List Presence Gateways").await?,
-            search: search.to_owned(),
-            rows,
-            total,
-        },
-    )
+    Ok(RowsFragment { rows: &rows }.render()?)
+}
+
+/// The unfiltered table's rows, rendered once per cache key.
+fn unfiltered_rows(
+    state: &AppState,
+    key: (i64, i64),
+    all: &[GatewayRow],
+) -> AppResult<Arc<String>> {
+    let cached = match state.gateway_rows_html.lock() {
+        Ok(slot) => slot.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    if let Some((at, html)) = cached
+        && at == key
+    {
+        return Ok(html);
+    }
+    let html = Arc::new(rows_html(all.iter())?);
+    let entry = Some((key, html.clone()));
+    match state.gateway_rows_html.lock() {
+        Ok(mut slot) => *slot = entry,
+        Err(poisoned) => *poisoned.into_inner() = entry,
+    }
+    Ok(html)
 }
 
 /// Every gateway, from memory while the configuration generation holds.
