@@ -11,18 +11,47 @@ use crate::store::changes::Pending;
 use crate::store::gateways::GatewayRow;
 use crate::store::users::ConfigState;
 
-/// The restart banner's contents, kept while the configuration state they
-/// were read under holds (the state is read on every page view anyway).
-pub type BannerCache = Arc<Mutex<Option<(ConfigState, Pending)>>>;
+/// One value kept while the key it was read under holds. The keys are read
+/// from the database on every page view anyway, so a stale value is never
+/// served: a new key replaces it.
+pub struct KeyedCache<K, V>(Arc<Mutex<Option<(K, V)>>>);
 
-/// Every gateway, kept while the configuration generation and the verdict
-/// sequence it was read under hold: each gateway change bumps the generation
-/// (GW-7) and each stored verdict the sequence, in any node.
-pub type GatewayCache = Arc<Mutex<Option<((i64, i64), Arc<Vec<GatewayRow>>)>>>;
+impl<K, V> Clone for KeyedCache<K, V> {
+    fn clone(&self) -> Self {
+        KeyedCache(self.0.clone())
+    }
+}
 
-/// Find and List's table rows as HTML, for the unfiltered list, under the
-/// same key as `GatewayCache`: the page then renders only its frame.
-pub type GatewayRowsHtml = Arc<Mutex<Option<((i64, i64), Arc<String>)>>>;
+impl<K, V> Default for KeyedCache<K, V> {
+    fn default() -> Self {
+        KeyedCache(Arc::new(Mutex::new(None)))
+    }
+}
+
+impl<K: PartialEq + Clone, V: Clone> KeyedCache<K, V> {
+    /// The value kept under `key`, or `load`'s, which is then kept.
+    pub async fn get_or_load<F, Fut, E>(&self, key: &K, load: F) -> Result<V, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<V, E>>,
+    {
+        if let Some((at, value)) = self.slot().as_ref()
+            && at == key
+        {
+            return Ok(value.clone());
+        }
+        let value = load().await?;
+        *self.slot() = Some((key.clone(), value.clone()));
+        Ok(value)
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(K, V)>> {
+        // A panic elsewhere cannot leave a half-written entry: take it as is.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,9 +60,14 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Seals and opens the Exchange passwords (GW-8, SY-4).
     pub cipher: Cipher,
-    pub banner: BannerCache,
-    pub gateways: GatewayCache,
-    pub gateway_rows_html: GatewayRowsHtml,
+    /// The restart banner, per configuration state.
+    pub banner: KeyedCache<ConfigState, Pending>,
+    /// Every gateway, per (configuration generation, verdict sequence): each
+    /// gateway change bumps the generation (GW-7), each stored verdict the
+    /// sequence, in any node.
+    pub gateways: KeyedCache<(i64, i64), Arc<Vec<GatewayRow>>>,
+    /// Find and List's unfiltered table rows as HTML, under the same key.
+    pub gateway_rows_html: KeyedCache<(i64, i64), Arc<String>>,
 }
 
 impl AppState {

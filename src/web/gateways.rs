@@ -96,7 +96,7 @@ async fn list(
     let all = all_gateways(&state, key).await?;
     let total = all.len() as i64;
     let (rows_html, shown) = if search.is_empty() {
-        (unfiltered_rows(&state, key, &all)?, all.len())
+        (unfiltered_rows(&state, key, &all).await?, all.len())
     } else {
         let needle = search.to_lowercase();
         let matching: Vec<&GatewayRow> = all
@@ -141,47 +141,25 @@ fn rows_html<'a>(gateways: impl Iterator<Item = &'a GatewayRow>) -> AppResult<St
 }
 
 /// The unfiltered table's rows, rendered once per cache key.
-fn unfiltered_rows(
+async fn unfiltered_rows(
     state: &AppState,
     key: (i64, i64),
     all: &[GatewayRow],
 ) -> AppResult<Arc<String>> {
-    let cached = match state.gateway_rows_html.lock() {
-        Ok(slot) => slot.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    };
-    if let Some((at, html)) = cached
-        && at == key
-    {
-        return Ok(html);
-    }
-    let html = Arc::new(rows_html(all.iter())?);
-    let entry = Some((key, html.clone()));
-    match state.gateway_rows_html.lock() {
-        Ok(mut slot) => *slot = entry,
-        Err(poisoned) => *poisoned.into_inner() = entry,
-    }
-    Ok(html)
+    state
+        .gateway_rows_html
+        .get_or_load(&key, || async { Ok(Arc::new(rows_html(all.iter())?)) })
+        .await
 }
 
 /// Every gateway, from memory while the configuration generation holds.
 async fn all_gateways(state: &AppState, key: (i64, i64)) -> AppResult<Arc<Vec<GatewayRow>>> {
-    let cached = match state.gateways.lock() {
-        Ok(slot) => slot.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    };
-    if let Some((at, rows)) = cached
-        && at == key
-    {
-        return Ok(rows);
-    }
-    let rows = Arc::new(store::gateways::list(&state.pool, None).await?);
-    let entry = Some((key, rows.clone()));
-    match state.gateways.lock() {
-        Ok(mut slot) => *slot = entry,
-        Err(poisoned) => *poisoned.into_inner() = entry,
-    }
-    Ok(rows)
+    state
+        .gateways
+        .get_or_load(&key, || async {
+            Ok(Arc::new(store::gateways::list(&state.pool, None).await?))
+        })
+        .await
 }
 
 async fn shell(

@@ -201,22 +201,12 @@ impl Shell {
 /// The banner's changes and lagging nodes, read again only when the
 /// configuration state (generation, pending count, nodes) moved.
 async fn banner(state: &AppState, config: &ConfigState) -> AppResult<Pending> {
-    let cached = match state.banner.lock() {
-        Ok(slot) => slot.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    };
-    if let Some((key, pending)) = cached
-        && key == *config
-    {
-        return Ok(pending);
-    }
-    let pending = crate::store::changes::pending(&state.pool, BANNER_CHANGES).await?;
-    let entry = Some((config.clone(), pending.clone()));
-    match state.banner.lock() {
-        Ok(mut slot) => *slot = entry,
-        Err(poisoned) => *poisoned.into_inner() = entry,
-    }
-    Ok(pending)
+    state
+        .banner
+        .get_or_load(config, || {
+            crate::store::changes::pending(&state.pool, BANNER_CHANGES)
+        })
+        .await
 }
 
 fn flashes(messages: Messages) -> Vec<Flash> {
