@@ -39,6 +39,7 @@ pub enum AuthMode {
     Basic,
 }
 
+#[derive(Clone)]
 pub struct Credentials {
     pub account: String,
     pub password: SecretString,

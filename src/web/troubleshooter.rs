@@ -15,7 +15,7 @@ use axum::routing::post;
 use axum_messages::Messages;
 use secrecy::SecretString;
 
-use crate::domain::gateway::ServerLocation;
+use crate::domain::gateway::{GatewayKind, ServerLocation};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store;
@@ -137,36 +137,64 @@ fn view(report: &Report, now: i64) -> PanelView {
 /// The checks' target from the stored configuration: the gateway, the
 /// shared credentials (decrypted only here), the trust store.
 async fn target_for(state: &AppState, gateway: &GatewayRow) -> AppResult<Target> {
-    let kind = gateway.kind();
-    let credentials = match store::gateways::credentials(&state.pool, kind).await? {
-        Some(stored) => Some(Credentials {
-            account: stored.account_name,
-            password: SecretString::from(
-                state
-                    .cipher
-                    .open_password(&stored.password_nonce, &stored.password_ciphertext)?,
-            ),
-        }),
-        None => None,
+    let stored = Stored::read(state).await?;
+    stored.target(state, gateway)
+}
+
+/// What every gateway's checks share, read once per run: the trust store
+/// and the credentials of each kind (decrypted only here).
+struct Stored {
+    trust: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ews: Option<Credentials>,
+    webdav: Option<Credentials>,
+}
+
+impl Stored {
+    async fn read(state: &AppState) -> AppResult<Stored> {
+        Ok(Stored {
+            trust: store::trust::anchors(&state.pool).await?,
+            ews: credentials(state, GatewayKind::Ews).await?,
+            webdav: credentials(state, GatewayKind::WebDav).await?,
+        })
+    }
+
+    fn target(&self, state: &AppState, gateway: &GatewayRow) -> AppResult<Target> {
+        let kind = gateway.kind();
+        let host = ServerLocation::parse(&gateway.server).map_err(|e| {
+            AppError::Internal(anyhow::anyhow!("stored server location unreadable: {e}"))
+        })?;
+        Ok(Target {
+            kind,
+            host,
+            port: u16::try_from(gateway.port).unwrap_or(443),
+            connect: None,
+            // SY-2's "DNS configured" system setting comes with the System pages.
+            dns_configured: true,
+            trust: self.trust.clone(),
+            credentials: match kind {
+                GatewayKind::Ews => self.ews.clone(),
+                GatewayKind::WebDav => self.webdav.clone(),
+            },
+            mailbox: gateway.test_mailbox.clone(),
+            calendar_folder: troubleshoot::DEFAULT_CALENDAR_FOLDER.to_owned(),
+            auth: AuthMode::Auto,
+            timeout: EXCHANGE_TIMEOUT,
+            now: state.now(),
+        })
+    }
+}
+
+async fn credentials(state: &AppState, kind: GatewayKind) -> AppResult<Option<Credentials>> {
+    let Some(stored) = store::gateways::credentials(&state.pool, kind).await? else {
+        return Ok(None);
     };
-    let host = ServerLocation::parse(&gateway.server).map_err(|e| {
-        AppError::Internal(anyhow::anyhow!("stored server location unreadable: {e}"))
-    })?;
-    Ok(Target {
-        kind,
-        host,
-        port: u16::try_from(gateway.port).unwrap_or(443),
-        connect: None,
-        // SY-2's "DNS configured" system setting comes with the System pages.
-        dns_configured: true,
-        trust: store::trust::anchors(&state.pool).await?,
-        credentials,
-        mailbox: gateway.test_mailbox.clone(),
-        calendar_folder: troubleshoot::DEFAULT_CALENDAR_FOLDER.to_owned(),
-        auth: AuthMode::Auto,
-        timeout: EXCHANGE_TIMEOUT,
-        now: state.now(),
-    })
+    let password = state
+        .cipher
+        .open_password(&stored.password_nonce, &stored.password_ciphertext)?;
+    Ok(Some(Credentials {
+        account: stored.account_name,
+        password: SecretString::from(password),
+    }))
 }
 
 /// Runs the checks on one gateway and stores the headline as its verdict.
@@ -182,10 +210,11 @@ pub async fn run_one(state: &AppState, gateway: &GatewayRow) -> AppResult<PanelV
 /// its own deadline (four Exchange Timeouts), so the whole is too.
 pub async fn run_all(state: &AppState) -> AppResult<Vec<(GatewayRow, PanelView)>> {
     let gateways = store::gateways::list(&state.pool, None).await?;
-    let mut targets = Vec::with_capacity(gateways.len());
-    for gateway in &gateways {
-        targets.push(target_for(state, gateway).await?);
-    }
+    let stored = Stored::read(state).await?;
+    let targets = gateways
+        .iter()
+        .map(|g| stored.target(state, g))
+        .collect::<AppResult<Vec<_>>>()?;
     let mut runs = tokio::task::JoinSet::new();
     for (i, target) in targets.into_iter().enumerate() {
         runs.spawn(async move { (i, troubleshoot::run(&target).await) });
