@@ -56,7 +56,7 @@ pub fn may_add(kind: GatewayKind, existing: &[GatewayKind]) -> Result<(), String
         GatewayKind::WebDav if !existing.is_empty() => Err(format!(
             "A WebDAV gateway must be the only gateway, and {} already exist{}. Delete {} first, \
              or change the type of a single gateway in place.",
-            count_gateways(existing.len()),
+            super::count(existing.len() as i64, "gateway"),
             if existing.len() == 1 { "s" } else { "" },
             if existing.len() == 1 { "it" } else { "them" },
         )),
@@ -67,14 +67,6 @@ pub fn may_add(kind: GatewayKind, existing: &[GatewayKind]) -> Result<(), String
                 .to_owned(),
         ),
         _ => Ok(()),
-    }
-}
-
-fn count_gateways(n: usize) -> String {
-    if n == 1 {
-        "1 gateway".to_owned()
-    } else {
-        format!("{n} gateways")
     }
 }
 

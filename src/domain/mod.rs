@@ -3,3 +3,13 @@
 pub mod gateway;
 pub mod names;
 pub mod user;
+
+/// "1 gateway", "2 gateways": a count with its noun, for messages.
+pub fn count(n: impl Into<i64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

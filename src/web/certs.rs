@@ -275,11 +275,7 @@ fn confirm_imported(messages: Messages, imported: &Imported) -> Messages {
 }
 
 fn certificates(n: usize) -> String {
-    if n == 1 {
-        "1 certificate".to_owned()
-    } else {
-        format!("{n} certificates")
-    }
+    crate::domain::count(n as i64, "certificate")
 }
 
 /// The upload as sent: the file (name and bytes) and the pasted text.

@@ -764,7 +764,7 @@ async fn delete(
     let text = if impact.is_last {
         format!(
             "Delete successful. Calendar presence was switched off for {}.",
-            users(impact.users_affected)
+            crate::domain::count(impact.users_affected, "user")
         )
     } else {
         "Delete successful. No user's calendar presence changed: other EWS gateways remain."
@@ -772,14 +772,6 @@ async fn delete(
     };
     messages.success(text);
     Ok(Redirect::to(LIST).into_response())
-}
-
-fn users(n: i64) -> String {
-    if n == 1 {
-        "1 user".to_owned()
-    } else {
-        format!("{n} users")
-    }
 }
 
 // -------------------------------------------------------------- change type
