@@ -37,7 +37,7 @@ fn title_and_message(status: StatusCode) -> (&'static str, &'static str) {
         ),
         413 => (
             "Too large",
-            "What you sent is larger than this page accepts (1 MiB for forms, 1 MiB of certificates for uploads), so nothing was changed.",
+            "What you sent is larger than this page accepts, so nothing was changed.",
         ),
         415 => (
             "Unsupported format",
