@@ -1,6 +1,8 @@
 //! Pure rules with no I/O: parsing of what users type into domain types.
 
 pub mod gateway;
+pub mod locale;
+pub mod params;
 pub mod names;
 pub mod user;
 

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod changes;
 pub mod gateways;
 pub mod nodes;
+pub mod params;
 pub mod secrets;
 pub mod throttle;
 pub mod trust;

@@ -45,8 +45,10 @@ const CONSOLE_MENU: &[Section] = &[
     Section {
         title: "System",
         entries: &[
-            entry("Service Parameters", None),
+            entry("Service Parameters", Some("/system/service-parameters")),
             entry("Cluster Nodes", Some("/system/nodes")),
+            entry("Settings", Some("/system/settings")),
+            entry("Locale Installation", Some("/system/locales")),
             entry(
                 "Security > Certificate Management",
                 Some("/system/certificates"),
@@ -60,17 +62,26 @@ const CONSOLE_MENU: &[Section] = &[
     },
     Section {
         title: "User Management",
-        entries: &[entry("End User", None), entry("Application User", None)],
+        entries: &[
+            entry("End User", Some("/users/end-users")),
+            entry("Application User", Some("/users/application-users")),
+        ],
     },
     Section {
         title: "Bulk Administration",
-        entries: &[entry("Bulk Administration", None)],
+        entries: &[entry("Bulk Administration", Some("/bulk"))],
     },
     Section {
         title: "Serviceability",
         entries: &[
-            entry("Control Center - Feature Services", None),
-            entry("Service Activation", None),
+            entry(
+                "Control Center - Feature Services",
+                Some("/serviceability/control-center"),
+            ),
+            entry(
+                "Service Activation",
+                Some("/serviceability/service-activation"),
+            ),
         ],
     },
 ];
