@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod changes;
 pub mod gateways;
+pub mod locales;
 pub mod nodes;
 pub mod params;
 pub mod secrets;
