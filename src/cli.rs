@@ -41,6 +41,27 @@ pub enum Command {
     /// name, auth) against an Exchange server, without a running service.
     /// Exit status: 0 when no check failed, 1 when one did, 2 on usage errors.
     Check(CheckArgs),
+    /// Show, start, stop or restart a node's Presence Engine through the
+    /// store; the running service's node acts within a second. Exit status:
+    /// 0 done, 1 refused, failed or not acted on, 2 on usage errors.
+    Engine(EngineArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    #[arg(value_enum)]
+    pub verb: EngineVerb,
+    /// The node (default: the only node, or this host's name).
+    #[arg(long)]
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineVerb {
+    Status,
+    Start,
+    Stop,
+    Restart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use presence_gateway::cli::{AdminCommand, Cli, Command};
 use presence_gateway::config::Settings;
-use presence_gateway::{check, commands, server};
+use presence_gateway::{check, commands, engine, server};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -27,6 +27,16 @@ fn main() -> ExitCode {
     if let Some(Command::Check(args)) = &cli.command {
         return ExitCode::from(runtime.block_on(check::run(&cli.data_dir, args)));
     }
+    if let Some(Command::Engine(args)) = &cli.command {
+        return match runtime.block_on(engine::command::run(&cli.data_dir, args)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let result = runtime.block_on(async {
         match cli.command {
             None => server::run(Settings::from_args(cli.data_dir, &cli.serve)).await,
@@ -37,7 +47,7 @@ fn main() -> ExitCode {
                 commands::set_password(&cli.data_dir, &user, stdin).await
             }
             // Answered above.
-            Some(Command::Check(_)) => Ok(()),
+            Some(Command::Check(_) | Command::Engine(_)) => Ok(()),
         }
     });
     match result {

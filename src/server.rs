@@ -46,7 +46,8 @@ pub async fn run(settings: Settings) -> AppResult<()> {
             AppError::Config(format!("cannot listen on {}: {e}", state.settings.listen))
         })?;
     let local = listener.local_addr()?;
-    let chores = spawn_chores(&state);
+    let mut chores = spawn_chores(&state);
+    chores.push(crate::engine::spawn(state.clone()));
     let app = crate::app(state.clone());
     let result = match https_cert {
         Some(cert) => {
@@ -80,6 +81,19 @@ pub async fn run(settings: Settings) -> AppResult<()> {
     };
     for chore in chores {
         chore.abort();
+    }
+    // The engine goes with the process; say so rather than leave it
+    // "running" in the store. Whether it should run is kept for the next start.
+    if let Err(e) = crate::store::engine::set_state(
+        &state.pool,
+        &state.settings.node_name,
+        crate::store::engine::EngineState::Stopped,
+        Some("the service stopped"),
+        state.now(),
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "cannot record the engine's stop");
     }
     state.pool.close().await;
     tracing::info!("stopped");

@@ -58,6 +58,7 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
             banner: Default::default(),
             gateways: Default::default(),
             gateway_rows_html: Default::default(),
+            engine_wake: Default::default(),
         },
         first_admin,
     })

@@ -68,6 +68,8 @@ pub struct AppState {
     pub gateways: KeyedCache<(i64, i64), Arc<Vec<GatewayRow>>>,
     /// Find and List's unfiltered table rows as HTML, under the same key.
     pub gateway_rows_html: KeyedCache<(i64, i64), Arc<String>>,
+    /// Wakes this node's engine supervisor for a command given here.
+    pub engine_wake: crate::engine::Wake,
 }
 
 impl AppState {

@@ -240,7 +240,7 @@ pub fn suggested_spread(users_on_node: i64) -> i64 {
     (users_on_node.max(0) / 100).min(59)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExchangeAuth {
     Auto,
     BasicOnly,
@@ -248,7 +248,7 @@ pub enum ExchangeAuth {
 
 /// The parameters of one node, typed, as the engine and the troubleshooter
 /// use them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceParams {
     pub ews_status_frequency_minutes: u32,
     pub notification_port: u16,

@@ -65,6 +65,8 @@ pub struct Pending {
     pub changes: Vec<ChangeRow>,
     /// The activated nodes that run an older generation.
     pub nodes: Vec<String>,
+    /// Whether any pending change requires a restart (else all recommend one).
+    pub required: bool,
 }
 
 /// What the restart banner shows: the newest `limit` changes newer than the
@@ -94,5 +96,17 @@ pub async fn pending(pool: &SqlitePool, limit: i64) -> AppResult<Pending> {
     )
     .fetch_all(pool)
     .await?;
-    Ok(Pending { changes, nodes })
+    let required = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM config_changes
+         WHERE restart = 'required'
+           AND generation > (SELECT COALESCE(MIN(engine_generation), 0)
+                             FROM nodes WHERE activated = 1))",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Pending {
+        changes,
+        nodes,
+        required,
+    })
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod changes;
+pub mod engine;
 pub mod gateways;
 pub mod locales;
 pub mod nodes;

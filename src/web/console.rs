@@ -54,6 +54,8 @@ struct NodeView {
     activated: bool,
     started: String,
     heartbeat: String,
+    /// The Presence Engine's state, with the reason when it failed.
+    engine: String,
     is_this: bool,
 }
 
@@ -69,11 +71,20 @@ async fn nodes(
     Admin(user): Admin,
     messages: Messages,
 ) -> AppResult<Response> {
+    let engines = store::engine::nodes(&state.pool).await?;
     let nodes = store::nodes::list(&state.pool)
         .await?
         .into_iter()
         .map(|n| NodeView {
             is_this: n.name == state.settings.node_name,
+            engine: engines
+                .iter()
+                .find(|e| e.name == n.name)
+                .map(|e| match &e.engine_reason {
+                    Some(reason) => format!("{}: {reason}", e.state().label()),
+                    None => e.state().label().to_owned(),
+                })
+                .unwrap_or_default(),
             name: n.name,
             address: n.address,
             activated: n.activated,

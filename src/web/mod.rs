@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod certs;
 pub mod console;
+pub mod control;
 pub mod errors;
 pub mod gateways;
 pub mod health;
@@ -62,6 +63,7 @@ pub fn app(state: AppState) -> Router {
     let pages = Router::new()
         .merge(auth::router())
         .merge(console::router())
+        .merge(control::router())
         .merge(gateways::router())
         .merge(troubleshooter::router())
         .merge(audit::router())

@@ -134,6 +134,8 @@ pub struct Shell {
     pub banner_nodes: String,
     /// All pending changes; `banner` holds only the newest few.
     pub banner_total: i64,
+    /// Whether any pending change requires, not only recommends, a restart.
+    pub banner_required: bool,
     pub current: String,
 }
 
@@ -179,6 +181,7 @@ impl Shell {
             banner,
             banner_nodes: pending.nodes.join(", "),
             banner_total: if is_admin { user.config.pending } else { 0 },
+            banner_required: pending.required,
             current: current.to_owned(),
         })
     }
@@ -195,6 +198,7 @@ impl Shell {
             banner: Vec::new(),
             banner_nodes: String::new(),
             banner_total: 0,
+            banner_required: false,
             current: String::new(),
         }
     }

@@ -147,6 +147,8 @@ struct Stored {
     trust: Vec<rustls::pki_types::CertificateDer<'static>>,
     ews: Option<Credentials>,
     webdav: Option<Credentials>,
+    /// SY-2: without DNS on this server, gateways must be IP addresses.
+    dns_configured: bool,
 }
 
 impl Stored {
@@ -155,6 +157,8 @@ impl Stored {
             trust: store::trust::anchors(&state.pool).await?,
             ews: credentials(state, GatewayKind::Ews).await?,
             webdav: credentials(state, GatewayKind::WebDav).await?,
+            dns_configured: store::engine::dns_configured(&state.pool, &state.settings.node_name)
+                .await?,
         })
     }
 
@@ -168,8 +172,7 @@ impl Stored {
             host,
             port: u16::try_from(gateway.port).unwrap_or(443),
             connect: None,
-            // SY-2's "DNS configured" system setting comes with the System pages.
-            dns_configured: true,
+            dns_configured: self.dns_configured,
             trust: self.trust.clone(),
             credentials: match kind {
                 GatewayKind::Ews => self.ews.clone(),

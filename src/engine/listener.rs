@@ -1,0 +1,106 @@
+//! The engine's notification-port listeners: TCP (HTTP, EWS push
+//! notifications) and UDP (HTTPU, WebDAV), on the same port. Binding both is
+//! what makes a start fail when another program holds the port.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Largest notification accepted; EWS notifications are a few KiB.
+const BODY_LIMIT: usize = 256 * 1024;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+pub struct Listener {
+    shutdown: oneshot::Sender<()>,
+    http: JoinHandle<()>,
+    udp: JoinHandle<()>,
+}
+
+impl Listener {
+    /// Binds `port` for TCP and UDP on every IPv4 address, or says why not.
+    pub async fn bind(port: u16) -> Result<Listener, String> {
+        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        let tcp = TcpListener::bind(addr).await.map_err(|e| held(port, "TCP", &e))?;
+        let udp = UdpSocket::bind(addr).await.map_err(|e| held(port, "UDP", &e))?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let app = Router::new()
+            .fallback(acknowledge)
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            ));
+        let http = tokio::spawn(async move {
+            let serve = axum::serve(tcp, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "notification listener stopped");
+            }
+        });
+        let udp = tokio::spawn(async move {
+            // HTTPU notifications are single datagrams; nothing to answer.
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match udp.recv_from(&mut buf).await {
+                    Ok((n, peer)) => tracing::debug!(%peer, bytes = n, "HTTPU notification"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "HTTPU receive failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+        Ok(Listener {
+            shutdown,
+            http,
+            udp,
+        })
+    }
+
+    /// Closes both sockets; returns once the port is free again.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        self.udp.abort();
+        let _ = self.udp.await;
+        let mut http = self.http;
+        if tokio::time::timeout(STOP_GRACE, &mut http).await.is_err() {
+            http.abort();
+            let _ = http.await;
+        }
+    }
+}
+
+fn held(port: u16, protocol: &str, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!(
+            "Microsoft Exchange Notification Port {port} is in use by another program \
+             ({protocol}): free it or choose another port in Service Parameters."
+        )
+    } else {
+        format!("cannot listen on Microsoft Exchange Notification Port {port} ({protocol}): {e}")
+    }
+}
+
+/// Acknowledges a notification. EWS expects a SendNotificationResult; with
+/// no subscriptions yet, OK is all the engine can say.
+async fn acknowledge(request: Request<Body>) -> Response {
+    if request.method() != Method::POST {
+        return StatusCode::OK.into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        SEND_NOTIFICATION_OK,
+    )
+        .into_response()
+}
+
+const SEND_NOTIFICATION_OK: &str = r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><SendNotificationResult xmlns="http://schemas.microsoft.com/exchange/services/2006/messages"><SubscriptionStatus>OK</SubscriptionStatus></SendNotificationResult></soap:Body></soap:Envelope>"#;

@@ -1,0 +1,379 @@
+//! Serviceability (SV-1, SV-2) and the nodes' system settings (SY-2):
+//! Control Center - Feature Services starts, stops and restarts the
+//! Presence Engine of any node from any node's console; Service Activation
+//! activates or deactivates it per node; Settings says whether DNS is
+//! configured on each node's server.
+
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use axum_messages::Messages;
+use serde::Deserialize;
+
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use crate::store;
+use crate::store::engine::{Action, EngineState, NodeEngine, NodeSwitch};
+
+use super::session::Admin;
+use super::shell::{Shell, format_time, render};
+
+const CONTROL_CENTER: &str = "/serviceability/control-center";
+const ACTIVATION: &str = "/serviceability/service-activation";
+const SETTINGS: &str = "/system/settings";
+
+/// How long Control Center waits for a node to carry out a command before
+/// answering "requested": long enough for a restart, short for a page.
+const COMMAND_WAIT: Duration = Duration::from_secs(4);
+const COMMAND_POLL: Duration = Duration::from_millis(100);
+/// A node whose heartbeat is older than this is shown as not responding
+/// (the heartbeat runs every 10 seconds).
+const HEARTBEAT_STALE_SECS: i64 = 35;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(CONTROL_CENTER, get(control_center).post(command))
+        .route(ACTIVATION, get(activation).post(save_activation))
+        .route(SETTINGS, get(settings).post(save_settings))
+}
+
+struct GatewayHealth {
+    description: String,
+    kind: &'static str,
+    health: String,
+}
+
+struct NodePanel {
+    name: String,
+    slug: String,
+    is_this: bool,
+    activated: bool,
+    state: &'static str,
+    reason: Option<String>,
+    since: String,
+    generation: i64,
+    behind: bool,
+    heartbeat: String,
+    stale: bool,
+    calendar_users: i64,
+    live: Option<String>,
+    gateways: Vec<GatewayHealth>,
+    requested: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/control/center.html")]
+struct CenterPage {
+    shell: Shell,
+    nodes: Vec<NodePanel>,
+    current_generation: i64,
+}
+
+async fn control_center(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    messages: Messages,
+) -> AppResult<Response> {
+    let now = state.now();
+    let current_generation = user.config.generation;
+    let rows = store::engine::nodes(&state.pool).await?;
+    let gateways = store::gateways::list(&state.pool, None).await?;
+    let open = store::engine::open_commands(&state.pool).await?;
+    let mut nodes = Vec::with_capacity(rows.len());
+    for row in rows {
+        let snapshot = store::engine::stored_snapshot(&state.pool, &row.name).await?;
+        let running = row.state() == EngineState::Running;
+        // The gateways the engine runs with, each with its last verdict;
+        // those changed since its start are marked.
+        let gateways = match (&snapshot, running) {
+            (Some(snapshot), true) => snapshot
+                .gateways
+                .iter()
+                .map(|g| {
+                    let now_row = gateways.iter().find(|c| c.id == g.id);
+                    GatewayHealth {
+                        description: g.description.clone(),
+                        kind: if g.kind == "ews" { "EWS" } else { "WebDAV" },
+                        health: match now_row {
+                            None => "removed since the engine started; restart to apply"
+                                .to_owned(),
+                            Some(c) => match (&c.last_verdict, c.last_checked_at) {
+                                (Some(v), Some(at)) => format!("{v} ({})", format_time(at)),
+                                _ => "not checked yet (run the Troubleshooter)".to_owned(),
+                            },
+                        },
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let live = row.live();
+        let calendar_users = match &live {
+            Some(l) => l.calendar_users,
+            None => store::engine::read_live(&state.pool, &row.name)
+                .await?
+                .calendar_users,
+        };
+        nodes.push(NodePanel {
+            slug: slug(&row.name),
+            is_this: row.name == state.settings.node_name,
+            activated: row.activated,
+            state: row.state().label(),
+            reason: row.engine_reason.clone(),
+            since: format_time(row.engine_since),
+            generation: row.engine_generation,
+            behind: row.engine_generation < current_generation,
+            heartbeat: format_time(row.last_heartbeat),
+            stale: now - row.last_heartbeat > HEARTBEAT_STALE_SECS,
+            calendar_users,
+            live: live.map(|l| {
+                format!(
+                    "Calendar Spread {} seconds, EWS Status Frequency {} minutes, Out of \
+                     Office {}",
+                    l.calendar_spread_seconds,
+                    l.ews_status_frequency_minutes,
+                    if l.display_out_of_office {
+                        "displayed"
+                    } else {
+                        "not displayed"
+                    }
+                )
+            }),
+            gateways,
+            requested: open
+                .iter()
+                .filter(|c| c.node == row.name)
+                .map(|c| {
+                    format!(
+                        "{} requested by {}, {}: waiting for the node",
+                        c.action().map_or("Command", Action::label),
+                        c.actor,
+                        format_time(c.requested_at)
+                    )
+                })
+                .collect(),
+            name: row.name,
+        });
+    }
+    render(
+        StatusCode::OK,
+        &CenterPage {
+            shell: Shell::new(
+                &state,
+                &user,
+                messages,
+                "Control Center - Feature Services",
+                CONTROL_CENTER,
+            )
+            .await?,
+            nodes,
+            current_generation,
+        },
+    )
+}
+
+/// An id-safe form of a node name, for element ids.
+fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct CommandForm {
+    node: String,
+    action: String,
+}
+
+async fn command(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    messages: Messages,
+    Form(form): Form<CommandForm>,
+) -> AppResult<Response> {
+    let Some(action) = Action::parse(&form.action) else {
+        messages.error(format!("Unknown action {:?}.", form.action));
+        return Ok(Redirect::to(CONTROL_CENTER).into_response());
+    };
+    let id = match store::engine::request(
+        &state.pool,
+        &form.node,
+        action,
+        &user.row.user_id,
+        state.now(),
+    )
+    .await
+    {
+        Ok(id) => id,
+        Err(AppError::NotFound) => {
+            messages.error(format!("There is no node named {:?}.", form.node));
+            return Ok(Redirect::to(CONTROL_CENTER).into_response());
+        }
+        Err(e) => return Err(e),
+    };
+    if form.node == state.settings.node_name {
+        state.engine_wake.now();
+    }
+    // Wait, boundedly, for the node to act, so the page shows the outcome;
+    // a node that is down or busy leaves the command waiting for it.
+    let mut outcome = None;
+    for _ in 0..(COMMAND_WAIT.as_millis() / COMMAND_POLL.as_millis()) {
+        if let Some(done) = store::engine::command(&state.pool, id).await?
+            && done.done_at.is_some()
+        {
+            outcome = done.outcome;
+            break;
+        }
+        tokio::time::sleep(COMMAND_POLL).await;
+    }
+    match outcome {
+        Some(text) if text.starts_with("Failed") || text.starts_with("Refused") => {
+            messages.error(format!("Presence Engine on {}: {text}", form.node));
+        }
+        Some(text) => {
+            messages.success(format!("Presence Engine on {}: {text}", form.node));
+        }
+        None => {
+            messages.warning(format!(
+                "{} requested for the Presence Engine on {}; the node has not acted on it yet \
+                 (it may be stopped or busy). This page shows it until it does.",
+                action.label(),
+                form.node
+            ));
+        }
+    }
+    Ok(Redirect::to(CONTROL_CENTER).into_response())
+}
+
+struct NodeRowView {
+    name: String,
+    slug: String,
+    is_this: bool,
+    on: bool,
+    state: &'static str,
+}
+
+fn switches(rows: Vec<NodeEngine>, this: &str, on: impl Fn(&NodeEngine) -> bool) -> Vec<NodeRowView> {
+    rows.into_iter()
+        .map(|row| NodeRowView {
+            slug: slug(&row.name),
+            is_this: row.name == this,
+            on: on(&row),
+            state: row.state().label(),
+            name: row.name,
+        })
+        .collect()
+}
+
+/// The node names ticked in a form of checkboxes named `node`.
+fn ticked(pairs: &[(String, String)]) -> Vec<&str> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == "node")
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "pages/control/activation.html")]
+struct ActivationPage {
+    shell: Shell,
+    nodes: Vec<NodeRowView>,
+}
+
+async fn activation(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    messages: Messages,
+) -> AppResult<Response> {
+    let rows = store::engine::nodes(&state.pool).await?;
+    render(
+        StatusCode::OK,
+        &ActivationPage {
+            shell: Shell::new(&state, &user, messages, "Service Activation", ACTIVATION).await?,
+            nodes: switches(rows, &state.settings.node_name, |r| r.activated),
+        },
+    )
+}
+
+async fn save_activation(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    messages: Messages,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let changed = save_switch(&state, &user, NodeSwitch::Activated, &pairs).await?;
+    if changed == 0 {
+        messages.info("No changes.");
+    } else {
+        // This node's supervisor starts or stops its engine now; other nodes
+        // notice within their poll interval.
+        state.engine_wake.now();
+        messages.success(format!(
+            "Update successful: Service Activation changed on {}.",
+            crate::domain::count(changed as i64, "node")
+        ));
+    }
+    Ok(Redirect::to(ACTIVATION).into_response())
+}
+
+/// Sets a per-node checkbox switch from a form listing the ticked nodes:
+/// every node listed on the page that is not ticked is switched off.
+async fn save_switch(
+    state: &AppState,
+    user: &super::session::CurrentUser,
+    switch: NodeSwitch,
+    pairs: &[(String, String)],
+) -> AppResult<usize> {
+    let on = ticked(pairs);
+    let values: Vec<(String, bool)> = store::engine::nodes(&state.pool)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let ticked = on.contains(&r.name.as_str());
+            (r.name, ticked)
+        })
+        .collect();
+    store::engine::set_switch(&state.pool, switch, &values, &user.row.user_id, state.now()).await
+}
+
+#[derive(Template)]
+#[template(path = "pages/control/settings.html")]
+struct SettingsPage {
+    shell: Shell,
+    nodes: Vec<NodeRowView>,
+}
+
+async fn settings(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    messages: Messages,
+) -> AppResult<Response> {
+    let rows = store::engine::nodes(&state.pool).await?;
+    render(
+        StatusCode::OK,
+        &SettingsPage {
+            shell: Shell::new(&state, &user, messages, "Settings", SETTINGS).await?,
+            nodes: switches(rows, &state.settings.node_name, |r| r.dns_configured),
+        },
+    )
+}
+
+async fn save_settings(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    messages: Messages,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    if save_switch(&state, &user, NodeSwitch::DnsConfigured, &pairs).await? == 0 {
+        messages.info("No changes.");
+    } else {
+        messages.success("Update successful");
+    }
+    Ok(Redirect::to(SETTINGS).into_response())
+}
