@@ -49,7 +49,10 @@ pub async fn run(data_dir: &Path, args: &EngineArgs) -> AppResult<bool> {
     let node = choose_node(args.node.as_deref(), &nodes)?;
     let actor = format!("{} (shell)", whoami());
     let id = store::engine::request(&pool, &node, action, &actor, now).await?;
-    println!("{} requested for the Presence Engine on {node}.", action.label());
+    println!(
+        "{} requested for the Presence Engine on {node}.",
+        action.label()
+    );
     for _ in 0..(WAIT.as_millis() / POLL.as_millis()) {
         if let Some(done) = store::engine::command(&pool, id).await?
             && done.done_at.is_some()
@@ -126,7 +129,9 @@ fn status_line(node: &NodeEngine, generation: i64, now: i64) -> String {
     if !node.activated {
         line.push_str(", deactivated");
     } else if node.engine_generation < generation && node.state() != EngineState::Stopped {
-        line.push_str(&format!(", restart pending (current generation {generation})"));
+        line.push_str(&format!(
+            ", restart pending (current generation {generation})"
+        ));
     }
     if now - node.last_heartbeat > 35 {
         line.push_str(", no heartbeat for over 35 seconds");

@@ -28,8 +28,12 @@ impl Listener {
     /// Binds `port` for TCP and UDP on every IPv4 address, or says why not.
     pub async fn bind(port: u16) -> Result<Listener, String> {
         let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-        let tcp = TcpListener::bind(addr).await.map_err(|e| held(port, "TCP", &e))?;
-        let udp = UdpSocket::bind(addr).await.map_err(|e| held(port, "UDP", &e))?;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|e| held(port, "TCP", &e))?;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| held(port, "UDP", &e))?;
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = Router::new()
             .fallback(acknowledge)

@@ -90,8 +90,14 @@ impl Supervisor {
         };
         self.activated = row.activated;
         if !row.activated || !row.engine_wanted {
-            store::set_state(&self.state.pool, self.node(), EngineState::Stopped, None, self.now())
-                .await?;
+            store::set_state(
+                &self.state.pool,
+                self.node(),
+                EngineState::Stopped,
+                None,
+                self.now(),
+            )
+            .await?;
             return Ok(());
         }
         let resume = store::stored_snapshot(&self.state.pool, self.node()).await?;
@@ -163,7 +169,8 @@ impl Supervisor {
     async fn start(&mut self, resume: Option<Snapshot>) -> String {
         let pool = self.state.pool.clone();
         let node = self.node().to_owned();
-        if let Err(e) = store::set_state(&pool, &node, EngineState::Starting, None, self.now()).await
+        if let Err(e) =
+            store::set_state(&pool, &node, EngineState::Starting, None, self.now()).await
         {
             return format!("Failed: {e}");
         }
@@ -171,7 +178,11 @@ impl Supervisor {
             Some(snapshot) => snapshot,
             None => match store::load_snapshot(&pool, &node).await {
                 Ok(snapshot) => snapshot,
-                Err(e) => return self.failed(&format!("cannot read the configuration: {e}")).await,
+                Err(e) => {
+                    return self
+                        .failed(&format!("cannot read the configuration: {e}"))
+                        .await;
+                }
             },
         };
         let port = snapshot.params.notification_port;
@@ -197,7 +208,11 @@ impl Supervisor {
     }
 
     async fn failed(&mut self, reason: &str) -> String {
-        tracing::warn!(node = self.node(), reason, "presence engine failed to start");
+        tracing::warn!(
+            node = self.node(),
+            reason,
+            "presence engine failed to start"
+        );
         if let Err(e) = store::set_state(
             &self.state.pool,
             self.node(),
@@ -222,8 +237,14 @@ impl Supervisor {
                 "presence engine stopped"
             );
         }
-        store::set_state(&self.state.pool, self.node(), EngineState::Stopped, None, self.now())
-            .await
+        store::set_state(
+            &self.state.pool,
+            self.node(),
+            EngineState::Stopped,
+            None,
+            self.now(),
+        )
+        .await
     }
 
     /// EN-1: users, their calendar switches and the parameters that apply

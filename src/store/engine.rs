@@ -114,7 +114,9 @@ const NODE_COLUMNS: &str = "name, address, activated, last_heartbeat, engine_sta
 
 pub async fn nodes(pool: &SqlitePool) -> AppResult<Vec<NodeEngine>> {
     let sql = format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY name");
-    Ok(sqlx::query_as::<_, NodeEngine>(&sql).fetch_all(pool).await?)
+    Ok(sqlx::query_as::<_, NodeEngine>(&sql)
+        .fetch_all(pool)
+        .await?)
 }
 
 pub async fn node(pool: &SqlitePool, name: &str) -> AppResult<Option<NodeEngine>> {

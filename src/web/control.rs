@@ -29,7 +29,7 @@ const SETTINGS: &str = "/system/settings";
 
 /// How long Control Center waits for a node to carry out a command before
 /// answering "requested": long enough for a restart, short for a page.
-const COMMAND_WAIT: Duration = Duration::from_secs(4);
+const COMMAND_WAIT: Duration = Duration::from_secs(8);
 const COMMAND_POLL: Duration = Duration::from_millis(100);
 /// A node whose heartbeat is older than this is shown as not responding
 /// (the heartbeat runs every 10 seconds).
@@ -100,8 +100,7 @@ async fn control_center(
                         description: g.description.clone(),
                         kind: if g.kind == "ews" { "EWS" } else { "WebDAV" },
                         health: match now_row {
-                            None => "removed since the engine started; restart to apply"
-                                .to_owned(),
+                            None => "removed since the engine started; restart to apply".to_owned(),
                             Some(c) => match (&c.last_verdict, c.last_checked_at) {
                                 (Some(v), Some(at)) => format!("{v} ({})", format_time(at)),
                                 _ => "not checked yet (run the Troubleshooter)".to_owned(),
@@ -115,9 +114,11 @@ async fn control_center(
         let live = row.live();
         let calendar_users = match &live {
             Some(l) => l.calendar_users,
-            None => store::engine::read_live(&state.pool, &row.name)
-                .await?
-                .calendar_users,
+            None => {
+                store::engine::read_live(&state.pool, &row.name)
+                    .await?
+                    .calendar_users
+            }
         };
         nodes.push(NodePanel {
             slug: slug(&row.name),
@@ -258,7 +259,11 @@ struct NodeRowView {
     state: &'static str,
 }
 
-fn switches(rows: Vec<NodeEngine>, this: &str, on: impl Fn(&NodeEngine) -> bool) -> Vec<NodeRowView> {
+fn switches(
+    rows: Vec<NodeEngine>,
+    this: &str,
+    on: impl Fn(&NodeEngine) -> bool,
+) -> Vec<NodeRowView> {
     rows.into_iter()
         .map(|row| NodeRowView {
             slug: slug(&row.name),

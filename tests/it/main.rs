@@ -8,6 +8,7 @@ mod browser;
 mod certs;
 mod check;
 mod check_cli;
+mod engine;
 mod gateways;
 mod limbo;
 mod process;
