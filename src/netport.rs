@@ -65,7 +65,9 @@ mod tests {
         let message = check_free(port).unwrap_err();
         assert_eq!(
             message,
-            format!("Port {port} is in use by another program on this server (TCP): choose another.")
+            format!(
+                "Port {port} is in use by another program on this server (TCP): choose another."
+            )
         );
     }
 
@@ -81,7 +83,10 @@ mod tests {
         let held = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
         let port = held.local_addr().unwrap().port();
         let message = check_free(port).unwrap_err();
-        assert!(message.contains(&format!("Port {port} is in use")), "{message}");
+        assert!(
+            message.contains(&format!("Port {port} is in use")),
+            "{message}"
+        );
         assert!(message.contains("(UDP)"), "{message}");
     }
 

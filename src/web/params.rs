@@ -245,10 +245,7 @@ async fn render_page(
 }
 
 /// The cluster's nodes and the one asked for (this node by default).
-async fn node_named(
-    state: &AppState,
-    name: Option<&str>,
-) -> AppResult<(Vec<NodeRow>, NodeRow)> {
+async fn node_named(state: &AppState, name: Option<&str>) -> AppResult<(Vec<NodeRow>, NodeRow)> {
     let nodes = store::nodes::list(&state.pool).await?;
     let name = name
         .map(str::trim)
@@ -438,15 +435,20 @@ async fn save(
         Err(errors) => {
             let (typed, errors) = refused(errors);
             let status = StatusCode::UNPROCESSABLE_ENTITY;
-            return render_page(&state, &user, messages, status, &nodes, &node, &typed, errors)
-                .await;
+            return render_page(
+                &state, &user, messages, status, &nodes, &node, &typed, errors,
+            )
+            .await;
         }
     };
     let changes = store::params::diff(&stored, &node.name, &wanted);
     if let Err(message) = check_port(&state, &node.name, &changes).await? {
         let (typed, errors) = refused(HashMap::from([(NOTIFICATION_PORT, message)]));
         let status = StatusCode::UNPROCESSABLE_ENTITY;
-        return render_page(&state, &user, messages, status, &nodes, &node, &typed, errors).await;
+        return render_page(
+            &state, &user, messages, status, &nodes, &node, &typed, errors,
+        )
+        .await;
     }
     let saved = if changes.is_empty() {
         Vec::new()

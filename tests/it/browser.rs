@@ -657,6 +657,11 @@ async fn browser_admin_pages_pass_validation_and_axe() {
 
     for (path, name, text) in [
         ("/system/nodes", "system-nodes", "test-node"),
+        (
+            "/system/service-parameters",
+            "service-parameters",
+            "Service Parameter Configuration",
+        ),
         ("/account/password", "account-password", "password"),
         ("/no-such-page", "not-found", "Page not found"),
     ] {
@@ -682,6 +687,7 @@ async fn browser_admin_pages_pass_validation_and_axe() {
     for (path, name, status) in [
         ("/", "home", 200),
         ("/system/nodes", "system-nodes", 200),
+        ("/system/service-parameters", "service-parameters", 200),
         ("/account/password", "account-password", 200),
         ("/no-such-page", "not-found", 404),
     ] {

@@ -10,6 +10,7 @@ mod check;
 mod check_cli;
 mod gateways;
 mod limbo;
+mod params;
 mod process;
 mod shell;
 mod sim;
