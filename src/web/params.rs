@@ -153,7 +153,7 @@ fn thousands_count(n: i64, noun: &str) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut grouped = String::new();
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);
@@ -189,11 +189,11 @@ async fn render_page(
     user: &CurrentUser,
     messages: Messages,
     status: StatusCode,
-    nodes: &[NodeRow],
-    node: &NodeRow,
+    chosen: &Chosen,
     values: &HashMap<&'static str, String>,
     mut errors: HashMap<&'static str, String>,
 ) -> AppResult<Response> {
+    let Chosen { nodes, node } = chosen;
     let users_assigned = store::params::users_assigned(&state.pool, &node.name).await?;
     let mut general = Vec::new();
     let mut caution = Vec::new();
@@ -244,8 +244,14 @@ async fn render_page(
     )
 }
 
+/// The cluster's nodes and the one whose parameters the page shows.
+struct Chosen {
+    nodes: Vec<NodeRow>,
+    node: NodeRow,
+}
+
 /// The cluster's nodes and the one asked for (this node by default).
-async fn node_named(state: &AppState, name: Option<&str>) -> AppResult<(Vec<NodeRow>, NodeRow)> {
+async fn node_named(state: &AppState, name: Option<&str>) -> AppResult<Chosen> {
     let nodes = store::nodes::list(&state.pool).await?;
     let name = name
         .map(str::trim)
@@ -256,7 +262,7 @@ async fn node_named(state: &AppState, name: Option<&str>) -> AppResult<(Vec<Node
         .find(|n| n.name == name)
         .cloned()
         .ok_or(AppError::NotFound)?;
-    Ok((nodes, node))
+    Ok(Chosen { nodes, node })
 }
 
 async fn stored_values(state: &AppState, node: &str) -> AppResult<HashMap<String, String>> {
@@ -275,19 +281,19 @@ async fn show(
     Query(query): Query<PageQuery>,
     messages: Messages,
 ) -> AppResult<Response> {
-    let (nodes, node) = node_named(&state, query.node.as_deref()).await?;
-    let stored = stored_values(&state, &node.name).await?;
+    let chosen = node_named(&state, query.node.as_deref()).await?;
+    let node = chosen.node.name.as_str();
+    let stored = stored_values(&state, node).await?;
     let values = CATALOGUE
         .iter()
-        .map(|p| (p.key, store::params::effective(&stored, p, &node.name)))
+        .map(|p| (p.key, store::params::effective(&stored, p, node)))
         .collect();
     render_page(
         &state,
         &user,
         messages,
         StatusCode::OK,
-        &nodes,
-        &node,
+        &chosen,
         &values,
         HashMap::new(),
     )
@@ -403,6 +409,26 @@ fn page_of(node: &str) -> String {
     format!("{PAGE}?{query}")
 }
 
+/// The form's values as typed, so nothing typed is lost when it is refused;
+/// a field the form lacks shows what the node has.
+fn typed_values(
+    fields: &[(String, String)],
+    stored: &HashMap<String, String>,
+    node: &str,
+) -> HashMap<&'static str, String> {
+    CATALOGUE
+        .iter()
+        .map(|p| {
+            let value = fields
+                .iter()
+                .find(|(k, _)| k == p.key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| store::params::effective(stored, p, node));
+            (p.key, value)
+        })
+        .collect()
+}
+
 async fn save(
     State(state): State<AppState>,
     Admin(user): Admin,
@@ -413,61 +439,39 @@ async fn save(
         .iter()
         .find(|(k, _)| k == "node")
         .map(|(_, v)| v.as_str());
-    let (nodes, node) = node_named(&state, asked).await?;
-    let stored = stored_values(&state, &node.name).await?;
-    let refused = |errors: HashMap<&'static str, String>| {
-        // The values as typed, so nothing typed is lost.
-        let typed: HashMap<&'static str, String> = CATALOGUE
-            .iter()
-            .map(|p| {
-                let value = fields
-                    .iter()
-                    .find(|(k, _)| k == p.key)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_else(|| store::params::effective(&stored, p, &node.name));
-                (p.key, value)
-            })
-            .collect();
-        (typed, errors)
+    let chosen = node_named(&state, asked).await?;
+    let node = chosen.node.name.as_str();
+    let stored = stored_values(&state, node).await?;
+    let checked = match wanted(&fields, node) {
+        Ok(wanted) => {
+            let changes = store::params::diff(&stored, node, &wanted);
+            match check_port(&state, node, &changes).await? {
+                Ok(()) => Ok((wanted, changes)),
+                Err(message) => Err(HashMap::from([(NOTIFICATION_PORT, message)])),
+            }
+        }
+        Err(errors) => Err(errors),
     };
-    let wanted = match wanted(&fields, &node.name) {
-        Ok(wanted) => wanted,
+    let (wanted, changes) = match checked {
+        Ok(checked) => checked,
         Err(errors) => {
-            let (typed, errors) = refused(errors);
+            let typed = typed_values(&fields, &stored, node);
             let status = StatusCode::UNPROCESSABLE_ENTITY;
-            return render_page(
-                &state, &user, messages, status, &nodes, &node, &typed, errors,
-            )
-            .await;
+            return render_page(&state, &user, messages, status, &chosen, &typed, errors).await;
         }
     };
-    let changes = store::params::diff(&stored, &node.name, &wanted);
-    if let Err(message) = check_port(&state, &node.name, &changes).await? {
-        let (typed, errors) = refused(HashMap::from([(NOTIFICATION_PORT, message)]));
-        let status = StatusCode::UNPROCESSABLE_ENTITY;
-        return render_page(
-            &state, &user, messages, status, &nodes, &node, &typed, errors,
-        )
-        .await;
-    }
+    // The store compares again inside its transaction.
     let saved = if changes.is_empty() {
         Vec::new()
     } else {
-        store::params::save(
-            &state.pool,
-            &node.name,
-            &wanted,
-            &user.row.user_id,
-            state.now(),
-        )
-        .await?
+        store::params::save(&state.pool, node, &wanted, &user.row.user_id, state.now()).await?
     };
     if saved.is_empty() {
         messages.info("No changes.");
     } else {
-        messages.success(confirmation(&node.name, &saved));
+        messages.success(confirmation(node, &saved));
     }
-    Ok(Redirect::to(&page_of(&node.name)).into_response())
+    Ok(Redirect::to(&page_of(node)).into_response())
 }
 
 #[cfg(test)]
