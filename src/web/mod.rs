@@ -12,6 +12,7 @@ pub mod errors;
 pub mod gateways;
 pub mod health;
 pub mod middleware;
+pub mod params;
 pub mod session;
 pub mod shell;
 pub mod troubleshooter;
@@ -67,6 +68,7 @@ pub fn app(state: AppState) -> Router {
         .merge(gateways::router())
         .merge(troubleshooter::router())
         .merge(audit::router())
+        .merge(params::router())
         .merge(user_options::router())
         .merge(api::router())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT));

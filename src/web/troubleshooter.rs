@@ -16,6 +16,7 @@ use axum_messages::Messages;
 use secrecy::SecretString;
 
 use crate::domain::gateway::{GatewayKind, ServerLocation};
+use crate::domain::params::ExchangeAuth;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store;
@@ -24,10 +25,6 @@ use crate::troubleshoot::{self, AuthMode, Credentials, Report, Status, Target};
 
 use super::session::Admin;
 use super::shell::{Shell, format_time, render};
-
-/// The Exchange Timeout service parameter's default (SPEC section 3); the
-/// parameter page comes with the service-parameters issue.
-pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/presence/gateways/troubleshoot", post(check_all))
@@ -149,16 +146,29 @@ struct Stored {
     webdav: Option<Credentials>,
     /// SY-2: without DNS on this server, gateways must be IP addresses.
     dns_configured: bool,
+    /// This node's Exchange Timeout and Exchange Server Authentication
+    /// parameters (TS-1, TS-5).
+    timeout: Duration,
+    auth: AuthMode,
 }
 
 impl Stored {
     async fn read(state: &AppState) -> AppResult<Stored> {
+        let params = {
+            let mut conn = state.pool.acquire().await?;
+            store::params::load(&mut conn, &state.settings.node_name).await?
+        };
         Ok(Stored {
             trust: store::trust::anchors(&state.pool).await?,
             ews: credentials(state, GatewayKind::Ews).await?,
             webdav: credentials(state, GatewayKind::WebDav).await?,
             dns_configured: store::engine::dns_configured(&state.pool, &state.settings.node_name)
                 .await?,
+            timeout: Duration::from_secs(u64::from(params.exchange_timeout_seconds)),
+            auth: match params.exchange_auth {
+                ExchangeAuth::Auto => AuthMode::Auto,
+                ExchangeAuth::BasicOnly => AuthMode::Basic,
+            },
         })
     }
 
@@ -180,8 +190,8 @@ impl Stored {
             },
             mailbox: gateway.test_mailbox.clone(),
             calendar_folder: troubleshoot::DEFAULT_CALENDAR_FOLDER.to_owned(),
-            auth: AuthMode::Auto,
-            timeout: EXCHANGE_TIMEOUT,
+            auth: self.auth,
+            timeout: self.timeout,
             now: state.now(),
         })
     }

@@ -657,6 +657,11 @@ async fn browser_admin_pages_pass_validation_and_axe() {
 
     for (path, name, text) in [
         ("/system/nodes", "system-nodes", "test-node"),
+        (
+            "/system/service-parameters",
+            "service-parameters",
+            "Service Parameter Configuration",
+        ),
         ("/account/password", "account-password", "password"),
         ("/no-such-page", "not-found", "Page not found"),
     ] {
@@ -682,6 +687,7 @@ async fn browser_admin_pages_pass_validation_and_axe() {
     for (path, name, status) in [
         ("/", "home", 200),
         ("/system/nodes", "system-nodes", 200),
+        ("/system/service-parameters", "service-parameters", 200),
         ("/account/password", "account-password", 200),
         ("/no-such-page", "not-found", 404),
     ] {
@@ -690,6 +696,23 @@ async fn browser_admin_pages_pass_validation_and_axe() {
             html: fetch(&app.client, &app, path, status).await,
         });
     }
+    // The service parameters refused, with messages beside their fields.
+    let refused = app
+        .post_form(
+            "/system/service-parameters",
+            &[
+                ("node", "test-node"),
+                ("exchange_timeout", "21"),
+                ("notification_host", "http://x/"),
+                ("save", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status().as_u16(), 422);
+    pages.push(Page {
+        name: "service-parameters-refused",
+        html: refused.text().await.expect("page body"),
+    });
     vnu(&tools, &pages, &mut problems).await;
 
     assert_no_problems(&problems);

@@ -11,6 +11,7 @@ mod check_cli;
 mod engine;
 mod gateways;
 mod limbo;
+mod params;
 mod process;
 mod shell;
 mod sim;
