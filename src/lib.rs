@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod exchange;
+pub mod i18n;
 pub mod password;
 pub mod secrets;
 pub mod server;
