@@ -10,6 +10,7 @@ pub mod params;
 pub mod secrets;
 pub mod throttle;
 pub mod trust;
+pub mod user_options;
 pub mod users;
 
 use std::path::Path;

@@ -10,6 +10,7 @@ pub mod console;
 pub mod errors;
 pub mod gateways;
 pub mod health;
+pub mod locales;
 pub mod middleware;
 pub mod session;
 pub mod shell;
@@ -65,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         .merge(gateways::router())
         .merge(troubleshooter::router())
         .merge(audit::router())
+        .merge(locales::router())
         .merge(user_options::router())
         .merge(api::router())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
