@@ -99,7 +99,7 @@ async fn check_target(conn: &mut SqliteConnection, node: &str, locale: &Locale) 
     if known.is_none() {
         return Err(AppError::invalid(
             "node",
-            format!("No node named {node:?} is registered."),
+            format!("No node named {node} is registered."),
         ));
     }
     Ok(())
