@@ -218,7 +218,7 @@ async fn options_belong_to_the_signed_in_user_only() {
     )
     .await;
     assert_eq!(response.status().as_u16(), 303);
-    assert_eq!(user_row(&app, ERIN).await.0, true);
+    assert!(user_row(&app, ERIN).await.0);
     assert_eq!(user_row(&app, "frank").await, (false, "en-US".to_owned()));
 
     let response = post(
