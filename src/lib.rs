@@ -12,6 +12,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod exchange;
+pub mod i18n;
 pub mod netport;
 pub mod password;
 pub mod secrets;

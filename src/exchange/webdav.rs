@@ -1,6 +1,7 @@
 //! WebDAV: PROPFIND requests on a calendar folder and their multistatus answers.
 
 use super::ews::{ROOT, Tree};
+use crate::domain::locale::{DEFAULT, Locale};
 
 /// The path of a mailbox's calendar folder: `/exchange/<mailbox>/<folder>/`,
 /// each segment percent-encoded as UTF-8. Letters, digits, `-._~` and `@`
@@ -13,6 +14,20 @@ pub fn calendar_path(mailbox: &str, folder: &str) -> String {
         encode_segment(mailbox),
         encode_segment(folder)
     )
+}
+
+/// The calendar folder's name in a user's locale (LO-3), from the locale
+/// catalogue; English's for a tag the catalogue does not know.
+pub fn calendar_folder(locale_tag: &str) -> &'static str {
+    Locale::parse(locale_tag)
+        .or_else(|_| Locale::parse(DEFAULT))
+        .map_or("Calendar", |l| l.calendar_folder)
+}
+
+/// The path of a user's calendar folder: their mailbox and the folder's
+/// name in their locale (LO-3), e.g. `/exchange/taro@example.com/%E4%BA%88...`.
+pub fn user_calendar_path(mailbox: &str, locale_tag: &str) -> String {
+    calendar_path(mailbox, calendar_folder(locale_tag))
 }
 
 fn encode_segment(segment: &str) -> String {
@@ -104,6 +119,33 @@ mod tests {
             calendar_path("j.doe", "Kalender"),
             "/exchange/j.doe/Kalender/"
         );
+    }
+
+    #[test]
+    fn user_calendar_paths_follow_the_locale() {
+        assert_eq!(
+            user_calendar_path("taro@example.jp", "ja-JP"),
+            "/exchange/taro@example.jp/%E4%BA%88%E5%AE%9A%E8%A1%A8/"
+        );
+        assert_eq!(
+            user_calendar_path("joao@example.com.br", "pt-BR"),
+            "/exchange/joao@example.com.br/Calend%C3%A1rio/"
+        );
+        assert_eq!(
+            user_calendar_path("hans@example.de", "de-de"),
+            "/exchange/hans@example.de/Kalender/"
+        );
+        assert_eq!(
+            user_calendar_path("anne@example.fr", "fr-FR"),
+            "/exchange/anne@example.fr/Calendrier/"
+        );
+        // Unknown or empty locales use English's folder.
+        assert_eq!(calendar_folder("xx-XX"), "Calendar");
+        assert_eq!(calendar_folder(""), "Calendar");
+        assert_eq!(calendar_folder(DEFAULT), "Calendar");
+        for locale in crate::domain::locale::CATALOGUE {
+            assert_eq!(calendar_folder(locale.tag), locale.calendar_folder);
+        }
     }
 
     #[test]

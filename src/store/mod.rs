@@ -11,6 +11,7 @@ pub mod params;
 pub mod secrets;
 pub mod throttle;
 pub mod trust;
+pub mod user_options;
 pub mod users;
 
 use std::path::Path;

@@ -11,6 +11,7 @@ pub mod control;
 pub mod errors;
 pub mod gateways;
 pub mod health;
+pub mod locales;
 pub mod middleware;
 pub mod params;
 pub mod session;
@@ -69,6 +70,7 @@ pub fn app(state: AppState) -> Router {
         .merge(troubleshooter::router())
         .merge(audit::router())
         .merge(params::router())
+        .merge(locales::router())
         .merge(user_options::router())
         .merge(api::router())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT));

@@ -1297,3 +1297,119 @@ async fn headline(browser: &Browser) -> String {
         .await
         .expect("headline text")
 }
+
+/// An end user's User Options as clicked through (US-2, LO-2): switch
+/// calendar presence on, change the User Locale to German and get the page
+/// back in German; then the administrator's Locale Installation page. Every
+/// page passes vnu and axe.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_user_options_flow() {
+    use crate::user_options::{ERIN, ERIN_PASSWORD, add_gateway, install, signed_in};
+
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    let app = TestApp::spawn().await;
+    app.create_end_user(ERIN, ERIN_PASSWORD).await;
+    add_gateway(&app).await;
+    install(&app, "test-node", "de-DE").await;
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+
+    browser
+        .sign_in(&app, ERIN, ERIN_PASSWORD, "/user-options")
+        .await;
+    browser.assert_shows("Calendar Settings").await;
+    browser.axe("user-options-en", &mut problems).await;
+
+    browser.click("#calendar-on").await;
+    browser.click("#save-calendar").await;
+    browser
+        .wait_for_text("Update successful: calendar information is now included")
+        .await;
+    let checked = browser
+        .client
+        .find(Locator::Css("#calendar-on"))
+        .await
+        .expect("On")
+        .prop("checked")
+        .await
+        .expect("checked");
+    assert_eq!(checked.as_deref(), Some("true"));
+    browser
+        .assert_shows("the presence engine has not read your calendar")
+        .await;
+
+    browser
+        .client
+        .find(Locator::Css("#locale"))
+        .await
+        .expect("User Locale")
+        .select_by_value("de-DE")
+        .await
+        .expect("choose German");
+    browser.click("#save-locale").await;
+    browser
+        .wait_for_text("Aktualisierung erfolgreich: Ihr Benutzergebietsschema ist jetzt")
+        .await;
+    browser.assert_shows("Kalendereinstellungen").await;
+    browser
+        .assert_shows("Kalenderinformationen in meinen Präsenzstatus aufnehmen")
+        .await;
+    let lang = browser
+        .client
+        .execute("return document.documentElement.lang", vec![])
+        .await
+        .expect("lang");
+    assert_eq!(lang.as_str(), Some("de-DE"));
+    assert_eq!(browser.value_of("#locale").await, "de-DE");
+    browser.axe("user-options-de", &mut problems).await;
+
+    browser.click_button("Sign out").await;
+    browser.wait_for_path("/login").await;
+    browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;
+    browser.goto(&app, "/system/locales").await;
+    browser.wait_for_path("/system/locales").await;
+    browser.assert_shows("Locale Installation").await;
+    browser.axe("locales", &mut problems).await;
+    browser.close().await;
+
+    let erin = signed_in(&app, ERIN, ERIN_PASSWORD).await;
+    app.sign_in_admin().await;
+    // The refusals too: their messages sit beside the fields.
+    let refused_locale =
+        crate::user_options::post(&app, &erin, "/user-options/locale", &[("locale", "xx-XX")])
+            .await;
+    assert_eq!(refused_locale.status().as_u16(), 422);
+    let refused_install = app
+        .post_form(
+            "/system/locales",
+            &[
+                ("node", "test-node"),
+                ("locale", "de-DE"),
+                ("action", "install"),
+            ],
+        )
+        .await;
+    assert_eq!(refused_install.status().as_u16(), 422);
+    let pages = [
+        Page {
+            name: "user-options-de",
+            html: fetch(&erin, &app, "/user-options", 200).await,
+        },
+        Page {
+            name: "user-options-refused",
+            html: refused_locale.text().await.expect("page"),
+        },
+        Page {
+            name: "locales",
+            html: fetch(&app.client, &app, "/system/locales", 200).await,
+        },
+        Page {
+            name: "locales-refused",
+            html: refused_install.text().await.expect("page"),
+        },
+    ];
+    vnu(&tools, &pages, &mut problems).await;
+    assert_no_problems(&problems);
+}
