@@ -1413,3 +1413,82 @@ async fn browser_user_options_flow() {
     vnu(&tools, &pages, &mut problems).await;
     assert_no_problems(&problems);
 }
+
+/// Issue 6 end to end: an administrator changes a service parameter, sees the
+/// restart banner, restarts the Presence Engine from Control Center and
+/// sees the banner gone.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_engine_restart_flow() {
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    let app = TestApp::spawn().await;
+    let (_engine, _port) = crate::engine::with_engine(&app).await;
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+    browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;
+
+    browser.goto(&app, "/system/service-parameters").await;
+    browser.assert_shows("Exchange Timeout").await;
+    browser.type_into("#exchange_timeout", "21").await;
+    browser.click_button("Save").await;
+    browser
+        .assert_shows("Exchange Timeout must be a whole number from 1 to 20")
+        .await;
+    browser
+        .axe("service-parameters-refused", &mut problems)
+        .await;
+    browser.type_into("#exchange_timeout", "5").await;
+    browser.click_button("Save").await;
+    browser.wait_for_text("Update successful").await;
+    browser.assert_shows("Presence Engine restart needed").await;
+    browser
+        .assert_shows("Service parameter Exchange Timeout on test-node")
+        .await;
+    browser.axe("service-parameters", &mut problems).await;
+
+    browser
+        .click("a[href='/serviceability/control-center']")
+        .await;
+    browser
+        .wait_for_path("/serviceability/control-center")
+        .await;
+    browser
+        .assert_shows("restart to apply the pending changes")
+        .await;
+    browser.axe("control-center", &mut problems).await;
+    browser.click_button("Restart").await;
+    browser
+        .wait_for_text("Presence Engine on test-node: Running on configuration generation")
+        .await;
+    let text = browser.body_text().await;
+    assert!(!text.contains("Presence Engine restart needed"), "{text}");
+    assert!(!text.contains("restart to apply"), "{text}");
+
+    for (path, name) in [
+        ("/serviceability/service-activation", "service-activation"),
+        ("/system/settings", "settings"),
+        ("/system/nodes", "cluster-nodes"),
+    ] {
+        browser.goto(&app, path).await;
+        browser.wait_for_path(path).await;
+        browser.axe(name, &mut problems).await;
+    }
+    browser.close().await;
+
+    app.sign_in_admin().await;
+    let mut pages = Vec::new();
+    for (path, name) in [
+        ("/serviceability/control-center", "control-center"),
+        ("/serviceability/service-activation", "service-activation"),
+        ("/system/settings", "settings"),
+        ("/system/nodes", "cluster-nodes"),
+    ] {
+        pages.push(Page {
+            name,
+            html: fetch(&app.client, &app, path, 200).await,
+        });
+    }
+    vnu(&tools, &pages, &mut problems).await;
+    assert_no_problems(&problems);
+}

@@ -12,7 +12,7 @@ use presence_gateway::store;
 use crate::support::{ADMIN, ADMIN_PASSWORD, ServeProcess, TestApp, binary, client, location};
 
 /// Aborts the engine supervisor when the test ends.
-struct Engine(tokio::task::JoinHandle<()>);
+pub(crate) struct Engine(tokio::task::JoinHandle<()>);
 
 impl Drop for Engine {
     fn drop(&mut self) {
@@ -47,7 +47,7 @@ async fn set_param(pool: &sqlx::SqlitePool, node: &str, name: &str, value: &str)
 }
 
 /// The TestApp's node with its engine on a free notification port.
-async fn with_engine(app: &TestApp) -> (Engine, u16) {
+pub(crate) async fn with_engine(app: &TestApp) -> (Engine, u16) {
     let port = free_port();
     set_param(
         &app.state.pool,
