@@ -542,6 +542,14 @@ pub async fn stale_locales(pool: &SqlitePool, limit: i64) -> AppResult<(i64, Vec
     Ok((total, users))
 }
 
+pub async fn count_end_users(pool: &SqlitePool) -> AppResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'end_user'")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// Registered node names, for the "all users on node" choice.
 pub async fn node_names(pool: &SqlitePool) -> AppResult<Vec<String>> {
     Ok(sqlx::query_scalar("SELECT name FROM nodes ORDER BY name")
