@@ -41,6 +41,31 @@ pub enum Command {
     /// name, auth) against an Exchange server, without a running service.
     /// Exit status: 0 when no check failed, 1 when one did, 2 on usage errors.
     Check(CheckArgs),
+    /// Bulk import and export of end users as CSV (US-4), on the data
+    /// directory's database, with or without a running service.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Import end users from a CSV file (header
+    /// user_id,first_name,last_name,mailbox,node,locale,calendar). Prints a
+    /// report per row; writes nothing if any row is bad. Exit status: 0
+    /// applied (or a clean dry run), 1 rows in error, 2 usage errors.
+    Import {
+        /// The CSV file, at most 16 MiB.
+        file: PathBuf,
+        /// Check and report only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export every end user as CSV, in the import format, sorted by user ID.
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

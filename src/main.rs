@@ -27,6 +27,10 @@ fn main() -> ExitCode {
     if let Some(Command::Check(args)) = &cli.command {
         return ExitCode::from(runtime.block_on(check::run(&cli.data_dir, args)));
     }
+    // `users` too: 0 done, 1 rows in error, 2 a usage error.
+    if let Some(Command::Users(command)) = &cli.command {
+        return ExitCode::from(runtime.block_on(commands::users(&cli.data_dir, command)));
+    }
     let result = runtime.block_on(async {
         match cli.command {
             None => server::run(Settings::from_args(cli.data_dir, &cli.serve)).await,
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
             }
             // Answered above.
             Some(Command::Check(_)) => Ok(()),
+            Some(Command::Users(_)) => Ok(()),
         }
     });
     match result {

@@ -178,7 +178,10 @@ impl std::fmt::Display for FileError {
                 f.write_str("The file has its header but no user rows: nothing imported.")
             }
             FileError::Unreadable(why) => {
-                write!(f, "The file cannot be read as CSV ({why}): nothing imported.")
+                write!(
+                    f,
+                    "The file cannot be read as CSV ({why}): nothing imported."
+                )
             }
         }
     }
@@ -241,10 +244,7 @@ fn parse_locale(raw: &str, known: &Known) -> Result<&'static str, String> {
     }
     Err(match known.locale_reasons.get(locale.tag) {
         Some(reason) => format!("locale: {reason}"),
-        None => format!(
-            "locale: {} is not installed on every node.",
-            locale.label()
-        ),
+        None => format!("locale: {} is not installed on every node.", locale.label()),
     })
 }
 
@@ -269,9 +269,7 @@ fn parse_row(fields: &[&str], known: &Known) -> Result<UserRecord, String> {
     let locale = parse_locale(fields[5], known)
         .map_err(|e| problems.push(e))
         .ok();
-    let calendar = parse_calendar(fields[6])
-        .map_err(|e| problems.push(e))
-        .ok();
+    let calendar = parse_calendar(fields[6]).map_err(|e| problems.push(e)).ok();
     match (
         user_id, first_name, last_name, mailbox, node, locale, calendar,
     ) {
@@ -304,8 +302,8 @@ fn check_header(header: &csv::ByteRecord) -> Result<(), FileError> {
     if names.len() == COLUMNS.len() && names.iter().zip(COLUMNS).all(|(n, c)| n == c) {
         return Ok(());
     }
-    if names.first().is_some_and(|n| UserId::parse(n).is_ok()) && !names.iter().any(|n| n == "user_id")
-    {
+    // A first row with the right width and no column name is data.
+    if names.len() == COLUMNS.len() && !names.iter().any(|n| COLUMNS.contains(&n.as_str())) {
         return Err(FileError::Header(
             "The header row is missing: the first row looks like a user.".to_owned(),
         ));
@@ -393,7 +391,10 @@ fn check_record(
             }
         }
     }
-    let shown = fields.first().map(|f| f.trim().to_owned()).unwrap_or_default();
+    let shown = fields
+        .first()
+        .map(|f| f.trim().to_owned())
+        .unwrap_or_default();
     if fields.len() != COLUMNS.len() {
         return (
             shown,
@@ -519,7 +520,13 @@ mod tests {
     }
 
     fn error_of(report: &Report, row: usize) -> String {
-        match &report.rows.iter().find(|r| r.row == row).expect("row").outcome {
+        match &report
+            .rows
+            .iter()
+            .find(|r| r.row == row)
+            .expect("row")
+            .outcome
+        {
             Outcome::Error(message) => message.clone(),
             other => panic!("row {row} is not an error: {other:?}"),
         }
@@ -546,7 +553,11 @@ mod tests {
         };
         assert_eq!(carol.locale, DEFAULT, "an empty locale is en-US");
         assert_eq!((carol.node.as_ref(), carol.mailbox.as_ref()), (None, None));
-        assert_eq!(report.writes().count(), 2, "the unchanged row is not written");
+        assert_eq!(
+            report.writes().count(),
+            2,
+            "the unchanged row is not written"
+        );
         assert!(report.is_clean());
     }
 
@@ -597,7 +608,10 @@ mod tests {
     fn unknown_node() {
         let report = check("a,,,,node-z,,on\n");
         let message = error_of(&report, 2);
-        assert!(message.contains("\"node-z\" is not a registered node"), "{message}");
+        assert!(
+            message.contains("\"node-z\" is not a registered node"),
+            "{message}"
+        );
         assert!(message.contains("node-a, node-b"));
     }
 
@@ -645,7 +659,10 @@ mod tests {
     fn file_errors() {
         let known = known();
         assert_eq!(validate(b"", &known), Err(FileError::Empty));
-        assert_eq!(validate(b"\xEF\xBB\xBF \r\n", &known), Err(FileError::Empty));
+        assert_eq!(
+            validate(b"\xEF\xBB\xBF \r\n", &known),
+            Err(FileError::Empty)
+        );
         assert_eq!(validate(HEADER.as_bytes(), &known), Err(FileError::NoRows));
         let missing = validate(b"alice,Alice,Archer,,,,on\n", &known).unwrap_err();
         assert!(matches!(&missing, FileError::Header(why) if why.contains("missing")));

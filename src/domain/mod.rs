@@ -3,8 +3,8 @@
 pub mod bulk;
 pub mod gateway;
 pub mod locale;
-pub mod params;
 pub mod names;
+pub mod params;
 pub mod user;
 
 /// "1 gateway", "2 gateways": a count with its noun, for messages.

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
-use crate::domain::bulk::{self, ExportRow, Existing, FileError, Known, Report};
+use crate::domain::bulk::{self, Existing, ExportRow, FileError, Known, Report};
 use crate::domain::locale::{CATALOGUE, DEFAULT, Locale};
 use crate::domain::user::{Role, UserId};
 use crate::error::{AppError, AppResult};
@@ -26,12 +26,14 @@ pub enum Refused {
     Rows(Report),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub created: usize,
     pub updated: usize,
     /// Of `updated`, rows that changed nothing and were not written.
     pub unchanged: usize,
+    /// The report the file was applied by (checked in the transaction).
+    pub report: Report,
 }
 
 impl Applied {
@@ -149,7 +151,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-const UPSERT: &str = "INSERT INTO users (user_id, role, first_name, last_name, password_hash, mailbox,
+const UPSERT: &str =
+    "INSERT INTO users (user_id, role, first_name, last_name, password_hash, mailbox,
                         node, locale, calendar_enabled, created_at, updated_at)
      VALUES (?1, 'end_user', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
      ON CONFLICT (user_id) DO UPDATE SET
@@ -209,6 +212,7 @@ pub async fn apply(
         created: report.created,
         updated: report.updated,
         unchanged: report.unchanged,
+        report,
     };
     audit::record(
         &mut tx,

@@ -468,7 +468,10 @@ fn parse_sync(raw: &RawSync) -> Result<(Chosen, Locale), SyncErrors> {
                 }
                 match UserId::parse(line) {
                     Ok(id) => {
-                        if !ids.iter().any(|o| o.as_str().eq_ignore_ascii_case(id.as_str())) {
+                        if !ids
+                            .iter()
+                            .any(|o| o.as_str().eq_ignore_ascii_case(id.as_str()))
+                        {
                             ids.push(id);
                         }
                     }
@@ -522,9 +525,14 @@ async fn sync_locales(
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
-    let outcome =
-        store::bulk::sync_locales(&state.pool, &chosen, &locale, &user.row.user_id, state.now())
-            .await?;
+    let outcome = store::bulk::sync_locales(
+        &state.pool,
+        &chosen,
+        &locale,
+        &user.row.user_id,
+        state.now(),
+    )
+    .await?;
     match outcome {
         Ok(synced) => {
             let mut text = format!(

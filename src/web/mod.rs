@@ -81,7 +81,9 @@ pub fn app(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(certs::UPLOAD_HARD_LIMIT));
     // Bulk imports likewise, at 16 MiB (US-4).
     let bulk_uploads = bulk::upload_router()
-        .layer(axum::extract::DefaultBodyLimit::max(bulk::UPLOAD_BODY_LIMIT))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            bulk::UPLOAD_BODY_LIMIT,
+        ))
         .layer(RequestBodyLimitLayer::new(bulk::UPLOAD_HARD_LIMIT));
     let with_sessions = Router::new()
         .merge(pages)
