@@ -232,8 +232,10 @@ pub async fn apply(
     )
     .await?;
     if let Some(token) = pending {
-        sqlx::query("DELETE FROM bulk_uploads WHERE token = ?1")
+        // This upload is done with; expired ones go with it.
+        sqlx::query("DELETE FROM bulk_uploads WHERE token = ?1 OR created_at < ?2")
             .bind(token)
+            .bind(now - PENDING_SECS)
             .execute(&mut *tx)
             .await?;
     }
