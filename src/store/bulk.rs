@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
-use crate::domain::bulk::{self, Existing, ExportRow, FileError, Known, Report};
+use crate::domain::bulk::{self, Existing, ExportRow, FileError, Known, Report, UserRecord};
 use crate::domain::locale::{CATALOGUE, DEFAULT, Locale};
 use crate::domain::user::{Role, UserId};
 use crate::error::{AppError, AppResult};
@@ -151,15 +151,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-const UPSERT: &str =
-    "INSERT INTO users (user_id, role, first_name, last_name, password_hash, mailbox,
-                        node, locale, calendar_enabled, created_at, updated_at)
-     VALUES (?1, 'end_user', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
-     ON CONFLICT (user_id) DO UPDATE SET
-         first_name = excluded.first_name, last_name = excluded.last_name,
-         mailbox = excluded.mailbox, node = excluded.node, locale = excluded.locale,
-         calendar_enabled = excluded.calendar_enabled, updated_at = excluded.updated_at
-     WHERE users.role = 'end_user'";
+/// Rows written per statement: a statement per row spends most of its time
+/// crossing to SQLite's worker thread and back, so rows go in batches (10
+/// parameters each, far below SQLite's limit per statement).
+const BATCH: usize = 256;
+
+/// The upsert for `rows` rows: a new user ID is created as an end user, an
+/// existing end user is updated with the password left alone. The stored
+/// spelling of an existing ID is kept.
+fn upsert_sql(rows: usize) -> String {
+    let values = vec!["(?, 'end_user', ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "INSERT INTO users (user_id, role, first_name, last_name, password_hash, mailbox,
+                            node, locale, calendar_enabled, created_at, updated_at)
+         VALUES {values}
+         ON CONFLICT (user_id) DO UPDATE SET
+             first_name = excluded.first_name, last_name = excluded.last_name,
+             mailbox = excluded.mailbox, node = excluded.node, locale = excluded.locale,
+             calendar_enabled = excluded.calendar_enabled, updated_at = excluded.updated_at
+         WHERE users.role = 'end_user'"
+    )
+}
 
 /// Checks the file again against the database inside one `BEGIN IMMEDIATE`
 /// transaction and, only if every row is good, writes all of it there: the
@@ -184,27 +196,39 @@ pub async fn apply(
         Ok(report) => return Ok(Err(Refused::Rows(report))),
         Err(e) => return Ok(Err(Refused::File(e))),
     };
-    // One statement, prepared once on this connection and reused per row.
-    for record in report.writes() {
-        let written = sqlx::query(UPSERT)
-            .bind(record.user_id.as_str())
-            .bind(&record.first_name)
-            .bind(&record.last_name)
-            .bind(password_hash)
-            .bind(record.mailbox.as_ref().map(|m| m.as_str()))
-            .bind(record.node.as_deref())
-            .bind(record.locale)
-            .bind(record.calendar)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        // The check above ran under the write lock, so an administrator
-        // cannot have appeared since; refuse rather than trust it.
-        if written != 1 {
+    // Two statements at most (a full batch and the last, shorter one), each
+    // prepared once on this connection and reused.
+    let writes: Vec<&UserRecord> = report.writes().collect();
+    let full_batch = upsert_sql(BATCH);
+    for chunk in writes.chunks(BATCH) {
+        let last_batch;
+        let sql = if chunk.len() == BATCH {
+            &full_batch
+        } else {
+            last_batch = upsert_sql(chunk.len());
+            &last_batch
+        };
+        let mut query = sqlx::query(sql);
+        for record in chunk {
+            query = query
+                .bind(record.user_id.as_str())
+                .bind(&record.first_name)
+                .bind(&record.last_name)
+                .bind(password_hash)
+                .bind(record.mailbox.as_ref().map(|m| m.as_str()))
+                .bind(record.node.as_deref())
+                .bind(record.locale)
+                .bind(record.calendar)
+                .bind(now)
+                .bind(now);
+        }
+        let written = query.execute(&mut *tx).await?.rows_affected();
+        // The check above ran under the write lock, so no administrator can
+        // have appeared since; refuse rather than trust it.
+        if written != chunk.len() as u64 {
             return Err(AppError::Internal(anyhow::anyhow!(
-                "bulk import: user {} was not written",
-                record.user_id
+                "bulk import: {written} of {} users written",
+                chunk.len()
             )));
         }
     }

@@ -728,3 +728,28 @@ async fn bulk_cli_import_export_and_dry_run() {
     assert_eq!(code(&output), 2, "no file named: {output:?}");
     assert_eq!(user_count(&app).await, users_before + 2);
 }
+
+#[tokio::test]
+async fn bulk_checked_files_wait_an_hour_at_most() {
+    let app = admin_app().await;
+    let csv = format!("{HEADER}late,Late,Comer,,,,on\n");
+    let (status, page) = upload(&app, "late.csv", csv.as_bytes()).await;
+    assert_eq!(status, 200, "{page}");
+    let token = token(&page);
+    // An hour and a minute, the session kept alive meanwhile.
+    for minutes in [25, 25, 11] {
+        app.clock.advance(time::Duration::minutes(minutes));
+        assert_eq!(app.get_text("/bulk").await.0, 200);
+    }
+    let (status, page) = apply(&app, &token).await;
+    assert_eq!(status, 422);
+    assert!(page.contains("no longer waiting to be applied"), "{page}");
+    assert!(stored(&app, "late").await.is_none());
+    // The next check clears the expired upload away.
+    let (status, _) = upload(&app, "late.csv", csv.as_bytes()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        store::bulk::count_pending(&app.state.pool).await.unwrap(),
+        1
+    );
+}
