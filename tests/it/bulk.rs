@@ -753,3 +753,47 @@ async fn bulk_checked_files_wait_an_hour_at_most() {
         1
     );
 }
+
+#[tokio::test]
+async fn bulk_many_rows_apply_across_statement_batches() {
+    let app = admin_app().await;
+    // 1,000 rows: several full batches and a short last one.
+    let mut csv = HEADER.to_owned();
+    for i in 0..1000 {
+        csv.push_str(&format!(
+            "m{i:04},First{i},Last{i},m{i:04}@example.com,,,on\n"
+        ));
+    }
+    let (status, page) = upload(&app, "many.csv", csv.as_bytes()).await;
+    assert_eq!(status, 200);
+    assert!(
+        !page.contains("<table class=\"grid report\">"),
+        "counts only"
+    );
+    let (status, page) = apply(&app, &token(&page)).await;
+    assert_eq!(status, 303);
+    assert!(
+        page.contains("Import applied: 1000 created, 0 updated."),
+        "{page}"
+    );
+    assert_eq!(user_count(&app).await, 1001);
+    for id in ["m0000", "m0255", "m0256", "m0999"] {
+        let user = stored(&app, id).await.expect(id);
+        assert_eq!(user.mailbox, Some(format!("{id}@example.com")));
+    }
+    // Again with one name changed: one write, the rest unchanged.
+    let csv = csv.replace("m0600,First600,", "m0600,Changed,");
+    let (status, page) = upload(&app, "many.csv", csv.as_bytes()).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("1000 (999 without change)"), "{page}");
+    let (status, page) = apply(&app, &token(&page)).await;
+    assert_eq!(status, 303);
+    assert!(
+        page.contains("Import applied: 0 created, 1000 updated."),
+        "{page}"
+    );
+    assert_eq!(
+        stored(&app, "m0600").await.expect("m0600").first_name,
+        "Changed"
+    );
+}
