@@ -45,6 +45,10 @@ pub enum Command {
     /// store; the running service's node acts within a second. Exit status:
     /// 0 done, 1 refused, failed or not acted on, 2 on usage errors.
     Engine(EngineArgs),
+    /// Bulk import and export of end users as CSV (US-4), on the data
+    /// directory's database, with or without a running service.
+    #[command(subcommand)]
+    Users(UsersCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -62,6 +66,27 @@ pub enum EngineVerb {
     Start,
     Stop,
     Restart,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Import end users from a CSV file (header
+    /// user_id,first_name,last_name,mailbox,node,locale,calendar). Prints a
+    /// report per row; writes nothing if any row is bad. Exit status: 0
+    /// applied (or a clean dry run), 1 rows in error, 2 usage errors.
+    Import {
+        /// The CSV file, at most 16 MiB.
+        file: PathBuf,
+        /// Check and report only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export every end user as CSV, in the import format, sorted by user ID.
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

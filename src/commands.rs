@@ -52,3 +52,144 @@ pub async fn set_password(data_dir: &Path, user_id: &str, from_stdin: bool) -> A
     pool.close().await;
     Ok(())
 }
+
+/// Exit statuses of `users`: done, rows in error, usage error.
+const USERS_OK: u8 = 0;
+const USERS_ROWS_BAD: u8 = 1;
+const USERS_USAGE: u8 = 2;
+
+/// `users import FILE [--dry-run]` and `users export [--output FILE]`
+/// (US-4): the same checks and the same one transaction as the console's
+/// Bulk Administration page. Returns the exit status.
+pub async fn users(data_dir: &Path, command: &crate::cli::UsersCommand) -> u8 {
+    use crate::cli::UsersCommand;
+    let db = data_dir.join("presence-gateway.db");
+    if !db.exists() {
+        eprintln!(
+            "error: no database at {}: start the service once, or pass --data-dir",
+            db.display()
+        );
+        return USERS_USAGE;
+    }
+    let outcome = match command {
+        UsersCommand::Import { file, dry_run } => import_users(&db, file, *dry_run).await,
+        UsersCommand::Export { output } => export_users(&db, output.as_deref()).await,
+    };
+    match outcome {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("error: {e}");
+            USERS_ROWS_BAD
+        }
+    }
+}
+
+async fn import_users(db: &Path, file: &Path, dry_run: bool) -> AppResult<u8> {
+    use crate::domain::bulk::{MAX_BYTES, Outcome};
+    use crate::store::bulk::Refused;
+
+    // The size first, so a huge file is refused before it is read.
+    let size = match std::fs::metadata(file) {
+        Ok(meta) => meta.len(),
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return Ok(USERS_USAGE);
+        }
+    };
+    if size > MAX_BYTES as u64 {
+        eprintln!(
+            "error: {} is larger than 16 MiB ({size} bytes): split it into smaller files",
+            file.display()
+        );
+        return Ok(USERS_USAGE);
+    }
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return Ok(USERS_USAGE);
+        }
+    };
+    let pool = store::open(db).await?;
+    let print = |report: &crate::domain::bulk::Report| {
+        println!("Rows are numbered as in a spreadsheet: the header is row 1.");
+        for row in &report.rows {
+            match &row.outcome {
+                Outcome::Create(_) => println!("row {}: create {}", row.row, row.user_id),
+                Outcome::Update {
+                    unchanged: false, ..
+                } => println!("row {}: update {}", row.row, row.user_id),
+                Outcome::Update {
+                    unchanged: true, ..
+                } => println!("row {}: update {} (no change)", row.row, row.user_id),
+                Outcome::Error(message) => {
+                    println!("row {}: error {}: {message}", row.row, row.user_id)
+                }
+            }
+        }
+        println!("{}", report.summary());
+    };
+    let status = if dry_run {
+        match store::bulk::check(&pool, &bytes).await? {
+            Err(e) => {
+                println!("{e}");
+                USERS_ROWS_BAD
+            }
+            Ok(report) => {
+                print(&report);
+                if report.is_clean() {
+                    println!("Dry run: nothing written.");
+                    USERS_OK
+                } else {
+                    println!("Nothing written: fix the rows in error.");
+                    USERS_ROWS_BAD
+                }
+            }
+        }
+    } else {
+        let hash = store::bulk::unusable_password_hash().await?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        match store::bulk::apply(&pool, &bytes, &hash, SHELL_ACTOR, now, None).await? {
+            Ok(applied) => {
+                print(&applied.report);
+                println!("Import applied: {}.", applied.summary());
+                USERS_OK
+            }
+            Err(Refused::File(e)) => {
+                println!("{e}");
+                USERS_ROWS_BAD
+            }
+            Err(Refused::Rows(report)) => {
+                print(&report);
+                println!("Nothing written: fix the rows in error.");
+                USERS_ROWS_BAD
+            }
+        }
+    };
+    pool.close().await;
+    Ok(status)
+}
+
+/// Who the audit log names for changes made from the shell.
+const SHELL_ACTOR: &str = "shell (users import)";
+
+async fn export_users(db: &Path, output: Option<&Path>) -> AppResult<u8> {
+    use std::io::Write;
+    let pool = store::open(db).await?;
+    let csv = store::bulk::export(&pool).await?;
+    pool.close().await;
+    match output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &csv) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return Ok(USERS_USAGE);
+            }
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&csv)?;
+            stdout.flush()?;
+        }
+    }
+    Ok(USERS_OK)
+}

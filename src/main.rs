@@ -37,6 +37,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    // `users` too: 0 done, 1 rows in error, 2 a usage error.
+    if let Some(Command::Users(command)) = &cli.command {
+        return ExitCode::from(runtime.block_on(commands::users(&cli.data_dir, command)));
+    }
     let result = runtime.block_on(async {
         match cli.command {
             None => server::run(Settings::from_args(cli.data_dir, &cli.serve)).await,
@@ -47,7 +51,7 @@ fn main() -> ExitCode {
                 commands::set_password(&cli.data_dir, &user, stdin).await
             }
             // Answered above.
-            Some(Command::Check(_) | Command::Engine(_)) => Ok(()),
+            Some(Command::Check(_) | Command::Engine(_) | Command::Users(_)) => Ok(()),
         }
     });
     match result {

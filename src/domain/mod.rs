@@ -1,5 +1,6 @@
 //! Pure rules with no I/O: parsing of what users type into domain types.
 
+pub mod bulk;
 pub mod gateway;
 pub mod locale;
 pub mod names;

@@ -2,6 +2,7 @@
 //! mode so several node processes on one host can share the file.
 
 pub mod audit;
+pub mod bulk;
 pub mod changes;
 pub mod engine;
 pub mod gateways;

@@ -5,6 +5,7 @@ pub mod api;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod bulk;
 pub mod certs;
 pub mod console;
 pub mod control;
@@ -73,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         .merge(locales::router())
         .merge(user_options::router())
         .merge(api::router())
+        .merge(bulk::router())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
     // Certificate uploads may be sent larger than the 1 MiB they may hold,
     // so the page can say so beside the field: the multipart reader stops
@@ -83,9 +85,16 @@ pub fn app(state: AppState) -> Router {
             certs::UPLOAD_BODY_LIMIT,
         ))
         .layer(RequestBodyLimitLayer::new(certs::UPLOAD_HARD_LIMIT));
+    // Bulk imports likewise, at 16 MiB (US-4).
+    let bulk_uploads = bulk::upload_router()
+        .layer(axum::extract::DefaultBodyLimit::max(
+            bulk::UPLOAD_BODY_LIMIT,
+        ))
+        .layer(RequestBodyLimitLayer::new(bulk::UPLOAD_HARD_LIMIT));
     let with_sessions = Router::new()
         .merge(pages)
         .merge(uploads)
+        .merge(bulk_uploads)
         .fallback(errors::not_found)
         .layer(
             ServiceBuilder::new()

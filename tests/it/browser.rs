@@ -1492,3 +1492,116 @@ async fn browser_engine_restart_flow() {
     vnu(&tools, &pages, &mut problems).await;
     assert_no_problems(&problems);
 }
+
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_bulk_import_flow() {
+    use crate::certs::multipart;
+
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    let app = TestApp::spawn().await;
+    let files = tempfile::tempdir().expect("temp dir for uploads");
+    let good = files.path().join("users.csv");
+    std::fs::write(
+        &good,
+        "user_id,first_name,last_name,mailbox,node,locale,calendar\r\n\
+         alice,Alice,\"Archer, PhD\",alice@example.com,test-node,,on\r\n\
+         bob,Bob,Baker,,,,off\r\n",
+    )
+    .expect("good csv");
+    let bad = files.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "user_id,first_name,last_name,mailbox,node,locale,calendar\n\
+         carol,Carol,Cook,not-a-mailbox,,,on\n",
+    )
+    .expect("bad csv");
+
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+    browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;
+    browser.click("nav a[href='/bulk']").await;
+    browser.wait_for_path("/bulk").await;
+    browser.assert_shows("Import users").await;
+    browser.axe("bulk", &mut problems).await;
+
+    // A file with a bad row: the report names it, no Apply.
+    browser
+        .client
+        .find(Locator::Css("#file"))
+        .await
+        .expect("file input")
+        .send_keys(&bad.display().to_string())
+        .await
+        .expect("choose file");
+    browser.click_button("Check File").await;
+    browser.wait_for_text("Import Validation Report").await;
+    browser
+        .assert_shows("mailbox: Enter the test mailbox")
+        .await;
+    browser.assert_shows("nothing was written").await;
+    browser.axe("bulk-report-errors", &mut problems).await;
+
+    // A good file: the report, then Apply.
+    browser.goto(&app, "/bulk").await;
+    browser
+        .client
+        .find(Locator::Css("#file"))
+        .await
+        .expect("file input")
+        .send_keys(&good.display().to_string())
+        .await
+        .expect("choose file");
+    browser.click_button("Check File").await;
+    browser.wait_for_text("Every row is good").await;
+    browser.assert_shows("users.csv").await;
+    browser.axe("bulk-report", &mut problems).await;
+    browser.click_button("Apply").await;
+    browser
+        .wait_for_text("Import applied: 2 created, 0 updated.")
+        .await;
+    browser.wait_for_path("/bulk").await;
+    browser.assert_shows("All 2 end users").await;
+    browser.axe("bulk-applied", &mut problems).await;
+    browser.close().await;
+    let alice = presence_gateway::store::users::find_by_user_id(&app.state.pool, "alice")
+        .await
+        .expect("find alice")
+        .expect("alice imported");
+    assert_eq!(alice.last_name, "Archer, PhD");
+
+    // The Nu HTML Checker over the page and both reports.
+    app.sign_in_admin().await;
+    let mut pages = vec![Page {
+        name: "bulk",
+        html: fetch(&app.client, &app, "/bulk", 200).await,
+    }];
+    for (name, file, status) in [
+        ("bulk-report", &good, 200),
+        ("bulk-report-errors", &bad, 422),
+    ] {
+        let content = std::fs::read(file).expect("csv");
+        let response = app
+            .client
+            .post(app.url("/bulk/import"))
+            .header("Origin", &app.base)
+            .header("Sec-Fetch-Site", "same-origin")
+            .header(
+                "Content-Type",
+                "multipart/form-data; boundary=pg-test-boundary-2f9c1e",
+            )
+            .body(multipart(&[("file", Some("users.csv"), &content)]))
+            .send()
+            .await
+            .expect("POST import");
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        pages.push(Page {
+            name,
+            html: response.text().await.expect("report"),
+        });
+    }
+    vnu(&tools, &pages, &mut problems).await;
+
+    assert_no_problems(&problems);
+}

@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod browser;
+mod bulk;
 mod certs;
 mod check;
 mod check_cli;
