@@ -2,11 +2,13 @@
 //! middleware every response passes through.
 
 pub mod api;
+pub mod app_users;
 pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod certs;
 pub mod console;
+pub mod end_users;
 pub mod errors;
 pub mod gateways;
 pub mod health;
@@ -66,6 +68,8 @@ pub fn app(state: AppState) -> Router {
         .merge(troubleshooter::router())
         .merge(audit::router())
         .merge(user_options::router())
+        .merge(end_users::router())
+        .merge(app_users::router())
         .merge(api::router())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
     // Certificate uploads may be sent larger than the 1 MiB they may hold,
