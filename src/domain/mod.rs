@@ -2,8 +2,8 @@
 
 pub mod gateway;
 pub mod locale;
-pub mod params;
 pub mod names;
+pub mod params;
 pub mod user;
 
 /// "1 gateway", "2 gateways": a count with its noun, for messages.

@@ -19,7 +19,10 @@ pub enum AfterChange {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    Integer { min: i64, max: i64 },
+    Integer {
+        min: i64,
+        max: i64,
+    },
     /// A host name or an IP address.
     Host,
     /// (stored value, label shown)
@@ -360,7 +363,10 @@ mod tests {
         assert_eq!(auth.parse("basic"), Ok("basic".to_owned()));
         assert!(auth.parse("ntlm").unwrap_err().contains("Basic Only"));
         let host = Param::by_key(NOTIFICATION_HOST).unwrap();
-        assert_eq!(host.parse(" Node-A.Example.com "), Ok("node-a.example.com".to_owned()));
+        assert_eq!(
+            host.parse(" Node-A.Example.com "),
+            Ok("node-a.example.com".to_owned())
+        );
         assert_eq!(host.parse("10.0.0.5"), Ok("10.0.0.5".to_owned()));
         assert!(host.parse("http://x/").is_err());
         assert!(host.parse("").is_err());

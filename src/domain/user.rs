@@ -142,9 +142,7 @@ pub fn parse_person_name(raw: &str, label: &str) -> Result<String, String> {
         return Err(format!("The {label} is at most {MAX} characters long."));
     }
     if value.chars().any(|c| c.is_control() || c == char::MAX) {
-        return Err(format!(
-            "The {label} may not contain control characters."
-        ));
+        return Err(format!("The {label} may not contain control characters."));
     }
     Ok(value.to_owned())
 }
@@ -416,10 +414,16 @@ mod tests {
     fn user_mailboxes() {
         assert_eq!(parse_user_mailbox(" ").unwrap(), None);
         assert_eq!(
-            parse_user_mailbox("jane.doe@example.com").unwrap().as_deref(),
+            parse_user_mailbox("jane.doe@example.com")
+                .unwrap()
+                .as_deref(),
             Some("jane.doe@example.com")
         );
-        assert!(parse_user_mailbox("jane").unwrap_err().contains("e-mail address"));
+        assert!(
+            parse_user_mailbox("jane")
+                .unwrap_err()
+                .contains("e-mail address")
+        );
     }
 
     #[test]

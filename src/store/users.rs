@@ -190,6 +190,43 @@ pub async fn create_many_end_users(
     Ok(created)
 }
 
+/// An end user for `create_many_named_end_users`.
+pub struct NamedEndUser {
+    pub user_id: UserId,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+/// Creates many end users with names in one transaction (tests and the
+/// search benchmark), each with the same password hash. Returns how many
+/// were created.
+pub async fn create_many_named_end_users(
+    pool: &SqlitePool,
+    users: &[NamedEndUser],
+    password_hash: &str,
+    now: i64,
+) -> AppResult<u64> {
+    let mut tx = super::begin_write(pool).await?;
+    let mut created = 0;
+    for user in users {
+        created += sqlx::query(
+            "INSERT INTO users (user_id, role, first_name, last_name, password_hash, created_at,
+                                updated_at)
+             VALUES (?1, 'end_user', ?2, ?3, ?4, ?5, ?5)",
+        )
+        .bind(user.user_id.as_str())
+        .bind(&user.first_name)
+        .bind(&user.last_name)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(created)
+}
+
 /// How many users have calendar presence switched on.
 pub async fn count_calendar_enabled(pool: &SqlitePool) -> AppResult<i64> {
     Ok(
@@ -238,9 +275,7 @@ fn search_filter(search: &Search) -> (String, Vec<String>) {
             // indexes only, so the comparison must name the collation.
             let (low, high) = Search::prefix_range(text);
             (
-                format!(
-                    " AND {column} >= ?1 COLLATE NOCASE AND {column} < ?2 COLLATE NOCASE"
-                ),
+                format!(" AND {column} >= ?1 COLLATE NOCASE AND {column} < ?2 COLLATE NOCASE"),
                 vec![low, high],
             )
         }

@@ -232,14 +232,8 @@ async fn delete(
     Path(id): Path<i64>,
     messages: Messages,
 ) -> AppResult<Response> {
-    match store::users::delete_admin(
-        &state.pool,
-        id,
-        user.row.id,
-        &user.row.user_id,
-        state.now(),
-    )
-    .await
+    match store::users::delete_admin(&state.pool, id, user.row.id, &user.row.user_id, state.now())
+        .await
     {
         Ok(row) => {
             messages.success(format!(

@@ -121,13 +121,8 @@ async fn list(
     let parsed = Search::parse(field, how, &query.text);
     let (page, text_error) = match &parsed {
         Ok(search) => (
-            store::users::search_end_users(
-                &state.pool,
-                search,
-                paging.offset(),
-                Paging::PAGE_SIZE,
-            )
-            .await?,
+            store::users::search_end_users(&state.pool, search, paging.offset(), Paging::PAGE_SIZE)
+                .await?,
             None,
         ),
         // Too short for the trigram index: say so rather than scan.
@@ -501,17 +496,14 @@ async fn create(
         }
     };
     let hash = crate::password::hash(SecretString::from(password.expose().to_owned())).await?;
-    match store::users::create_end_user(
-        &state.pool,
-        &input,
-        &hash,
-        &user.row.user_id,
-        state.now(),
-    )
-    .await
+    match store::users::create_end_user(&state.pool, &input, &hash, &user.row.user_id, state.now())
+        .await
     {
         Ok(id) => {
-            messages.success(format!("Add successful: end user {} created.", input.user_id));
+            messages.success(format!(
+                "Add successful: end user {} created.",
+                input.user_id
+            ));
             Ok(Redirect::to(&format!("{LIST}/{id}")).into_response())
         }
         Err(error) => {

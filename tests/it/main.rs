@@ -3,11 +3,13 @@
 
 mod support;
 
+mod app_users;
 mod auth;
 mod browser;
 mod certs;
 mod check;
 mod check_cli;
+mod end_users;
 mod gateways;
 mod limbo;
 mod process;
