@@ -398,7 +398,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             times.push(started.elapsed());
             matches[which] = result.total;
         }
-        if matches.iter().any(|m| *m == 0) {
+        if matches.contains(&0) {
             return Err(format!("{label}: a search text matched nobody: {matches:?}").into());
         }
         run(label, &mut times, &matches);

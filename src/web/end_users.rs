@@ -381,7 +381,7 @@ async fn form_view(state: &AppState, id: Option<i64>, values: Values<'_>) -> App
 fn parse_end_user(
     raw: &RawEndUser,
     with_password: bool,
-) -> Result<(EndUserInput, Option<NewPassword>), FieldErrors> {
+) -> Result<(EndUserInput, Option<NewPassword>), Box<FieldErrors>> {
     let mut errors = FieldErrors::default();
     let user_id = UserId::parse(&raw.user_id)
         .map_err(|e| errors.user_id = Some(e))
@@ -424,7 +424,7 @@ fn parse_end_user(
                 password,
             ))
         }
-        _ => Err(errors),
+        _ => Err(Box::new(errors)),
     }
 }
 
@@ -491,7 +491,7 @@ async fn create(
         Ok((input, Some(password))) => (input, password),
         Ok((_, None)) => return Err(AppError::Config("no password parsed".to_owned())),
         Err(errors) => {
-            form.errors = errors;
+            form.errors = *errors;
             return render_form(&state, &user, messages, refused, heading, form).await;
         }
     };
@@ -556,7 +556,7 @@ async fn update(
     let input = match parse_end_user(&raw, false) {
         Ok((input, _)) => input,
         Err(errors) => {
-            form.errors = errors;
+            form.errors = *errors;
             return render_form(&state, &user, messages, refused, heading, form).await;
         }
     };

@@ -17,8 +17,11 @@ async fn admin_app() -> TestApp {
     app
 }
 
+/// A form's fields as sent.
+type Form<'a> = Vec<(&'a str, &'a str)>;
+
 /// An Add New form with every field valid.
-fn valid<'a>(user_id: &'a str) -> Vec<(&'a str, &'a str)> {
+fn valid(user_id: &str) -> Vec<(&str, &str)> {
     vec![
         ("user_id", user_id),
         ("first_name", "Jane"),
@@ -261,7 +264,7 @@ async fn create_edit_and_delete_an_end_user() {
 async fn every_field_error_is_shown_beside_its_field() {
     let app = admin_app().await;
     let long = "x".repeat(65);
-    let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+    let cases: Vec<(Form, &str, &str)> = vec![
         (
             with(valid("u1"), "user_id", ""),
             "user_id",
