@@ -131,6 +131,224 @@ pub fn safe_next(next: &str) -> Option<&str> {
     ok.then_some(next)
 }
 
+/// *First Name* or *Last Name*: trimmed, at most 64 characters, no control
+/// characters. Either may be empty (bulk loads create users without names).
+/// U+10FFFF is refused too: "begins with" searches use it as the upper bound
+/// of a prefix range (see `Search::prefix_range`), so no name may hold it.
+pub fn parse_person_name(raw: &str, label: &str) -> Result<String, String> {
+    const MAX: usize = 64;
+    let value = raw.trim();
+    if value.chars().count() > MAX {
+        return Err(format!("The {label} is at most {MAX} characters long."));
+    }
+    if value.chars().any(|c| c.is_control() || c == char::MAX) {
+        return Err(format!("The {label} may not contain control characters."));
+    }
+    Ok(value.to_owned())
+}
+
+/// *Mailbox*: the user's Exchange mailbox address, optional. The address
+/// rules are the gateway's Test Mailbox rules; only the message differs.
+pub fn parse_user_mailbox(raw: &str) -> Result<Option<String>, String> {
+    crate::domain::gateway::Mailbox::parse_optional(raw)
+        .map(|m| m.map(|m| m.as_str().to_owned()))
+        .map_err(|_| {
+            "Enter the mailbox as an e-mail address, such as jane.doe@example.com, or leave it \
+             empty."
+                .to_owned()
+        })
+}
+
+/// Which column Find and List searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchField {
+    UserId,
+    FirstName,
+    LastName,
+}
+
+impl SearchField {
+    pub const ALL: [SearchField; 3] = [
+        SearchField::UserId,
+        SearchField::FirstName,
+        SearchField::LastName,
+    ];
+
+    /// The form value, which is also the column's name in `users` and
+    /// `users_fts`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchField::UserId => "user_id",
+            SearchField::FirstName => "first_name",
+            SearchField::LastName => "last_name",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SearchField::UserId => "User ID",
+            SearchField::FirstName => "First Name",
+            SearchField::LastName => "Last Name",
+        }
+    }
+
+    /// Unknown values fall back to the user ID, as the form's first choice.
+    pub fn parse(raw: &str) -> SearchField {
+        SearchField::ALL
+            .into_iter()
+            .find(|f| f.as_str() == raw)
+            .unwrap_or(SearchField::UserId)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchMatch {
+    BeginsWith,
+    Contains,
+}
+
+impl SearchMatch {
+    pub const ALL: [SearchMatch; 2] = [SearchMatch::BeginsWith, SearchMatch::Contains];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchMatch::BeginsWith => "begins",
+            SearchMatch::Contains => "contains",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SearchMatch::BeginsWith => "begins with",
+            SearchMatch::Contains => "contains",
+        }
+    }
+
+    pub fn parse(raw: &str) -> SearchMatch {
+        SearchMatch::ALL
+            .into_iter()
+            .find(|m| m.as_str() == raw)
+            .unwrap_or(SearchMatch::BeginsWith)
+    }
+}
+
+/// A Find and List search that the indexes can answer: empty (every end
+/// user), a prefix (the NOCASE indexes) or a substring of at least three
+/// characters (the trigram index, which cannot look for less).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Search {
+    All,
+    BeginsWith(SearchField, String),
+    Contains(SearchField, String),
+}
+
+/// The trigram index needs three characters; fewer would mean a scan.
+pub const CONTAINS_MIN_CHARS: usize = 3;
+pub const SEARCH_TOO_SHORT: &str = "Enter at least 3 characters to search within names.";
+/// Longer search text cannot match: no user ID or name is longer.
+const SEARCH_MAX_CHARS: usize = 64;
+
+impl Search {
+    pub fn parse(field: SearchField, how: SearchMatch, text: &str) -> Result<Search, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Search::All);
+        }
+        if text.chars().count() > SEARCH_MAX_CHARS {
+            return Err(format!(
+                "Search for at most {SEARCH_MAX_CHARS} characters: no user ID or name is longer."
+            ));
+        }
+        match how {
+            SearchMatch::BeginsWith => Ok(Search::BeginsWith(field, text.to_owned())),
+            SearchMatch::Contains if text.chars().count() < CONTAINS_MIN_CHARS => {
+                Err(SEARCH_TOO_SHORT.to_owned())
+            }
+            SearchMatch::Contains => Ok(Search::Contains(field, text.to_owned())),
+        }
+    }
+
+    /// The half-open NOCASE range `[low, high)` holding every value that
+    /// begins with `prefix`, ignoring ASCII case as SQLite's NOCASE does.
+    /// NOCASE compares bytes after folding ASCII letters, so the values
+    /// beginning with the folded prefix sort from the prefix itself up to
+    /// the prefix followed by the largest character, which no stored value
+    /// holds (`parse_person_name` refuses it, user IDs are alphanumeric).
+    /// A range keeps the index usable whatever the text, where `LIKE 'x%'`
+    /// needs an escape clause and loses the index on some patterns.
+    pub fn prefix_range(prefix: &str) -> (String, String) {
+        let low = prefix.to_ascii_lowercase();
+        let mut high = low.clone();
+        high.push(char::MAX);
+        (low, high)
+    }
+
+    /// The text as one FTS5 phrase: in double quotes, inner quotes doubled,
+    /// so nothing the user types is read as query syntax. With the trigram
+    /// tokenizer a phrase matches wherever it occurs as a substring.
+    pub fn fts_phrase(text: &str) -> String {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    }
+}
+
+/// One page of a paged list: 1-based page number, `PAGE_SIZE` rows each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    pub page: i64,
+}
+
+impl Paging {
+    pub const PAGE_SIZE: i64 = 50;
+
+    /// Anything but a positive page number is the first page.
+    pub fn parse(raw: &str) -> Paging {
+        let page = raw.trim().parse::<i64>().ok().filter(|p| *p >= 1);
+        Paging {
+            page: page.unwrap_or(1).min(i64::MAX / Self::PAGE_SIZE),
+        }
+    }
+
+    pub fn offset(self) -> i64 {
+        (self.page - 1) * Self::PAGE_SIZE
+    }
+
+    /// The last page that has rows for `total` (1 when there are none).
+    pub fn last_page(total: i64) -> i64 {
+        ((total + Self::PAGE_SIZE - 1) / Self::PAGE_SIZE).max(1)
+    }
+
+    /// "Showing 51–100 of 45,000", or None when the page is empty.
+    pub fn showing(self, shown: usize, total: i64) -> Option<String> {
+        if shown == 0 {
+            return None;
+        }
+        let first = self.offset() + 1;
+        let last = self.offset() + shown as i64;
+        Some(format!(
+            "Showing {}\u{2013}{} of {}",
+            thousands(first),
+            thousands(last),
+            thousands(total)
+        ))
+    }
+}
+
+/// 45000 -> "45,000".
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +399,74 @@ mod tests {
             Some("/user-options")
         );
         assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn person_names() {
+        assert_eq!(parse_person_name("  Zoë ", "First Name").unwrap(), "Zoë");
+        assert_eq!(parse_person_name("", "Last Name").unwrap(), "");
+        assert!(parse_person_name(&"x".repeat(65), "Last Name").is_err());
+        assert!(parse_person_name("a\u{7}b", "Last Name").is_err());
+        assert!(parse_person_name("a\u{10FFFF}", "Last Name").is_err());
+    }
+
+    #[test]
+    fn user_mailboxes() {
+        assert_eq!(parse_user_mailbox(" ").unwrap(), None);
+        assert_eq!(
+            parse_user_mailbox("jane.doe@example.com")
+                .unwrap()
+                .as_deref(),
+            Some("jane.doe@example.com")
+        );
+        assert!(
+            parse_user_mailbox("jane")
+                .unwrap_err()
+                .contains("e-mail address")
+        );
+    }
+
+    #[test]
+    fn searches() {
+        use SearchField::*;
+        assert_eq!(SearchField::parse("last_name"), LastName);
+        assert_eq!(SearchField::parse("password_hash"), UserId);
+        assert_eq!(SearchMatch::parse("contains"), SearchMatch::Contains);
+        assert_eq!(SearchMatch::parse("x"), SearchMatch::BeginsWith);
+        assert_eq!(
+            Search::parse(FirstName, SearchMatch::Contains, "  "),
+            Ok(Search::All)
+        );
+        assert_eq!(
+            Search::parse(FirstName, SearchMatch::Contains, "ab"),
+            Err(SEARCH_TOO_SHORT.to_owned())
+        );
+        assert_eq!(
+            Search::parse(FirstName, SearchMatch::BeginsWith, " a "),
+            Ok(Search::BeginsWith(FirstName, "a".to_owned()))
+        );
+        assert!(Search::parse(UserId, SearchMatch::BeginsWith, &"x".repeat(65)).is_err());
+        assert_eq!(Search::fts_phrase(r#"a"b"#), r#""a""b""#);
+        let (low, high) = Search::prefix_range("Jo");
+        assert_eq!(low, "jo");
+        assert_eq!(high, "jo\u{10FFFF}");
+    }
+
+    #[test]
+    fn paging() {
+        assert_eq!(Paging::parse("").page, 1);
+        assert_eq!(Paging::parse("-3").page, 1);
+        assert_eq!(Paging::parse("2").offset(), 50);
+        assert_eq!(Paging::last_page(0), 1);
+        assert_eq!(Paging::last_page(100), 2);
+        assert_eq!(Paging::last_page(101), 3);
+        assert_eq!(
+            Paging::parse("2").showing(50, 45_000).as_deref(),
+            Some("Showing 51\u{2013}100 of 45,000")
+        );
+        assert_eq!(Paging::parse("1").showing(0, 0), None);
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(0), "0");
     }
 }

@@ -2,6 +2,7 @@
 //! middleware every response passes through.
 
 pub mod api;
+pub mod app_users;
 pub mod assets;
 pub mod audit;
 pub mod auth;
@@ -9,6 +10,7 @@ pub mod bulk;
 pub mod certs;
 pub mod console;
 pub mod control;
+pub mod end_users;
 pub mod errors;
 pub mod gateways;
 pub mod health;
@@ -73,6 +75,8 @@ pub fn app(state: AppState) -> Router {
         .merge(params::router())
         .merge(locales::router())
         .merge(user_options::router())
+        .merge(end_users::router())
+        .merge(app_users::router())
         .merge(api::router())
         .merge(bulk::router())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT));

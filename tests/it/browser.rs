@@ -1605,3 +1605,121 @@ async fn browser_bulk_import_flow() {
 
     assert_no_problems(&problems);
 }
+
+/// End User (US-1) as an administrator clicks through it: Add New with the
+/// form, a refused duplicate, then Find and List with *contains* on the last
+/// name, the user's page from the result; axe on each page, the Nu HTML
+/// Checker over the list, search results and detail pages.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_end_user_flow() {
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    let app = TestApp::spawn().await;
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+    browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;
+    browser.click("nav a[href='/users/end-users']").await;
+    browser.wait_for_path("/users/end-users").await;
+    browser.assert_shows("No end user exists yet").await;
+    browser.axe("end-users-empty", &mut problems).await;
+
+    browser.click("a[href='/users/end-users/new']").await;
+    browser.wait_for_path("/users/end-users/new").await;
+    browser.axe("end-user-new", &mut problems).await;
+    browser.type_into("#user_id", "quinn.fabray").await;
+    browser.type_into("#first_name", "Quinn").await;
+    browser.type_into("#last_name", "Fabray-Whitfield").await;
+    browser.type_into("#mailbox", "quinn@example.com").await;
+    browser.click("#calendar_enabled").await;
+    browser.type_into("#password", "quinn-password-1").await;
+    browser.type_into("#confirm", "quinn-password-2").await;
+    browser.click_button("Add New").await;
+    browser
+        .wait_for_text("The password and its confirmation do not match.")
+        .await;
+    browser.axe("end-user-refused", &mut problems).await;
+    assert_eq!(browser.value_of("#user_id").await, "quinn.fabray");
+    browser.type_into("#password", "quinn-password-1").await;
+    browser.type_into("#confirm", "quinn-password-1").await;
+    browser.click_button("Add New").await;
+    browser.wait_for_text("Add successful").await;
+    let detail = browser.path().await;
+    assert!(detail.starts_with("/users/end-users/"), "{detail}");
+    browser.axe("end-user-detail", &mut problems).await;
+
+    // Find and List: contains on the last name.
+    browser.goto(&app, "/users/end-users").await;
+    browser.wait_for_path("/users/end-users").await;
+    let select = |id: &'static str, value: &'static str| {
+        let client = browser.client.clone();
+        async move {
+            client
+                .find(Locator::Css(id))
+                .await
+                .unwrap_or_else(|e| panic!("{id}: {e}"))
+                .select_by_value(value)
+                .await
+                .unwrap_or_else(|e| panic!("choosing {value} in {id}: {e}"));
+        }
+    };
+    select("#field", "last_name").await;
+    select("#match", "contains").await;
+    browser.type_into("#text", "wh").await;
+    browser.click_button("Find").await;
+    browser
+        .wait_for_text("Enter at least 3 characters to search within names.")
+        .await;
+    browser.axe("end-users-too-short", &mut problems).await;
+    browser.type_into("#text", "whit").await;
+    browser.click_button("Find").await;
+    browser.wait_for_text("Showing 1\u{2013}1 of 1").await;
+    browser.assert_shows("quinn.fabray").await;
+    browser.axe("end-users-found", &mut problems).await;
+    browser.click("th a[href^='/users/end-users/']").await;
+    browser.wait_for_path(&detail).await;
+    assert_eq!(browser.value_of("#last_name").await, "Fabray-Whitfield");
+    browser.close().await;
+
+    app.sign_in_admin().await;
+    let id = detail.trim_start_matches("/users/end-users/").to_owned();
+    let mut pages = Vec::new();
+    for (path, name) in [
+        ("/users/end-users".to_owned(), "end-users-list"),
+        (
+            "/users/end-users?field=last_name&match=contains&text=whit".to_owned(),
+            "end-users-found",
+        ),
+        (
+            "/users/end-users?field=first_name&match=contains&text=q".to_owned(),
+            "end-users-too-short",
+        ),
+        (format!("/users/end-users/{id}"), "end-user-detail"),
+        ("/users/end-users/new".to_owned(), "end-user-new"),
+        (format!("/users/end-users/{id}/delete"), "end-user-delete"),
+        (
+            format!("/users/end-users/{id}/password"),
+            "end-user-password",
+        ),
+        ("/users/application-users".to_owned(), "app-users-list"),
+        ("/users/application-users/new".to_owned(), "app-user-new"),
+    ] {
+        pages.push(Page {
+            name,
+            html: fetch(&app.client, &app, &path, 200).await,
+        });
+    }
+    let refused = app
+        .post_form(
+            "/users/end-users/new",
+            &[("user_id", "quinn.fabray"), ("mailbox", "nope")],
+        )
+        .await;
+    assert_eq!(refused.status().as_u16(), 422);
+    pages.push(Page {
+        name: "end-user-refused",
+        html: refused.text().await.expect("page"),
+    });
+    vnu(&tools, &pages, &mut problems).await;
+    assert_no_problems(&problems);
+}

@@ -3,12 +3,14 @@
 
 mod support;
 
+mod app_users;
 mod auth;
 mod browser;
 mod bulk;
 mod certs;
 mod check;
 mod check_cli;
+mod end_users;
 mod engine;
 mod gateways;
 mod limbo;
