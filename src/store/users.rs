@@ -748,3 +748,18 @@ pub async fn delete_admin(
     tx.commit().await?;
     Ok(row)
 }
+
+/// The locales of the users whose mailboxes are gateways' test mailboxes
+/// (lower-cased mailbox -> locale tag): the troubleshooter opens a WebDAV
+/// test mailbox's calendar under its folder name in that locale (LO-3).
+pub async fn test_mailbox_locales(
+    pool: &SqlitePool,
+) -> AppResult<std::collections::HashMap<String, String>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT lower(u.mailbox), u.locale FROM users u
+         JOIN gateways g ON g.test_mailbox IS NOT NULL AND lower(u.mailbox) = lower(g.test_mailbox)",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}

@@ -23,6 +23,7 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::users::{EndUserInput, EndUserRow};
 
+use super::forms::SecretField;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, render};
 
@@ -50,17 +51,6 @@ async fn shell(
     title: &str,
 ) -> AppResult<Shell> {
     Shell::new(state, user, messages, title, LIST).await
-}
-
-/// A password field: never printed by `Debug`, never rendered back.
-#[derive(Default, Deserialize)]
-#[serde(transparent)]
-struct SecretField(String);
-
-impl std::fmt::Debug for SecretField {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
 }
 
 // ---------------------------------------------------------------- Find and List

@@ -24,6 +24,7 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::gateways::{GatewayInput, GatewayRow};
 
+use super::forms::SecretField;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, format_time, render};
 use super::troubleshooter::PanelView;
@@ -193,17 +194,6 @@ struct RawGateway {
     port: String,
     #[serde(default)]
     test_mailbox: String,
-}
-
-/// A password field: never printed by `Debug`, never rendered back.
-#[derive(Default, Deserialize)]
-#[serde(transparent)]
-struct SecretField(String);
-
-impl std::fmt::Debug for SecretField {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
 }
 
 #[derive(Debug, Default)]

@@ -12,6 +12,7 @@ pub mod console;
 pub mod control;
 pub mod end_users;
 pub mod errors;
+pub mod forms;
 pub mod gateways;
 pub mod health;
 pub mod locales;

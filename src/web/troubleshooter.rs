@@ -146,6 +146,8 @@ struct Stored {
     webdav: Option<Credentials>,
     /// SY-2: without DNS on this server, gateways must be IP addresses.
     dns_configured: bool,
+    /// Test mailboxes' users' locales, for the WebDAV calendar folder.
+    mailbox_locales: std::collections::HashMap<String, String>,
     /// This node's Exchange Timeout and Exchange Server Authentication
     /// parameters (TS-1, TS-5).
     timeout: Duration,
@@ -164,6 +166,7 @@ impl Stored {
             webdav: credentials(state, GatewayKind::WebDav).await?,
             dns_configured: store::engine::dns_configured(&state.pool, &state.settings.node_name)
                 .await?,
+            mailbox_locales: store::users::test_mailbox_locales(&state.pool).await?,
             timeout: Duration::from_secs(u64::from(params.exchange_timeout_seconds)),
             auth: match params.exchange_auth {
                 ExchangeAuth::Auto => AuthMode::Auto,
@@ -189,7 +192,16 @@ impl Stored {
                 GatewayKind::WebDav => self.webdav.clone(),
             },
             mailbox: gateway.test_mailbox.clone(),
-            calendar_folder: troubleshoot::DEFAULT_CALENDAR_FOLDER.to_owned(),
+            // LO-3: a WebDAV mailbox's calendar folder is named in its
+            // user's locale.
+            calendar_folder: gateway
+                .test_mailbox
+                .as_deref()
+                .and_then(|m| self.mailbox_locales.get(&m.to_lowercase()))
+                .map_or(troubleshoot::DEFAULT_CALENDAR_FOLDER, |tag| {
+                    crate::exchange::webdav::calendar_folder(tag)
+                })
+                .to_owned(),
             auth: self.auth,
             timeout: self.timeout,
             now: state.now(),

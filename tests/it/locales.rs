@@ -256,3 +256,43 @@ async fn install_and_uninstall_refuse_what_makes_no_sense() {
     assert_eq!(response.status().as_u16(), 403);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM node_locales").await, 1);
 }
+
+/// LO-3: the troubleshooter opens a WebDAV test mailbox's calendar under
+/// the folder name of that mailbox's user's locale.
+#[tokio::test]
+async fn test_mailboxes_carry_their_users_locales() {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    let response = app
+        .post_form(
+            "/presence/gateways/new",
+            &[
+                ("type", "webdav"),
+                ("description", "Legacy"),
+                ("server", "10.0.0.9"),
+                ("account_name", "CORP\\svc"),
+                ("password", "exchange-pass"),
+                ("confirm", "exchange-pass"),
+                ("port", "443"),
+                ("test_mailbox", "Hans@Example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303, "{}", location(&response));
+    let id = app.create_end_user("hans", "hans-password-1").await;
+    sqlx::query("UPDATE users SET mailbox = 'hans@example.com', locale = 'de-DE' WHERE id = ?1")
+        .bind(id)
+        .execute(&app.state.pool)
+        .await
+        .expect("mailbox");
+    let locales = presence_gateway::store::users::test_mailbox_locales(&app.state.pool)
+        .await
+        .expect("locales");
+    let tag = locales
+        .get("hans@example.com")
+        .expect("the test mailbox's user");
+    assert_eq!(
+        presence_gateway::exchange::webdav::calendar_folder(tag),
+        "Kalender"
+    );
+}

@@ -209,7 +209,7 @@ async fn every_integer_parameter_at_its_edges() {
                 "the value as typed is kept"
             );
             assert!(
-                stored(&app, NODE).await.get(param.key).is_none(),
+                !stored(&app, NODE).await.contains_key(param.key),
                 "{}",
                 param.key
             );
@@ -317,7 +317,7 @@ async fn set_to_default_one_and_all() {
     assert!(page.contains(&number_input(param("exchange_timeout"), "3")));
     let values = stored(&app, NODE).await;
     assert!(
-        values.get("exchange_timeout").is_none(),
+        !values.contains_key("exchange_timeout"),
         "the default is no row"
     );
     assert_eq!(values["exchange_queue"], "100");
