@@ -24,6 +24,10 @@ use crate::store::engine::{self as store, Action, EngineState, Live, Snapshot};
 /// How often the supervisor looks for commands and live changes: a command
 /// from another node or the shell is noticed within this.
 pub const POLL: Duration = Duration::from_millis(250);
+/// How often the live view (calendar users, incremental parameters) is read
+/// again: counting a node's calendar users reads their rows, which at tens of
+/// thousands of users is worth doing every few seconds, not every poll.
+pub const LIVE_EVERY: Duration = Duration::from_secs(2);
 
 /// Wakes the local supervisor at once, for commands given on this node.
 #[derive(Clone, Default)]
@@ -39,6 +43,8 @@ struct Running {
     snapshot: Snapshot,
     listener: listener::Listener,
     live: Option<Live>,
+    /// When the live view was last read (None: read it at the next chance).
+    live_read: Option<std::time::Instant>,
 }
 
 struct Supervisor {
@@ -200,6 +206,7 @@ impl Supervisor {
             snapshot,
             listener,
             live: None,
+            live_read: None,
         });
         if let Err(e) = self.follow_live().await {
             tracing::warn!(error = %e, "engine live view");
@@ -254,6 +261,13 @@ impl Supervisor {
         let Some(running) = self.running.as_mut() else {
             return Ok(());
         };
+        if running
+            .live_read
+            .is_some_and(|at| at.elapsed() < LIVE_EVERY)
+        {
+            return Ok(());
+        }
+        running.live_read = Some(std::time::Instant::now());
         let live = store::read_live(&self.state.pool, &node).await?;
         if running.live.as_ref() != Some(&live) {
             store::set_live(&self.state.pool, &node, &live).await?;
