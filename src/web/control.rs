@@ -275,11 +275,12 @@ fn switches(
         .collect()
 }
 
-/// The node names ticked in a form of checkboxes named `node`.
-fn ticked(pairs: &[(String, String)]) -> Vec<&str> {
+/// The values of the fields named `name` in a form (checkboxes, hidden
+/// fields that repeat).
+fn field_values<'a>(pairs: &'a [(String, String)], name: &str) -> Vec<&'a str> {
     pairs
         .iter()
-        .filter(|(k, _)| k == "node")
+        .filter(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
         .collect()
 }
@@ -327,18 +328,22 @@ async fn save_activation(
     Ok(Redirect::to(ACTIVATION).into_response())
 }
 
-/// Sets a per-node checkbox switch from a form listing the ticked nodes:
-/// every node listed on the page that is not ticked is switched off.
+/// Sets a per-node checkbox switch from a form: each node the page showed
+/// (hidden `shown` fields) is switched on when ticked (`node`) and off when
+/// not. A node that registered after the page was rendered was not shown,
+/// so an administrator saving an older page never deactivates it unseen.
 async fn save_switch(
     state: &AppState,
     user: &super::session::CurrentUser,
     switch: NodeSwitch,
     pairs: &[(String, String)],
 ) -> AppResult<usize> {
-    let on = ticked(pairs);
+    let on = field_values(pairs, "node");
+    let shown = field_values(pairs, "shown");
     let values: Vec<(String, bool)> = store::engine::nodes(&state.pool)
         .await?
         .into_iter()
+        .filter(|r| shown.contains(&r.name.as_str()))
         .map(|r| {
             let ticked = on.contains(&r.name.as_str());
             (r.name, ticked)

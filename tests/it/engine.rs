@@ -282,7 +282,7 @@ async fn a_deactivated_node_stops_refuses_starts_and_leaves_the_banner() {
 
     // Unticking the node deactivates it.
     let response = app
-        .post_form("/serviceability/service-activation", &[])
+        .post_form("/serviceability/service-activation", &[("shown", &node)])
         .await;
     assert_eq!(response.status().as_u16(), 303);
     wait_state(&app.state.pool, &node, "stopped").await;
@@ -296,7 +296,10 @@ async fn a_deactivated_node_stops_refuses_starts_and_leaves_the_banner() {
 
     // Activated again, it starts on the current configuration.
     let response = app
-        .post_form("/serviceability/service-activation", &[("node", &node)])
+        .post_form(
+            "/serviceability/service-activation",
+            &[("shown", &node), ("node", &node)],
+        )
         .await;
     assert_eq!(response.status().as_u16(), 303);
     let row = wait_state(&app.state.pool, &node, "running").await;
@@ -315,7 +318,7 @@ async fn dns_configured_is_a_setting_per_node_the_troubleshooter_obeys() {
     let page = app.get_text("/system/settings").await.1;
     assert!(page.contains("DNS configured on this server"));
     assert!(page.contains("checked"));
-    let response = app.post_form("/system/settings", &[]).await;
+    let response = app.post_form("/system/settings", &[("shown", &node)]).await;
     assert_eq!(response.status().as_u16(), 303);
     assert!(
         !store::engine::dns_configured(&app.state.pool, &node)
@@ -335,13 +338,50 @@ async fn dns_configured_is_a_setting_per_node_the_troubleshooter_obeys() {
         .await
         .expect("panel");
     assert!(panel.contains("DNS is not configured"), "{panel}");
-    let response = app.post_form("/system/settings", &[("node", &node)]).await;
+    let response = app
+        .post_form("/system/settings", &[("shown", &node), ("node", &node)])
+        .await;
     assert_eq!(response.status().as_u16(), 303);
     assert!(
         store::engine::dns_configured(&app.state.pool, &node)
             .await
             .expect("setting")
     );
+}
+
+/// A page rendered before another node registered does not list it, so
+/// saving that page leaves the new node as it is instead of switching it off.
+#[tokio::test]
+async fn saving_an_older_page_leaves_a_node_it_did_not_show_alone() {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    let node = app.state.settings.node_name.clone();
+    let page = app.get_text("/serviceability/service-activation").await.1;
+    assert!(
+        page.contains(&format!(r#"name="shown" value="{node}""#)),
+        "{page}"
+    );
+    assert!(!page.contains("node-late"));
+    store::nodes::register(&app.state.pool, "node-late", "127.0.0.2:8080", 0)
+        .await
+        .expect("register");
+
+    // The older page, saved with this node unticked: only this node changes.
+    for path in ["/serviceability/service-activation", "/system/settings"] {
+        let response = app.post_form(path, &[("shown", &node)]).await;
+        assert_eq!(response.status().as_u16(), 303, "{path}");
+    }
+    assert_eq!(switches(&app.state.pool, "node-late").await, (true, true));
+    assert_eq!(switches(&app.state.pool, &node).await, (false, false));
+}
+
+/// A node's Service Activation and "DNS configured" switches.
+async fn switches(pool: &sqlx::SqlitePool, node: &str) -> (bool, bool) {
+    sqlx::query_as("SELECT activated, dns_configured FROM nodes WHERE name = ?1")
+        .bind(node)
+        .fetch_one(pool)
+        .await
+        .expect("node")
 }
 
 /// Prepares a data directory whose nodes use the given notification ports,
@@ -529,7 +569,7 @@ async fn the_banner_survives_a_process_restart_until_the_engine_restarts() {
         &console,
         &first.url,
         "/system/settings",
-        &[], // DNS off: not a restart change; the gateway below is.
+        &[("shown", "node-a")], // DNS off: not a restart change; the gateway below is.
     )
     .await;
     assert!(page.contains("Update successful"));
