@@ -46,7 +46,7 @@ pub const CATALOGUE: &[Locale] = &[
     locale("pl-PL", "Polish", "Polski", "Kalendarz"),
     locale("ru-RU", "Russian", "Русский", "Календарь"),
     locale("ja-JP", "Japanese", "日本語", "予定表"),
-    locale("zh-CN", "Chinese (Simplified)", "中文(简体)", "日历"),
+    locale("zh-CN", "Chinese (Simplified)", "简体中文", "日历"),
     locale("ko-KR", "Korean", "한국어", "일정"),
 ];
 
@@ -68,9 +68,10 @@ impl Locale {
         self.tag == DEFAULT
     }
 
-    /// "German (Deutsch)", for drop-down lists.
+    /// "German (Deutsch)", for drop-down lists; "English (United States)"
+    /// rather than repeating the language's own name after it.
     pub fn label(&self) -> String {
-        if self.english_name == self.native_name {
+        if self.english_name.starts_with(self.native_name) {
             self.english_name.to_owned()
         } else {
             format!("{} ({})", self.english_name, self.native_name)
@@ -100,5 +101,16 @@ mod tests {
         assert!(Locale::parse("xx-XX").unwrap_err().contains("xx-XX"));
         assert!(Locale::parse(" ").is_err());
         assert!(Locale::parse(DEFAULT).is_ok_and(|l| l.is_builtin()));
+    }
+
+    #[test]
+    fn labels_name_the_language_once_in_english_and_once_in_itself() {
+        let label = |tag| Locale::parse(tag).map(|l| l.label());
+        assert_eq!(label("de-DE"), Ok("German (Deutsch)".to_owned()));
+        assert_eq!(label("en-US"), Ok("English (United States)".to_owned()));
+        assert_eq!(
+            label("pt-BR"),
+            Ok("Portuguese (Brazil) (Português)".to_owned())
+        );
     }
 }

@@ -180,6 +180,14 @@ struct ParamsPage {
     service: &'static str,
     sections: Vec<Section>,
     form_error: Option<String>,
+    /// On a refusal, every field error again at the top, linking to its
+    /// field: the page is long and the field may be far below the fold.
+    summary: Vec<SummaryItem>,
+}
+
+struct SummaryItem {
+    key: &'static str,
+    message: String,
 }
 
 /// The page for `node` with `values` (key -> value) and `errors` beside
@@ -197,10 +205,17 @@ async fn render_page(
     let users_assigned = store::params::users_assigned(&state.pool, &node.name).await?;
     let mut general = Vec::new();
     let mut caution = Vec::new();
+    let mut summary = Vec::new();
     for param in CATALOGUE {
         let value = values.get(param.key).cloned().unwrap_or_default();
         let mut field = Field::new(param, value, &node.name, users_assigned);
         field.error = errors.remove(param.key);
+        if let Some(message) = &field.error {
+            summary.push(SummaryItem {
+                key: param.key,
+                message: message.clone(),
+            });
+        }
         if param.caution {
             caution.push(field);
         } else {
@@ -240,6 +255,7 @@ async fn render_page(
             ],
             // Messages for no field (an unknown parameter to reset).
             form_error: errors.into_values().next(),
+            summary,
         },
     )
 }

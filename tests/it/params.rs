@@ -205,6 +205,13 @@ async fn every_integer_parameter_at_its_edges() {
             );
             assert!(body.contains(&format!("id=\"{}-error\"", param.key)));
             assert!(
+                body.contains(&format!(
+                    "<li><a href=\"#{}\">{} must be",
+                    param.key, param.label
+                )),
+                "the summary at the top links to the field: {body}"
+            );
+            assert!(
                 body.contains(&format!("value=\"{bad}\"")),
                 "the value as typed is kept"
             );
