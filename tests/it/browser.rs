@@ -368,13 +368,11 @@ impl Browser {
             .expect("body text")
     }
 
+    /// Asserts the page shows `text`, waiting (at most `PAGE_TIMEOUT`) for a
+    /// navigation a click started: ChromeDriver does not always wait for the
+    /// page a form submission loads before the click returns.
     async fn assert_shows(&self, text: &str) {
-        let body = self.body_text().await;
-        let path = self.path().await;
-        assert!(
-            body.contains(text),
-            "{path} should show {text:?}; it shows:\n{body}"
-        );
+        self.wait_for_text(text).await;
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -415,7 +413,8 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let path = self.path().await;
-        panic!("{path} did not show {text:?} within {PAGE_TIMEOUT:?}");
+        let body = self.body_text().await;
+        panic!("{path} did not show {text:?} within {PAGE_TIMEOUT:?}; it shows:\n{body}");
     }
 
     async fn click(&self, css: &str) {
