@@ -1304,14 +1304,14 @@ async fn headline(browser: &Browser) -> String {
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_user_options_flow() {
-    use crate::user_options::{ERIN, ERIN_PASSWORD, add_gateway, install, signed_in};
+    use crate::user_options::{ERIN, ERIN_PASSWORD, add_gateway, signed_in};
 
     let _one = one_at_a_time();
     let tools = Tools::find();
     let app = TestApp::spawn().await;
     app.create_end_user(ERIN, ERIN_PASSWORD).await;
     add_gateway(&app).await;
-    install(&app, "test-node", "de-DE").await;
+    app.install_locale("test-node", "de-DE").await;
     let browser = Browser::start(&tools).await;
     let mut problems = Vec::new();
 

@@ -22,18 +22,6 @@ async fn admin_app() -> TestApp {
 }
 
 /// Installs `locale` on `node` (Locale Installation is another page's job).
-async fn install(app: &TestApp, node: &str, locale: &str) {
-    sqlx::query(
-        "INSERT INTO node_locales (node, locale, installed_at, installed_by)
-         VALUES (?1, ?2, 0, 'test')",
-    )
-    .bind(node)
-    .bind(locale)
-    .execute(&app.state.pool)
-    .await
-    .expect("install locale");
-}
-
 async fn user_count(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(&app.state.pool)
@@ -150,7 +138,7 @@ fn unescape(html: &str) -> String {
 #[tokio::test]
 async fn bulk_bad_rows_are_each_named_and_nothing_is_written() {
     let app = admin_app().await;
-    install(&app, "test-node", "de-DE").await;
+    app.install_locale("test-node", "de-DE").await;
     app.create_end_user("existing", "existing-password").await;
     let users_before = user_count(&app).await;
     let audit_before = audit(&app).await.len();
@@ -235,7 +223,7 @@ async fn bulk_bad_rows_are_each_named_and_nothing_is_written() {
 #[tokio::test]
 async fn bulk_good_file_applies_in_one_step() {
     let app = admin_app().await;
-    install(&app, "test-node", "de-DE").await;
+    app.install_locale("test-node", "de-DE").await;
     app.create_end_user("existing", "existing-password").await;
     let before = stored(&app, "existing").await.expect("existing");
     let users_before = user_count(&app).await;
@@ -430,7 +418,7 @@ async fn bulk_sixteen_mib_is_checked_and_larger_refused() {
 #[tokio::test]
 async fn bulk_export_round_trips() {
     let app = admin_app().await;
-    install(&app, "test-node", "fr-FR").await;
+    app.install_locale("test-node", "fr-FR").await;
     let csv = format!(
         "{HEADER}zoe,Zoë,\"Quote \"\"Q\"\" Zed\",zoe@example.com,test-node,fr-FR,on\n\
          adam,Adam,\"Comma, Inc\",,,,off\n"
@@ -509,9 +497,9 @@ async fn bulk_locale_synchronization() {
         .await
         .expect("second node");
     for node in ["test-node", "node-b"] {
-        install(&app, node, "de-DE").await;
+        app.install_locale(node, "de-DE").await;
     }
-    install(&app, "test-node", "fr-FR").await;
+    app.install_locale("test-node", "fr-FR").await;
     let csv = format!(
         "{HEADER}u1,,,,test-node,,on\nu2,,,,test-node,,on\nu3,,,,node-b,,on\nu4,,,,,,off\n"
     );

@@ -375,34 +375,11 @@ async fn duplicate_user_ids_are_refused_whatever_the_case() {
     assert_ne!(first, second);
 }
 
-async fn add_node(app: &TestApp, name: &str) {
-    sqlx::query(
-        "INSERT INTO nodes (name, address, started_at, last_heartbeat)
-         VALUES (?1, '127.0.0.2:8443', 0, 0)",
-    )
-    .bind(name)
-    .execute(&app.state.pool)
-    .await
-    .unwrap();
-}
-
-async fn install(app: &TestApp, node: &str, locale: &str) {
-    sqlx::query(
-        "INSERT INTO node_locales (node, locale, installed_at, installed_by)
-         VALUES (?1, ?2, 0, 'test')",
-    )
-    .bind(node)
-    .bind(locale)
-    .execute(&app.state.pool)
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn a_locale_must_be_installed_on_every_node() {
     let app = admin_app().await;
-    add_node(&app, "node-b").await;
-    install(&app, "test-node", "de-DE").await;
+    app.add_node("node-b").await;
+    app.install_locale("test-node", "de-DE").await;
 
     // Not offered, and refused when sent anyway, naming the node that lacks it.
     let (_, page) = app.get_text("/users/end-users/new").await;
@@ -425,7 +402,7 @@ async fn a_locale_must_be_installed_on_every_node() {
     );
 
     // Installed everywhere: offered and saved.
-    install(&app, "node-b", "de-DE").await;
+    app.install_locale("node-b", "de-DE").await;
     let (_, page) = app.get_text("/users/end-users/new").await;
     assert!(page.contains("value=\"de-DE\""));
     let id = add(&app, &with(valid("hans"), "locale", "de-DE")).await;
@@ -440,7 +417,7 @@ async fn a_locale_must_be_installed_on_every_node() {
 
     // A third node without it: the stored locale is shown with the reason,
     // and saving it again is refused until another is chosen.
-    add_node(&app, "node-c").await;
+    app.add_node("node-c").await;
     let (status, page) = app.get_text(&format!("/users/end-users/{id}")).await;
     assert_eq!(status, 200);
     assert!(page.contains("<option value=\"de-DE\" selected>"));

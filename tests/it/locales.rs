@@ -6,17 +6,6 @@ use crate::user_options::{ERIN, ERIN_PASSWORD, get_text, post, signed_in};
 
 const PAGE: &str = "/system/locales";
 
-async fn add_node(app: &TestApp, name: &str) {
-    sqlx::query(
-        "INSERT INTO nodes (name, address, started_at, last_heartbeat)
-         VALUES (?1, '127.0.0.2:8080', 0, 0)",
-    )
-    .bind(name)
-    .execute(&app.state.pool)
-    .await
-    .unwrap();
-}
-
 /// The table row of one locale, as HTML.
 fn row(body: &str, tag: &str) -> String {
     body.split(&format!(r#"<tr id="locale-{tag}">"#))
@@ -74,7 +63,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 async fn the_cluster_view_shows_which_node_lacks_a_locale() {
     let app = TestApp::spawn().await;
     app.sign_in_admin().await;
-    add_node(&app, "node-b").await;
+    app.add_node("node-b").await;
     app.create_end_user(ERIN, ERIN_PASSWORD).await;
     let erin = signed_in(&app, ERIN, ERIN_PASSWORD).await;
 

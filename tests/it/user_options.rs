@@ -3,8 +3,6 @@
 //! every node; the page in the user's language; and no way to reach another
 //! user's options.
 
-use presence_gateway::domain::locale::Locale;
-use presence_gateway::store;
 
 use crate::support::{ADMIN, ADMIN_PASSWORD, TestApp, location};
 
@@ -68,13 +66,6 @@ pub async fn add_gateway(app: &TestApp) {
     )
     .await;
     assert_eq!(response.status().as_u16(), 303, "gateway added");
-}
-
-pub async fn install(app: &TestApp, node: &str, tag: &str) {
-    let locale = Locale::parse(tag).expect("catalogue locale");
-    store::locales::install(&app.state.pool, node, &locale, "admin", app.state.now())
-        .await
-        .expect("install");
 }
 
 async fn user_row(app: &TestApp, user_id: &str) -> (bool, String) {
@@ -205,7 +196,7 @@ async fn options_belong_to_the_signed_in_user_only() {
     app.create_end_user(ERIN, ERIN_PASSWORD).await;
     let frank_id = app.create_end_user("frank", "frank-password-1").await;
     add_gateway(&app).await;
-    install(&app, "test-node", "de-DE").await;
+    app.install_locale("test-node", "de-DE").await;
     let erin = signed_in(&app, ERIN, ERIN_PASSWORD).await;
     let frank = frank_id.to_string();
 
@@ -292,7 +283,7 @@ async fn a_locale_is_choosable_only_when_installed_on_every_node() {
     let (_, body) = get_text(&app, &erin, "/user-options").await;
     assert_eq!(locale_options(&body), ["en-US"]);
 
-    install(&app, "test-node", "de-DE").await;
+    app.install_locale("test-node", "de-DE").await;
     let (_, body) = get_text(&app, &erin, "/user-options").await;
     assert_eq!(locale_options(&body), ["en-US"]);
     let response = post(&app, &erin, "/user-options/locale", &[("locale", "de-DE")]).await;
@@ -306,7 +297,7 @@ async fn a_locale_is_choosable_only_when_installed_on_every_node() {
     );
     assert_eq!(user_row(&app, ERIN).await.1, "en-US");
 
-    install(&app, "node-b", "de-DE").await;
+    app.install_locale("node-b", "de-DE").await;
     let (_, body) = get_text(&app, &erin, "/user-options").await;
     assert_eq!(locale_options(&body), ["en-US", "de-DE"]);
     let response = post(&app, &erin, "/user-options/locale", &[("locale", "de-DE")]).await;
@@ -331,7 +322,7 @@ async fn the_page_speaks_german_and_japanese_and_falls_back_to_english() {
     let app = TestApp::spawn().await;
     app.create_end_user(ERIN, ERIN_PASSWORD).await;
     for tag in ["de-DE", "ja-JP", "sv-SE"] {
-        install(&app, "test-node", tag).await;
+        app.install_locale("test-node", tag).await;
     }
     let erin = signed_in(&app, ERIN, ERIN_PASSWORD).await;
 
@@ -388,7 +379,7 @@ async fn the_page_speaks_german_and_japanese_and_falls_back_to_english() {
     assert!(body.contains(r#"<html lang="en-US">"#));
     assert!(body.contains("Calendar Settings"));
     assert!(body.contains(r#"<option value="fr-FR" selected>"#));
-    install(&app, "test-node", "fr-FR").await;
+    app.install_locale("test-node", "fr-FR").await;
     let (_, body) = get_text(&app, &erin, "/user-options").await;
     assert!(body.contains(r#"<html lang="fr-FR">"#));
     assert!(body.contains("Paramètres du calendrier"));

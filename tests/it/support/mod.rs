@@ -185,6 +185,22 @@ impl TestApp {
     pub fn other_client(&self) -> reqwest::Client {
         client()
     }
+
+    /// Registers another cluster node, as its `serve` process would.
+    pub async fn add_node(&self, name: &str) {
+        store::nodes::register(&self.state.pool, name, "127.0.0.2:8443", 0)
+            .await
+            .expect("register node");
+    }
+
+    /// Installs a catalogue locale on a node, as Locale Installation does.
+    pub async fn install_locale(&self, node: &str, tag: &str) {
+        let locale =
+            presence_gateway::domain::locale::Locale::parse(tag).expect("catalogue locale");
+        store::locales::install(&self.state.pool, node, &locale, "admin", self.state.now())
+            .await
+            .expect("install locale");
+    }
 }
 
 pub fn location(response: &reqwest::Response) -> String {
