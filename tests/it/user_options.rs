@@ -3,7 +3,6 @@
 //! every node; the page in the user's language; and no way to reach another
 //! user's options.
 
-
 use crate::support::{ADMIN, ADMIN_PASSWORD, TestApp, location};
 
 pub const ERIN: &str = "erin";
