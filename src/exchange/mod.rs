@@ -3,4 +3,5 @@
 
 pub mod auth;
 pub mod ews;
+pub mod ntlm;
 pub mod webdav;
