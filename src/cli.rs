@@ -99,7 +99,7 @@ pub enum KindArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuthArg {
-    /// NTLMv2, then Basic (until NTLMv2 is built: Basic, and the report says so).
+    /// NTLMv2 (bound to the TLS connection) when the server offers NTLM, else Basic.
     Auto,
     /// Basic only.
     Basic,

@@ -11,6 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
@@ -23,7 +25,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::domain::gateway::{GatewayKind, ServerLocation};
 use crate::domain::names::{self, NameCheck};
-use crate::exchange::{auth as exauth, ews, webdav};
+use crate::exchange::{auth as exauth, ews, ntlm, webdav};
 use crate::tls::capture::CapturingVerifier;
 use crate::tls::chain::{self, ChainEntry, ChainVerdict, ValidityStatus};
 
@@ -33,8 +35,8 @@ pub const DEFAULT_CALENDAR_FOLDER: &str = "Calendar";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
-    /// NTLMv2, then Basic. NTLMv2 is not built yet: Basic is used, and the
-    /// detail says so.
+    /// NTLMv2 when the server offers it (with channel binding and the
+    /// server's SPN), else Basic.
     Auto,
     Basic,
 }
@@ -562,10 +564,6 @@ async fn authenticate(
 ) -> Check {
     let fail =
         |verdict: &str, detail: String| check("auth", Status::Fail, verdict, detail, started);
-    let mode_note = match target.auth {
-        AuthMode::Auto => " Authentication: Basic (--auth auto uses Basic until NTLMv2 is built).",
-        AuthMode::Basic => " Authentication: Basic.",
-    };
     let host = match target.port {
         443 => target.host.to_string(),
         port => match &target.host {
@@ -573,8 +571,6 @@ async fn authenticate(
             other => format!("{other}:{port}"),
         },
     };
-    let authorization =
-        exauth::basic_authorization(&credentials.account, credentials.password.expose_secret());
     let (method, path, body, content_type) = match target.kind {
         GatewayKind::Ews => (
             "POST",
@@ -595,9 +591,13 @@ async fn authenticate(
             )
         }
     };
-    // The same request twice on one connection: first without credentials,
-    // to learn the schemes the server offers (IIS answers 401 with them),
-    // then with Basic (NTLMv2 will need that same round trip).
+    // Extended Protection binds NTLM to this TLS connection's certificate.
+    let leaf = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| leaf.as_ref().to_vec());
     let build = |authorization: Option<&str>| {
         let mut builder = hyper::Request::builder()
             .method(method)
@@ -616,35 +616,65 @@ async fn authenticate(
         if let (Some(mailbox), GatewayKind::Ews) = (&target.mailbox, target.kind) {
             builder = builder.header("X-AnchorMailbox", mailbox.as_str());
         }
-        builder.body(Full::new(Bytes::from(body.clone())))
+        builder
+            .body(Full::new(Bytes::from(body.clone())))
+            .map_err(|e| Trouble::Request(e.to_string()))
     };
-    let (probe, request) = match (build(None), build(Some(&authorization))) {
-        (Ok(probe), Ok(request)) => (probe, request),
-        (Err(e), _) | (_, Err(e)) => {
-            return fail(NETWORK_ERROR, format!("Cannot build the request: {e}"));
-        }
-    };
+    // The request first without credentials, to learn the schemes the server
+    // offers (IIS answers 401 with them), then authenticated on the same,
+    // verified connection: Basic in one round trip, NTLM in two (NTLM
+    // authenticates the connection, so it must stay the same).
     let exchange = async {
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         let driver = tokio::spawn(connection);
-        let first = read_answer(sender.send_request(probe).await?).await;
+        let first = read_answer(sender.send_request(build(None)?).await?).await;
         let challenged = first.0.status == hyper::StatusCode::UNAUTHORIZED;
         let schemes = offered_by(&first.0);
-        let answer = if !challenged {
-            // Answered without credentials: nothing was sent, report that.
-            first
-        } else if !exauth::offers(&schemes, "Basic") {
-            first
+        let scheme = if challenged {
+            choose_scheme(target.auth, &schemes)
         } else {
-            // Only over this same, verified connection.
-            sender.ready().await?;
-            read_answer(sender.send_request(request).await?).await
+            None
+        };
+        let answer = match scheme {
+            // Answered without credentials, or no scheme we speak: nothing
+            // was sent, report that.
+            None => first,
+            Some(Scheme::Basic) => {
+                let authorization = exauth::basic_authorization(
+                    &credentials.account,
+                    credentials.password.expose_secret(),
+                );
+                sender.ready().await?;
+                read_answer(sender.send_request(build(Some(&authorization))?).await?).await
+            }
+            Some(Scheme::Ntlm) => {
+                let negotiate = format!("NTLM {}", STANDARD.encode(ntlm::negotiate_message()));
+                sender.ready().await?;
+                let second =
+                    read_answer(sender.send_request(build(Some(&negotiate))?).await?).await;
+                let challenge = ntlm_challenge(&second.0)?;
+                let spn = format!("HTTP/{}", target.host);
+                let message = ntlm::authenticate_message(
+                    &challenge,
+                    &ntlm::NtlmAccount::parse(&credentials.account),
+                    credentials.password.expose_secret(),
+                    &ntlm::Binding {
+                        channel_bindings: leaf.as_deref().map(ntlm::channel_bindings_hash),
+                        target_name: Some(&spn),
+                    },
+                    rand::random(),
+                    ntlm::filetime(time::OffsetDateTime::now_utc().unix_timestamp()),
+                );
+                let authenticate = format!("NTLM {}", STANDARD.encode(message));
+                sender.ready().await?;
+                read_answer(sender.send_request(build(Some(&authenticate))?).await?).await
+            }
         };
         driver.abort();
-        Ok::<_, hyper::Error>((answer, schemes, challenged))
+        Ok::<_, Trouble>((answer, schemes, challenged, scheme))
     };
-    let ((parts, body), probe_schemes, challenged) =
+    let ((parts, body), probe_schemes, challenged, scheme) =
         match tokio::time::timeout(clock.bound(), exchange).await {
             Err(_) => {
                 return fail(
@@ -655,7 +685,16 @@ async fn authenticate(
                     ),
                 );
             }
-            Ok(Err(e)) => {
+            Ok(Err(Trouble::Request(e))) => {
+                return fail(NETWORK_ERROR, format!("Cannot build the request: {e}"));
+            }
+            Ok(Err(Trouble::Ntlm(e))) => {
+                return fail(
+                    "Failed - Authentication Rejected",
+                    format!("NTLMv2 authentication could not proceed: {e}."),
+                );
+            }
+            Ok(Err(Trouble::Http(e))) => {
                 return fail(
                     NETWORK_ERROR,
                     format!(
@@ -667,6 +706,11 @@ async fn authenticate(
             }
             Ok(Ok(answer)) => answer,
         };
+    let mode_note = match (scheme, target.auth) {
+        (Some(Scheme::Ntlm), _) => " Authentication: NTLMv2, bound to this TLS connection.",
+        (_, AuthMode::Basic) => " Authentication: Basic.",
+        (_, AuthMode::Auto) => " Authentication: Basic (the server does not offer NTLM).",
+    };
     let body = match body {
         Ok(b) => b,
         Err(_) => {
@@ -682,14 +726,26 @@ async fn authenticate(
             schemes.push(scheme);
         }
     }
-    if challenged && !schemes.is_empty() && !exauth::offers(&schemes, "Basic") {
+    if challenged && scheme.is_none() {
+        let offered = if schemes.is_empty() {
+            "no authentication scheme".to_owned()
+        } else {
+            schemes.join(", ")
+        };
+        let advice = match target.auth {
+            AuthMode::Basic => {
+                "Exchange Server Authentication is Basic Only: choose Auto (NTLMv2, then Basic), \
+                 or enable Basic authentication on the virtual directory."
+            }
+            AuthMode::Auto => {
+                "Enable Windows (NTLM) or Basic authentication on the virtual directory."
+            }
+        };
         return fail(
             "Failed - Authentication Rejected",
             format!(
-                "The server offers {} but not Basic authentication; NTLMv2 is not built yet, so \
-                 the troubleshooter cannot authenticate. Enable Basic authentication on EWS, or \
-                 wait for NTLMv2 support.",
-                schemes.join(", ")
+                "The server offers {offered}, and the troubleshooter speaks NTLMv2 and Basic \
+                 only: no credentials were sent. {advice}"
             ),
         );
     }
@@ -804,6 +860,59 @@ async fn read_answer(response: hyper::Response<hyper::body::Incoming>) -> Answer
         .await
         .map(|b| b.to_bytes());
     (parts, body)
+}
+
+/// Why the authenticated exchange stopped before an answer to report.
+enum Trouble {
+    Http(hyper::Error),
+    Request(String),
+    Ntlm(String),
+}
+
+impl From<hyper::Error> for Trouble {
+    fn from(e: hyper::Error) -> Trouble {
+        Trouble::Http(e)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Ntlm,
+    Basic,
+}
+
+/// Exchange Server Authentication: Auto takes NTLMv2 when offered, then
+/// Basic; Basic Only takes Basic or nothing.
+fn choose_scheme(mode: AuthMode, offered: &[String]) -> Option<Scheme> {
+    match mode {
+        AuthMode::Auto if exauth::offers(offered, "NTLM") => Some(Scheme::Ntlm),
+        _ if exauth::offers(offered, "Basic") => Some(Scheme::Basic),
+        _ => None,
+    }
+}
+
+/// The CHALLENGE in a 401 answering our NEGOTIATE.
+fn ntlm_challenge(parts: &hyper::http::response::Parts) -> Result<ntlm::Challenge, Trouble> {
+    if parts.status != hyper::StatusCode::UNAUTHORIZED {
+        return Err(Trouble::Ntlm(format!(
+            "the server answered the NTLM negotiation with {} instead of a challenge",
+            parts.status.as_u16()
+        )));
+    }
+    let token = parts
+        .headers
+        .get_all(hyper::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("NTLM").then(|| token.trim())
+        })
+        .ok_or_else(|| Trouble::Ntlm("the server sent no NTLM challenge".to_owned()))?;
+    let bytes = STANDARD
+        .decode(token)
+        .map_err(|_| Trouble::Ntlm("the server's NTLM challenge is not base64".to_owned()))?;
+    ntlm::Challenge::parse(&bytes).map_err(Trouble::Ntlm)
 }
 
 fn offered_by(parts: &hyper::http::response::Parts) -> Vec<String> {

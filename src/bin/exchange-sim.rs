@@ -112,6 +112,20 @@ struct Cli {
     #[arg(long, value_name = "NAME", default_value = "Calendar",
           value_parser = clap::builder::NonEmptyStringValueParser::new())]
     calendar_folder: String,
+
+    /// Refuse Basic authentication and stop offering it, as an Exchange whose
+    /// EWS virtual directory allows Windows authentication only.
+    #[arg(long, conflicts_with = "no_ntlm")]
+    no_basic: bool,
+
+    /// Refuse NTLM and offer Basic only.
+    #[arg(long)]
+    no_ntlm: bool,
+
+    /// Require NTLM clients to bind their answer to this TLS connection
+    /// (Extended Protection for Authentication, as recent Exchange builds do).
+    #[arg(long, conflicts_with = "no_ntlm")]
+    extended_protection: bool,
 }
 
 /// The scripted answers to authenticated requests.
@@ -186,6 +200,13 @@ pub struct Sim {
     pub calendar_folder: String,
     pub credentials: Option<Credentials>,
     pub basic_challenge: HeaderValue,
+    pub basic: bool,
+    pub ntlm: bool,
+    pub extended_protection: bool,
+    /// The channel bindings of a TLS connection to this server (its leaf
+    /// certificate's `tls-server-end-point`), which NTLM answers must carry
+    /// when they carry any.
+    pub channel_bindings: [u8; 16],
 }
 
 fn main() -> ExitCode {
@@ -238,6 +259,12 @@ async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
         (Some(cert), Some(key)) => certs::load(cert, key)?,
         _ => certs::generate(&cli.names)?,
     };
+    // Both ways of getting a chain ensure it has a leaf.
+    let channel_bindings = cert
+        .chain
+        .first()
+        .map(|leaf| presence_gateway::exchange::ntlm::channel_bindings_hash(leaf.as_ref()))
+        .unwrap_or_default();
     if let (Some(path), Some(pem)) = (&cli.write_ca, &cert.ca_pem) {
         std::fs::write(path, pem)
             .with_context(|| format!("cannot write the CA to {}", path.display()))?;
@@ -269,6 +296,10 @@ async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
         calendar_folder: cli.calendar_folder,
         credentials,
         basic_challenge,
+        basic: !cli.no_basic,
+        ntlm: !cli.no_ntlm,
+        extended_protection: cli.extended_protection,
+        channel_bindings,
     });
 
     // The one line on stdout: tests and scripts parse it.
@@ -318,12 +349,16 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, sim: Arc<Sim>
                     return;
                 }
             };
+            // NTLM authenticates a connection: the challenge sent on it is
+            // the one its AUTHENTICATE message must answer.
+            let ntlm = service::NtlmState::default();
             let service = service_fn(move |request| {
                 let sim = sim.clone();
+                let ntlm = ntlm.clone();
                 async move {
                     let method = request.method().clone();
                     let path = request.uri().path().to_owned();
-                    let response = service::handle(request, &sim).await;
+                    let response = service::handle(request, &sim, &ntlm).await;
                     tracing::info!(%peer, %method, path = %path, status = response.status().as_u16());
                     Ok::<_, Infallible>(response)
                 }

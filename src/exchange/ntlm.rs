@@ -260,7 +260,8 @@ fn end_point_hash(leaf_der: &[u8]) -> EndPointHash {
 /// Windows FILETIME: 100-nanosecond ticks since 1601-01-01 UTC.
 pub fn filetime(unix_seconds: i64) -> u64 {
     const UNIX_EPOCH_AS_FILETIME_SECONDS: i64 = 11_644_473_600;
-    (unix_seconds.saturating_add(UNIX_EPOCH_AS_FILETIME_SECONDS)).max(0) as u64 * 10_000_000
+    ((unix_seconds.saturating_add(UNIX_EPOCH_AS_FILETIME_SECONDS)).max(0) as u64)
+        .saturating_mul(10_000_000)
 }
 
 // ------------------------------------------------------------- the server
@@ -347,7 +348,7 @@ pub fn verify(
         return Err(Refusal::WrongPassword);
     }
     // The blob: 28 bytes of header, then the client's AV pairs.
-    let pairs = av_pairs(&blob[28..]).map_err(|e| Refusal::Malformed(e))?;
+    let pairs = av_pairs(&blob[28..]).map_err(Refusal::Malformed)?;
     let sent_bindings = pairs
         .iter()
         .find(|(id, _)| *id == AV_CHANNEL_BINDINGS)

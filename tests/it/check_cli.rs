@@ -11,6 +11,9 @@ use serde_json::Value;
 use crate::sim::{ACCOUNT, PASSWORD, PASSWORD_ENV, SimProcess};
 use crate::support::binary;
 
+/// A variable holding a password exchange-sim does not accept.
+const WRONG_PASSWORD_ENV: &str = "CHECK_TEST_WRONG_PASSWORD";
+
 /// Runs `check` with `args` (at most 60 s) in a data directory of its own.
 fn check(data_dir: &std::path::Path, args: &[&str]) -> Output {
     let mut child = Command::new(binary())
@@ -19,6 +22,7 @@ fn check(data_dir: &std::path::Path, args: &[&str]) -> Output {
         .arg("check")
         .args(args)
         .env(PASSWORD_ENV, PASSWORD)
+        .env(WRONG_PASSWORD_ENV, "not the password")
         .env_remove("UNSET_PASSWORD_VARIABLE")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -198,8 +202,10 @@ fn a_clean_run_against_exchange_sim_exits_0_with_the_json_of_ts9() {
         "version reported: {auth}"
     );
     assert!(
-        auth.as_str().unwrap().contains("Basic"),
-        "says Basic is used: {auth}"
+        auth.as_str()
+            .unwrap()
+            .contains("Authentication: NTLMv2, bound to this TLS connection."),
+        "--auth auto speaks NTLMv2 when it is offered: {auth}"
     );
     assert!(
         auth.as_str()
@@ -243,6 +249,104 @@ fn a_clean_run_against_exchange_sim_exits_0_with_the_json_of_ts9() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with("Verified\n"), "{text}");
     assert!(text.contains("auth     skip"), "{text}");
+}
+
+/// `--auth` against exchange-sim configured as Exchange is: Windows
+/// authentication only with Extended Protection, Basic only, both.
+#[test]
+fn auth_modes_ntlmv2_with_channel_binding_then_basic() {
+    let run = |sim: &SimProcess, account: &str, password_env: &str, mode: &str| {
+        let port = sim.port().to_string();
+        let ca = sim.dir.path().join("ca.pem");
+        let data = tempfile::tempdir().unwrap();
+        let output = check(
+            data.path(),
+            &[
+                "--type",
+                "ews",
+                "--host",
+                "localhost",
+                "--port",
+                &port,
+                "--trust",
+                ca.to_str().expect("path"),
+                "--account",
+                account,
+                "--password-env",
+                password_env,
+                "--mailbox",
+                "user@example.com",
+                "--auth",
+                mode,
+                "--json",
+            ],
+        );
+        let report = json(&output);
+        let auth = &report["checks"][6];
+        (
+            code(&output),
+            auth["status"].as_str().unwrap_or("?").to_owned(),
+            auth["verdict"].as_str().unwrap_or("?").to_owned(),
+            auth["detail"].as_str().unwrap_or("?").to_owned(),
+        )
+    };
+    const NTLM_USED: &str = "Authentication: NTLMv2, bound to this TLS connection.";
+
+    // Windows authentication only, channel binding required: auto passes
+    // with NTLMv2, a wrong password is rejected, Basic Only cannot proceed.
+    let windows_only = SimProcess::start(&[
+        "--account",
+        "EXAMPLE\\svc",
+        "--password-env",
+        PASSWORD_ENV,
+        "--no-basic",
+        "--extended-protection",
+    ]);
+    let (code_, status, _, detail) = run(&windows_only, "example\\SVC", PASSWORD_ENV, "auto");
+    assert_eq!((code_, status.as_str()), (0, "pass"), "{detail}");
+    assert!(detail.contains(NTLM_USED), "{detail}");
+    assert!(
+        detail.contains("Schemes offered: Negotiate, NTLM."),
+        "{detail}"
+    );
+    let (code_, status, verdict, detail) =
+        run(&windows_only, "EXAMPLE\\svc", WRONG_PASSWORD_ENV, "auto");
+    assert_eq!((code_, status.as_str()), (1, "fail"), "{detail}");
+    assert_eq!(verdict, "Failed - Authentication Rejected");
+    assert!(detail.contains("(401)"), "{detail}");
+    let (code_, status, verdict, detail) =
+        run(&windows_only, "EXAMPLE\\svc", PASSWORD_ENV, "basic");
+    assert_eq!((code_, status.as_str()), (1, "fail"), "{detail}");
+    assert_eq!(verdict, "Failed - Authentication Rejected");
+    assert!(detail.contains("no credentials were sent"), "{detail}");
+    assert!(
+        detail.contains("choose Auto (NTLMv2, then Basic)"),
+        "{detail}"
+    );
+
+    // Basic only: auto falls back to Basic and says why.
+    let basic_only = SimProcess::start(&[
+        "--account",
+        ACCOUNT,
+        "--password-env",
+        PASSWORD_ENV,
+        "--no-ntlm",
+    ]);
+    let (code_, status, _, detail) = run(&basic_only, ACCOUNT, PASSWORD_ENV, "auto");
+    assert_eq!((code_, status.as_str()), (0, "pass"), "{detail}");
+    assert!(
+        detail.contains("Authentication: Basic (the server does not offer NTLM)."),
+        "{detail}"
+    );
+
+    // Both offered: Basic Only sends Basic, auto NTLMv2 with a UPN.
+    let both = SimProcess::start(&["--account", ACCOUNT, "--password-env", PASSWORD_ENV]);
+    let (code_, _, _, detail) = run(&both, ACCOUNT, PASSWORD_ENV, "basic");
+    assert_eq!(code_, 0, "{detail}");
+    assert!(detail.contains("Authentication: Basic."), "{detail}");
+    let (code_, _, _, detail) = run(&both, "SVC@example.com", PASSWORD_ENV, "auto");
+    assert_eq!(code_, 0, "{detail}");
+    assert!(detail.contains(NTLM_USED), "{detail}");
 }
 
 #[test]

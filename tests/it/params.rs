@@ -607,12 +607,12 @@ async fn the_troubleshooter_follows_this_nodes_authentication_parameter() {
     let page = run().await;
     assert!(page.contains("<strong>Verified</strong>"), "{page}");
     assert!(
-        page.contains("--auth auto uses Basic"),
-        "Auto by default: {page}"
+        page.contains("Authentication: NTLMv2, bound to this TLS connection."),
+        "Auto by default, and exchange-sim offers NTLM: {page}"
     );
 
     save_ok(&app, NODE, &[("exchange_auth", "basic")]).await;
     let page = run().await;
     assert!(page.contains("Authentication: Basic."), "{page}");
-    assert!(!page.contains("--auth auto"), "{page}");
+    assert!(!page.contains("NTLMv2, bound"), "{page}");
 }

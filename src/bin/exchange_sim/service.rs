@@ -1,6 +1,7 @@
 //! One HTTP request: latency, routing, authentication as IIS challenges for
 //! it, the scripted behaviour, then EWS or WebDAV.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -10,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
+use presence_gateway::exchange::ntlm;
 use quick_xml::escape::escape;
 
 use crate::{Behave, Sim, ews};
@@ -26,11 +28,32 @@ const WEBDAV_PREFIX: &str = "/exchange/";
 const XML: &str = "text/xml; charset=utf-8";
 const HTML: &str = "text/html";
 
-pub async fn handle(request: Request<Incoming>, sim: &Sim) -> Response<Full<Bytes>> {
+/// The NTLM challenge outstanding on one connection, if any.
+#[derive(Clone, Default)]
+pub struct NtlmState(Arc<Mutex<Option<[u8; 8]>>>);
+
+impl NtlmState {
+    fn issue(&self) -> [u8; 8] {
+        let challenge: [u8; 8] = rand::random();
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(challenge);
+        challenge
+    }
+
+    /// The outstanding challenge, answerable once.
+    fn take(&self) -> Option<[u8; 8]> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+pub async fn handle(
+    request: Request<Incoming>,
+    sim: &Sim,
+    ntlm: &NtlmState,
+) -> Response<Full<Bytes>> {
     if !sim.latency.is_zero() {
         tokio::time::sleep(sim.latency).await;
     }
-    let mut response = route(request, sim).await;
+    let mut response = route(request, sim, ntlm).await;
     let headers = response.headers_mut();
     headers.insert(
         header::SERVER,
@@ -44,7 +67,7 @@ pub async fn handle(request: Request<Incoming>, sim: &Sim) -> Response<Full<Byte
     response
 }
 
-async fn route(request: Request<Incoming>, sim: &Sim) -> Response<Full<Bytes>> {
+async fn route(request: Request<Incoming>, sim: &Sim, ntlm: &NtlmState) -> Response<Full<Bytes>> {
     // IIS matches paths case-insensitively.
     let path = request.uri().path().to_owned();
     let webdav_rest = strip_prefix_ignore_case(&path, WEBDAV_PREFIX).map(str::to_owned);
@@ -53,8 +76,10 @@ async fn route(request: Request<Incoming>, sim: &Sim) -> Response<Full<Bytes>> {
         return page(StatusCode::NOT_FOUND, "404 - File or directory not found.");
     }
 
-    if sim.behave == Behave::Unauthorized || !authorized(request.headers(), sim) {
-        return challenge(sim);
+    match authorize(request.headers(), sim, ntlm) {
+        Auth::Granted if sim.behave != Behave::Unauthorized => {}
+        Auth::Granted | Auth::Refused => return challenge(sim, None),
+        Auth::NtlmChallenge(token) => return challenge(sim, Some(token)),
     }
     match sim.behave {
         Behave::Forbidden => {
@@ -122,26 +147,46 @@ fn strip_prefix_ignore_case<'a>(path: &'a str, prefix: &str) -> Option<&'a str> 
         .then(|| &path[prefix.len()..])
 }
 
-/// Basic credentials checked against --account (case-insensitive) and its
-/// password (exact); without --account any Basic credentials pass.
-fn authorized(headers: &HeaderMap, sim: &Sim) -> bool {
+enum Auth {
+    Granted,
+    Refused,
+    /// The base64 CHALLENGE answering an NTLM NEGOTIATE.
+    NtlmChallenge(String),
+}
+
+/// Basic or NTLM credentials checked against --account (case-insensitive)
+/// and its password (exact); without --account any Basic credentials pass,
+/// and any well-formed NTLM answer to this connection's challenge.
+fn authorize(headers: &HeaderMap, sim: &Sim, ntlm: &NtlmState) -> Auth {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
-        return false;
+        return Auth::Refused;
     };
     let Some((scheme, token)) = value.trim().split_once(' ') else {
-        return false;
+        return Auth::Refused;
     };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        // Negotiate and NTLM are offered, like IIS does, but not spoken.
-        return false;
-    }
     let Ok(decoded) = STANDARD.decode(token.trim()) else {
-        return false;
+        return Auth::Refused;
     };
-    let Ok(text) = String::from_utf8(decoded) else {
+    let granted = if scheme.eq_ignore_ascii_case("basic") && sim.basic {
+        basic_matches(&decoded, sim)
+    } else if scheme.eq_ignore_ascii_case("ntlm") && sim.ntlm {
+        return ntlm_step(&decoded, sim, ntlm);
+    } else {
+        // Negotiate is offered, like IIS does, but not spoken.
+        false
+    };
+    if granted {
+        Auth::Granted
+    } else {
+        Auth::Refused
+    }
+}
+
+fn basic_matches(decoded: &[u8], sim: &Sim) -> bool {
+    let Ok(text) = std::str::from_utf8(decoded) else {
         return false;
     };
     let Some((account, password)) = text.split_once(':') else {
@@ -156,19 +201,70 @@ fn authorized(headers: &HeaderMap, sim: &Sim) -> bool {
     }
 }
 
-/// 401 with the three challenges IIS sends for Exchange's virtual directories.
-fn challenge(sim: &Sim) -> Response<Full<Bytes>> {
+/// A NEGOTIATE gets a fresh challenge for this connection; an AUTHENTICATE
+/// must answer it, bound to this TLS connection when it carries bindings
+/// (and always with --extended-protection).
+fn ntlm_step(decoded: &[u8], sim: &Sim, state: &NtlmState) -> Auth {
+    if decoded.get(8..12) == Some(&1u32.to_le_bytes()[..]) {
+        let message = ntlm::challenge_message(
+            state.issue(),
+            "EXAMPLE",
+            &[
+                (ntlm::AV_NB_DOMAIN_NAME, "EXAMPLE"),
+                (ntlm::AV_NB_COMPUTER_NAME, "EXCHANGE-SIM"),
+                (ntlm::AV_DNS_COMPUTER_NAME, "exchange-sim.example.com"),
+            ],
+            ntlm::filetime(time::OffsetDateTime::now_utc().unix_timestamp()),
+        );
+        return Auth::NtlmChallenge(STANDARD.encode(message));
+    }
+    let Some(server_challenge) = state.take() else {
+        return Auth::Refused;
+    };
+    let (account, password) = match &sim.credentials {
+        Some(c) => (c.account.as_str(), c.password.as_str()),
+        None => return Auth::Granted,
+    };
+    match ntlm::verify(
+        decoded,
+        &server_challenge,
+        account,
+        password,
+        Some(sim.channel_bindings),
+        sim.extended_protection,
+    ) {
+        Ok(()) => Auth::Granted,
+        Err(refusal) => {
+            tracing::info!(?refusal, "NTLM authentication refused");
+            Auth::Refused
+        }
+    }
+}
+
+/// 401 with the challenges IIS sends for Exchange's virtual directories, or
+/// with the NTLM challenge answering a client's NEGOTIATE.
+fn challenge(sim: &Sim, ntlm: Option<String>) -> Response<Full<Bytes>> {
     let mut response = page(
         StatusCode::UNAUTHORIZED,
         "401 - Unauthorized: Access is denied due to invalid credentials.",
     );
     let headers = response.headers_mut();
-    headers.append(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Negotiate"),
-    );
-    headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("NTLM"));
-    headers.append(header::WWW_AUTHENTICATE, sim.basic_challenge.clone());
+    if let Some(token) = ntlm {
+        if let Ok(value) = HeaderValue::from_str(&format!("NTLM {token}")) {
+            headers.append(header::WWW_AUTHENTICATE, value);
+        }
+        return response;
+    }
+    if sim.ntlm {
+        headers.append(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Negotiate"),
+        );
+        headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("NTLM"));
+    }
+    if sim.basic {
+        headers.append(header::WWW_AUTHENTICATE, sim.basic_challenge.clone());
+    }
     response
 }
 
