@@ -636,6 +636,8 @@ async fn authenticate(
         } else {
             None
         };
+        let mut scheme = scheme;
+        let mut ntlm_refused = false;
         let answer = match scheme {
             // Answered without credentials, or no scheme we speak: nothing
             // was sent, report that.
@@ -668,13 +670,30 @@ async fn authenticate(
                 );
                 let authenticate = format!("NTLM {}", STANDARD.encode(message));
                 sender.ready().await?;
-                read_answer(sender.send_request(build(Some(&authenticate))?).await?).await
+                let answer =
+                    read_answer(sender.send_request(build(Some(&authenticate))?).await?).await;
+                // Auto: NTLMv2, then Basic. NTLM can fail where Basic works:
+                // Extended Protection behind a proxy that terminates TLS.
+                if answer.0.status == hyper::StatusCode::UNAUTHORIZED
+                    && exauth::offers(&schemes, "Basic")
+                {
+                    ntlm_refused = true;
+                    scheme = Some(Scheme::Basic);
+                    let authorization = exauth::basic_authorization(
+                        &credentials.account,
+                        credentials.password.expose_secret(),
+                    );
+                    sender.ready().await?;
+                    read_answer(sender.send_request(build(Some(&authorization))?).await?).await
+                } else {
+                    answer
+                }
             }
         };
         driver.abort();
-        Ok::<_, Trouble>((answer, schemes, challenged, scheme))
+        Ok::<_, Trouble>((answer, schemes, challenged, scheme, ntlm_refused))
     };
-    let ((parts, body), probe_schemes, challenged, scheme) =
+    let ((parts, body), probe_schemes, challenged, scheme, ntlm_refused) =
         match tokio::time::timeout(clock.bound(), exchange).await {
             Err(_) => {
                 return fail(
@@ -707,6 +726,11 @@ async fn authenticate(
             Ok(Ok(answer)) => answer,
         };
     let mode_note = match (scheme, target.auth) {
+        _ if ntlm_refused => {
+            " Authentication: Basic, after Exchange refused NTLMv2 (401). If a load balancer \
+             or proxy terminates TLS in front of Exchange, Extended Protection refuses NTLM \
+             through it."
+        }
         (Some(Scheme::Ntlm), _) => " Authentication: NTLMv2, bound to this TLS connection.",
         (_, AuthMode::Basic) => " Authentication: Basic.",
         (_, AuthMode::Auto) => " Authentication: Basic (the server does not offer NTLM).",

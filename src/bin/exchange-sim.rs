@@ -126,6 +126,12 @@ struct Cli {
     /// (Extended Protection for Authentication, as recent Exchange builds do).
     #[arg(long, conflicts_with = "no_ntlm")]
     extended_protection: bool,
+
+    /// Play Exchange behind a load balancer that terminates TLS: Exchange's
+    /// channel is another TLS connection, so NTLM answers bound to the
+    /// client's are refused.
+    #[arg(long, requires = "extended_protection")]
+    tls_offload: bool,
 }
 
 /// The scripted answers to authenticated requests.
@@ -259,12 +265,14 @@ async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
         (Some(cert), Some(key)) => certs::load(cert, key)?,
         _ => certs::generate(&cli.names)?,
     };
-    // Both ways of getting a chain ensure it has a leaf.
-    let channel_bindings = cert
-        .chain
-        .first()
-        .map(|leaf| presence_gateway::exchange::ntlm::channel_bindings_hash(leaf.as_ref()))
-        .unwrap_or_default();
+    // Both ways of getting a chain ensure it has a leaf. Behind a TLS
+    // offloader Exchange sees the offloader's connection, not the client's.
+    let channel_bindings = match cert.chain.first() {
+        Some(leaf) if !cli.tls_offload => {
+            presence_gateway::exchange::ntlm::channel_bindings_hash(leaf.as_ref())
+        }
+        _ => rand::random(),
+    };
     if let (Some(path), Some(pem)) = (&cli.write_ca, &cert.ca_pem) {
         std::fs::write(path, pem)
             .with_context(|| format!("cannot write the CA to {}", path.display()))?;

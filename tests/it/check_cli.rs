@@ -324,6 +324,24 @@ fn auth_modes_ntlmv2_with_channel_binding_then_basic() {
         "{detail}"
     );
 
+    // Behind a TLS offloader Extended Protection refuses NTLMv2: auto then
+    // tries Basic, and says what probably happened.
+    let offloaded = SimProcess::start(&[
+        "--account",
+        ACCOUNT,
+        "--password-env",
+        PASSWORD_ENV,
+        "--extended-protection",
+        "--tls-offload",
+    ]);
+    let (code_, status, _, detail) = run(&offloaded, ACCOUNT, PASSWORD_ENV, "auto");
+    assert_eq!((code_, status.as_str()), (0, "pass"), "{detail}");
+    assert!(
+        detail.contains("Authentication: Basic, after Exchange refused NTLMv2 (401)."),
+        "{detail}"
+    );
+    assert!(detail.contains("terminates TLS"), "{detail}");
+
     // Basic only: auto falls back to Basic and says why.
     let basic_only = SimProcess::start(&[
         "--account",

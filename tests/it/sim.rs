@@ -535,6 +535,10 @@ fn sim_help_explains_every_flag_and_the_check_example() {
         "--latency-ms",
         "--exchange-version",
         "--calendar-folder",
+        "--no-basic",
+        "--no-ntlm",
+        "--extended-protection",
+        "--tls-offload",
         "presence-gateway check --type ews",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
