@@ -631,12 +631,11 @@ async fn authenticate(
         let first = read_answer(sender.send_request(build(None)?).await?).await;
         let challenged = first.0.status == hyper::StatusCode::UNAUTHORIZED;
         let schemes = offered_by(&first.0);
-        let scheme = if challenged {
+        let mut scheme = if challenged {
             choose_scheme(target.auth, &schemes)
         } else {
             None
         };
-        let mut scheme = scheme;
         let mut ntlm_refused = false;
         let answer = match scheme {
             // Answered without credentials, or no scheme we speak: nothing
@@ -655,6 +654,11 @@ async fn authenticate(
                 sender.ready().await?;
                 let second =
                     read_answer(sender.send_request(build(Some(&negotiate))?).await?).await;
+                if second.0.status != hyper::StatusCode::UNAUTHORIZED {
+                    // Not a challenge (a 5xx, say): that answer is the outcome.
+                    driver.abort();
+                    return Ok((second, schemes, challenged, scheme, false));
+                }
                 let challenge = ntlm_challenge(&second.0)?;
                 let spn = format!("HTTP/{}", target.host);
                 let message = ntlm::authenticate_message(
@@ -915,14 +919,8 @@ fn choose_scheme(mode: AuthMode, offered: &[String]) -> Option<Scheme> {
     }
 }
 
-/// The CHALLENGE in a 401 answering our NEGOTIATE.
+/// The CHALLENGE in the 401 answering our NEGOTIATE.
 fn ntlm_challenge(parts: &hyper::http::response::Parts) -> Result<ntlm::Challenge, Trouble> {
-    if parts.status != hyper::StatusCode::UNAUTHORIZED {
-        return Err(Trouble::Ntlm(format!(
-            "the server answered the NTLM negotiation with {} instead of a challenge",
-            parts.status.as_u16()
-        )));
-    }
     let token = parts
         .headers
         .get_all(hyper::header::WWW_AUTHENTICATE)
