@@ -252,6 +252,8 @@ struct FormView {
     locale_warning: Option<String>,
     errors: FieldErrors,
     gateway_exists: bool,
+    /// An existing user's calendar presence (EN-5), from their stored switch.
+    presence: Option<&'static str>,
 }
 
 impl FormView {
@@ -338,6 +340,14 @@ async fn form_view(state: &AppState, id: Option<i64>, values: Values<'_>) -> App
     }
     drop(conn);
     let gateway_exists = store::gateways::count(&state.pool).await? > 0;
+    // The stored switch, not a refused form's typed value: presence follows
+    // what is saved.
+    let presence = match id {
+        Some(id) => store::user_options::load(&state.pool, id)
+            .await?
+            .map(|stored| presence_text(stored.calendar_enabled, gateway_exists)),
+        None => None,
+    };
     let (action, submit) = match id {
         Some(id) => (format!("{LIST}/{id}"), "Save"),
         None => (format!("{LIST}/new"), "Add New"),
@@ -363,7 +373,25 @@ async fn form_view(state: &AppState, id: Option<i64>, values: Values<'_>) -> App
         locale_warning,
         errors: FieldErrors::default(),
         gateway_exists,
+        presence,
     })
+}
+
+/// The End User page's wording of a user's calendar presence, the same
+/// states as User Options (`presence_message`) seen by an administrator.
+/// Nothing publishes presence before the Presence Engine reads calendars.
+fn presence_text(calendar_enabled: bool, gateway_exists: bool) -> &'static str {
+    match super::user_options::presence_message(calendar_enabled, gateway_exists, None) {
+        "presence-no-gateway" => "Not available: no presence gateway has been configured.",
+        "presence-off" => "Not available: calendar information is switched off for this user.",
+        "presence-not-read" => {
+            "Not available yet: the Presence Engine has not read this user's calendar."
+        }
+        "presence-available" => "Available",
+        "presence-in-a-meeting" => "In a meeting",
+        "presence-away" => "Away",
+        _ => "Unknown",
+    }
 }
 
 /// Parses every field, collecting every message at once. The password is

@@ -260,6 +260,57 @@ async fn create_edit_and_delete_an_end_user() {
     assert_eq!(changes, 0);
 }
 
+/// EN-5 on the End User page: the user's calendar presence as saved, the
+/// same states User Options shows (nothing is published before the engine
+/// reads calendars).
+#[tokio::test]
+async fn the_detail_page_shows_the_users_calendar_presence() {
+    let app = admin_app().await;
+    let id = add(&app, &valid("erin")).await;
+    let page = format!("/users/end-users/{id}");
+    let presence = |body: &str| {
+        body.split(r#"<p id="calendar-presence">"#)
+            .nth(1)
+            .and_then(|rest| rest.split("</p>").next())
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    let body = app.get_text(&page).await.1;
+    assert!(
+        presence(&body).contains("Not available: no presence gateway has been configured."),
+        "{body}"
+    );
+    crate::user_options::add_gateway(&app).await;
+    let body = app.get_text(&page).await.1;
+    assert!(
+        presence(&body).contains("the Presence Engine has not read this user"),
+        "{body}"
+    );
+    // A refused save shows the saved switch, not the one typed.
+    let refused = with(
+        without(valid("erin"), "calendar_enabled"),
+        "mailbox",
+        "not a mailbox",
+    );
+    let (status, body) = post_text(&app, &page, &refused).await;
+    assert_eq!(status, 422);
+    assert!(presence(&body).contains("has not read"), "{body}");
+    let saved = without(
+        without(without(valid("erin"), "calendar_enabled"), "password"),
+        "confirm",
+    );
+    let (status, _) = post_text(&app, &page, &saved).await;
+    assert_eq!(status, 303);
+    let body = app.get_text(&page).await.1;
+    assert!(
+        presence(&body).contains("calendar information is switched off for this user"),
+        "{body}"
+    );
+    // Add New has no presence to show.
+    let body = app.get_text("/users/end-users/new").await.1;
+    assert!(!body.contains("calendar-presence"));
+}
+
 #[tokio::test]
 async fn every_field_error_is_shown_beside_its_field() {
     let app = admin_app().await;
