@@ -88,6 +88,12 @@ pub fn negotiate_message() -> Vec<u8> {
     message
 }
 
+/// Whether `message` is a NEGOTIATE (type 1), for a server deciding
+/// between sending a challenge and verifying an answer.
+pub fn is_negotiate(message: &[u8]) -> bool {
+    message.starts_with(SIGNATURE) && u32_at(message, 8) == Some(NEGOTIATE)
+}
+
 /// A server's CHALLENGE message (type 2), as far as NTLMv2 needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
@@ -130,13 +136,6 @@ impl Challenge {
             .iter()
             .find(|(i, _)| *i == id)
             .map(|(_, v)| v.as_slice())
-    }
-
-    /// The server's name for itself, for reports: its DNS or NetBIOS name.
-    pub fn server_name(&self) -> Option<String> {
-        self.av(AV_DNS_COMPUTER_NAME)
-            .or_else(|| self.av(AV_NB_COMPUTER_NAME))
-            .map(utf16le_to_string)
     }
 }
 
@@ -572,10 +571,7 @@ mod tests {
             filetime(1_800_000_000),
         );
         let challenge = Challenge::parse(&challenge).expect("challenge");
-        assert_eq!(
-            challenge.server_name().as_deref(),
-            Some("exch1.example.com")
-        );
+        assert_eq!(challenge.server_challenge, server_challenge);
         let message = authenticate_message(
             &challenge,
             &NtlmAccount::parse(account),
@@ -672,6 +668,9 @@ mod tests {
     #[test]
     fn negotiate_message_is_the_fixed_32_bytes() {
         let message = negotiate_message();
+        assert!(is_negotiate(&message));
+        assert!(!is_negotiate(&challenge_message([1; 8], "X", &[], 0)));
+        assert!(!is_negotiate(b"NTLMSSP"));
         assert_eq!(message.len(), 32);
         assert_eq!(&message[..8], b"NTLMSSP\0");
         assert_eq!(u32_at(&message, 8), Some(1));

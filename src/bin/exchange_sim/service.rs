@@ -170,17 +170,12 @@ fn authorize(headers: &HeaderMap, sim: &Sim, ntlm: &NtlmState) -> Auth {
     let Ok(decoded) = STANDARD.decode(token.trim()) else {
         return Auth::Refused;
     };
-    let granted = if scheme.eq_ignore_ascii_case("basic") && sim.basic {
-        basic_matches(&decoded, sim)
-    } else if scheme.eq_ignore_ascii_case("ntlm") && sim.ntlm {
-        return ntlm_step(&decoded, sim, ntlm);
-    } else {
-        // Negotiate is offered, like IIS does, but not spoken.
-        false
-    };
-    if granted {
+    if scheme.eq_ignore_ascii_case("ntlm") && sim.ntlm {
+        ntlm_step(&decoded, sim, ntlm)
+    } else if scheme.eq_ignore_ascii_case("basic") && sim.basic && basic_matches(&decoded, sim) {
         Auth::Granted
     } else {
+        // Negotiate is offered, like IIS does, but not spoken.
         Auth::Refused
     }
 }
@@ -205,7 +200,7 @@ fn basic_matches(decoded: &[u8], sim: &Sim) -> bool {
 /// must answer it, bound to this TLS connection when it carries bindings
 /// (and always with --extended-protection).
 fn ntlm_step(decoded: &[u8], sim: &Sim, state: &NtlmState) -> Auth {
-    if decoded.get(8..12) == Some(&1u32.to_le_bytes()[..]) {
+    if ntlm::is_negotiate(decoded) {
         let message = ntlm::challenge_message(
             state.issue(),
             "EXAMPLE",
