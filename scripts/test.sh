@@ -2,14 +2,45 @@
 # Runs every test, browser tests included, after installing what a fresh
 # Debian machine lacks (Chromium, ChromeDriver, a Java runtime for the Nu HTML
 # Checker, and the npm packages vnu-jar and axe-core). Nothing is skipped.
+#
+# The tests run in a copy of the repository's files placed in a directory of
+# its own, with nothing beside it: a build step or test that reads outside
+# the repository (as the tests once read a sibling folder of test data)
+# fails here as it would for a person who has just cloned it. The copy
+# shares this checkout's build cache, so it costs no second build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo="$PWD"
 
 scripts/browser-deps.sh
+
+echo "== no file refers to a path outside the repository"
+# A relative path that climbs out of the repository into a sibling folder.
+if git ls-files -z --cached --others --exclude-standard | xargs -0 grep -nIE '\.\./(\.\./)*shared\b' --; then
+    echo "test.sh: the files above refer to a folder outside the repository" >&2
+    exit 1
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
-echo "== cargo test"
-cargo test --locked -- --test-threads=4
+
+# A fixed place, so that the copy's build artifacts are reused from one run
+# to the next (cargo keys a package's artifacts by its path).
+standalone="${TMPDIR:-/tmp}/presence-gateway-standalone"
+rm -rf "$standalone"
+mkdir -p "$standalone/repo"
+echo "== copying the repository's files to $standalone/repo (nothing beside it)"
+git ls-files -z --cached --others --exclude-standard |
+    tar --null -T - --ignore-failed-read -cf - 2>/dev/null |
+    tar -xpf - -C "$standalone/repo"
+# The browser checkers are installed by npm ci from package-lock.json; the
+# copy takes the ones installed above instead of downloading them again.
+if [[ -d node_modules ]]; then
+    cp -a node_modules "$standalone/repo/"
+fi
+
+echo "== cargo test (in $standalone/repo)"
+cd "$standalone/repo"
+CARGO_TARGET_DIR="$repo/target" cargo test --locked -- --test-threads=4

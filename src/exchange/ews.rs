@@ -515,18 +515,10 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    /// Microsoft's EWS samples, vendored with their source and licence in
+    /// `tests/data/README.md`.
     fn testdata_dir() -> PathBuf {
-        let dir = std::env::var_os("PRESENCE_GATEWAY_TESTDATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata"))
-            });
-        assert!(
-            dir.join("ews").is_dir(),
-            "EWS fixtures not found at {}/ews: set PRESENCE_GATEWAY_TESTDATA to the shared testdata directory",
-            dir.display()
-        );
-        dir
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
     }
 
     fn folder(name: Option<&str>, count: Option<u64>) -> EwsOutcome {

@@ -4,9 +4,8 @@
 //! documented scope), the case is listed in `EXPECTED_DIVERGENCES` with why;
 //! any other divergence, or a listed one that now agrees, fails the test.
 //!
-//! limbo.json is read by path, never copied into the repository:
-//! `$PRESENCE_GATEWAY_TESTDATA/x509-limbo/limbo.json`, else
-//! `../shared/testdata/x509-limbo/limbo.json` beside the crate.
+//! limbo.json is vendored at `tests/data/x509-limbo/limbo.json`; its source
+//! and licence are in `tests/data/README.md`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -165,18 +164,14 @@ const EXPECTED_DIVERGENCES: &[(&str, &str)] = &[
 ];
 
 fn testdata_dir() -> PathBuf {
-    match std::env::var_os("PRESENCE_GATEWAY_TESTDATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata")),
-    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
 }
 
 fn load() -> Limbo {
     let path = testdata_dir().join("x509-limbo/limbo.json");
     let meta = std::fs::metadata(&path).unwrap_or_else(|e| {
         panic!(
-            "x509-limbo data not found at {} ({e}): set PRESENCE_GATEWAY_TESTDATA to the \
-             directory holding x509-limbo/limbo.json",
+            "x509-limbo data not found at {} ({e}): it is vendored in the repository",
             path.display()
         )
     });
