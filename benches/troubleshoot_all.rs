@@ -102,7 +102,7 @@ async fn main() -> Result<(), Error> {
             description: Description::parse(&format!("Sim {i:02}"))?,
             server: ServerLocation::parse("127.0.0.1")?,
             port: Port::parse(&port.to_string())?,
-            test_mailbox: Mailbox::parse_optional("user@example.com")?,
+            test_mailbox: Mailbox::parse_optional(GatewayKind::Ews, "user@example.com")?,
             account: AccountName::parse(GatewayKind::Ews, "svc@example.com")?,
             password: if i == 0 {
                 Some(state.cipher.seal_password("bench-password")?)

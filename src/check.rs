@@ -92,7 +92,7 @@ pub fn target(args: &CheckArgs, env: impl Fn(&str) -> Option<String>) -> Result<
     };
     let mailbox = match &args.mailbox {
         Some(m) => Some(
-            Mailbox::parse_optional(m)
+            Mailbox::parse_optional(kind, m)
                 .map_err(|e| Usage(format!("--mailbox: {e}")))?
                 .ok_or_else(|| Usage("--mailbox: empty".to_owned()))?
                 .as_str()

@@ -11,13 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -25,27 +20,14 @@ use tokio_rustls::client::TlsStream;
 
 use crate::domain::gateway::{GatewayKind, ServerLocation};
 use crate::domain::names::{self, NameCheck};
-use crate::exchange::{auth as exauth, ews, ntlm, webdav};
+use crate::exchange::client::{self, Scheme};
+use crate::exchange::{ews, webdav};
 use crate::tls::capture::CapturingVerifier;
 use crate::tls::chain::{self, ChainEntry, ChainVerdict, ValidityStatus};
 
-/// Largest response body read from Exchange.
-const MAX_BODY: usize = 1024 * 1024;
 pub const DEFAULT_CALENDAR_FOLDER: &str = "Calendar";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// NTLMv2 when the server offers it (with channel binding and the
-    /// server's SPN), else Basic.
-    Auto,
-    Basic,
-}
-
-#[derive(Clone)]
-pub struct Credentials {
-    pub account: String,
-    pub password: SecretString,
-}
+pub use crate::exchange::client::{AuthMode, Credentials};
 
 /// What to check, parsed and validated by the caller.
 pub struct Target {
@@ -598,162 +580,87 @@ async fn authenticate(
         .peer_certificates()
         .and_then(|chain| chain.first())
         .map(|leaf| leaf.as_ref().to_vec());
-    let build = |authorization: Option<&str>| {
-        let mut builder = hyper::Request::builder()
-            .method(method)
-            .uri(&path)
-            .header(hyper::header::HOST, host.as_str())
-            .header(hyper::header::CONTENT_TYPE, content_type)
-            .header("Depth", "0")
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("presence-gateway/", env!("CARGO_PKG_VERSION")),
-            );
-        if let Some(value) = authorization {
-            builder = builder.header(hyper::header::AUTHORIZATION, value);
-        }
-        // Exchange 2013 and later route an impersonated request by this header.
-        if let (Some(mailbox), GatewayKind::Ews) = (&target.mailbox, target.kind) {
-            builder = builder.header("X-AnchorMailbox", mailbox.as_str());
-        }
-        builder
-            .body(Full::new(Bytes::from(body.clone())))
-            .map_err(|e| Trouble::Request(e.to_string()))
+    let mut headers = Vec::new();
+    if target.kind == GatewayKind::WebDav {
+        headers.push(("Depth", "0".to_owned()));
+    }
+    // Exchange 2013 and later route an impersonated request by this header.
+    if let (Some(mailbox), GatewayKind::Ews) = (&target.mailbox, target.kind) {
+        headers.push(("X-AnchorMailbox", mailbox.clone()));
+    }
+    let request = client::Request {
+        method,
+        path: path.clone(),
+        content_type,
+        body: Bytes::from(body),
+        headers,
     };
-    // The request first without credentials, to learn the schemes the server
-    // offers (IIS answers 401 with them), then authenticated on the same,
-    // verified connection: Basic in one round trip, NTLM in two (NTLM
-    // authenticates the connection, so it must stay the same).
+    let peer = client::Peer {
+        host_header: host,
+        host: target.host.to_string(),
+        leaf,
+    };
+    // Credentials go only over this verified connection (TS-5).
     let exchange = async {
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        let driver = tokio::spawn(connection);
-        let first = read_answer(sender.send_request(build(None)?).await?).await;
-        let challenged = first.0.status == hyper::StatusCode::UNAUTHORIZED;
-        let schemes = offered_by(&first.0);
-        let mut scheme = if challenged {
-            choose_scheme(target.auth, &schemes)
-        } else {
-            None
-        };
-        let mut ntlm_refused = false;
-        let answer = match scheme {
-            // Answered without credentials, or no scheme we speak: nothing
-            // was sent, report that.
-            None => first,
-            Some(Scheme::Basic) => {
-                let authorization = exauth::basic_authorization(
-                    &credentials.account,
-                    credentials.password.expose_secret(),
-                );
-                sender.ready().await?;
-                read_answer(sender.send_request(build(Some(&authorization))?).await?).await
-            }
-            Some(Scheme::Ntlm) => {
-                let negotiate = format!("NTLM {}", STANDARD.encode(ntlm::negotiate_message()));
-                sender.ready().await?;
-                let second =
-                    read_answer(sender.send_request(build(Some(&negotiate))?).await?).await;
-                if second.0.status != hyper::StatusCode::UNAUTHORIZED {
-                    // Not a challenge (a 5xx, say): that answer is the outcome.
-                    driver.abort();
-                    return Ok((second, schemes, challenged, scheme, false));
-                }
-                let challenge = ntlm_challenge(&second.0)?;
-                let spn = format!("HTTP/{}", target.host);
-                let message = ntlm::authenticate_message(
-                    &challenge,
-                    &ntlm::NtlmAccount::parse(&credentials.account),
-                    credentials.password.expose_secret(),
-                    &ntlm::Binding {
-                        channel_bindings: leaf.as_deref().map(ntlm::channel_bindings_hash),
-                        target_name: Some(&spn),
-                    },
-                    rand::random(),
-                    ntlm::filetime(time::OffsetDateTime::now_utc().unix_timestamp()),
-                );
-                let authenticate = format!("NTLM {}", STANDARD.encode(message));
-                sender.ready().await?;
-                let answer =
-                    read_answer(sender.send_request(build(Some(&authenticate))?).await?).await;
-                // Auto: NTLMv2, then Basic. NTLM can fail where Basic works:
-                // Extended Protection behind a proxy that terminates TLS.
-                if answer.0.status == hyper::StatusCode::UNAUTHORIZED
-                    && exauth::offers(&schemes, "Basic")
-                {
-                    ntlm_refused = true;
-                    scheme = Some(Scheme::Basic);
-                    let authorization = exauth::basic_authorization(
-                        &credentials.account,
-                        credentials.password.expose_secret(),
-                    );
-                    sender.ready().await?;
-                    read_answer(sender.send_request(build(Some(&authorization))?).await?).await
-                } else {
-                    answer
-                }
-            }
-        };
-        driver.abort();
-        Ok::<_, Trouble>((answer, schemes, challenged, scheme, ntlm_refused))
+        let mut connection = client::Connection::handshake(stream, peer, clock.step).await?;
+        connection
+            .authenticated(&request, credentials, target.auth)
+            .await
     };
-    let ((parts, body), probe_schemes, challenged, scheme, ntlm_refused) =
-        match tokio::time::timeout(clock.bound(), exchange).await {
-            Err(_) => {
-                return fail(
-                    NETWORK_ERROR,
-                    format!(
-                        "No answer to {method} {path} within {} s.",
-                        clock.step.as_secs()
-                    ),
-                );
-            }
-            Ok(Err(Trouble::Request(e))) => {
-                return fail(NETWORK_ERROR, format!("Cannot build the request: {e}"));
-            }
-            Ok(Err(Trouble::Ntlm(e))) => {
-                return fail(
-                    "Failed - Authentication Rejected",
-                    format!("NTLMv2 authentication could not proceed: {e}."),
-                );
-            }
-            Ok(Err(Trouble::Http(e))) => {
-                return fail(
-                    NETWORK_ERROR,
-                    format!(
-                        "{method} {path} failed: {e}. (Credentials are only sent over the \
-                         verified connection: a server that closes it after its challenge \
-                         cannot be authenticated.)"
-                    ),
-                );
-            }
-            Ok(Ok(answer)) => answer,
-        };
-    let mode_note = match (scheme, target.auth) {
-        _ if ntlm_refused => {
-            " Authentication: Basic, after Exchange refused NTLMv2 (401). If a load balancer \
-             or proxy terminates TLS in front of Exchange, Extended Protection refuses NTLM \
-             through it."
+    let exchanged = match tokio::time::timeout(clock.bound(), exchange).await {
+        Err(_) | Ok(Err(client::ClientError::Timeout(_))) => {
+            return fail(
+                NETWORK_ERROR,
+                format!(
+                    "No answer to {method} {path} within {} s.",
+                    clock.step.as_secs()
+                ),
+            );
         }
-        (Some(Scheme::Ntlm), _) => " Authentication: NTLMv2, bound to this TLS connection.",
-        (_, AuthMode::Basic) => " Authentication: Basic.",
-        (_, AuthMode::Auto) => " Authentication: Basic (the server does not offer NTLM).",
+        Ok(Err(client::ClientError::Request(e))) => {
+            return fail(NETWORK_ERROR, format!("Cannot build the request: {e}"));
+        }
+        Ok(Err(client::ClientError::Http(e))) => {
+            return fail(
+                NETWORK_ERROR,
+                format!(
+                    "{method} {path} failed: {e}. (Credentials are only sent over the \
+                     verified connection: a server that closes it after its challenge \
+                     cannot be authenticated.)"
+                ),
+            );
+        }
+        Ok(Ok(exchanged)) => exchanged,
     };
-    let body = match body {
-        Ok(b) => b,
-        Err(_) => {
+    let client::Exchanged {
+        response,
+        offered: schemes,
+        challenged,
+        scheme,
+        ntlm_failed,
+    } = exchanged;
+    if let (Some(failure), Some(Scheme::Ntlm)) = (&ntlm_failed, scheme)
+        && *failure != client::NtlmFailure::Refused
+    {
+        return fail(
+            "Failed - Authentication Rejected",
+            format!(
+                "NTLMv2 authentication could not complete: {failure}. The server does not \
+                 offer Basic, so nothing else was tried."
+            ),
+        );
+    }
+    let mode_note = auth_note(scheme, target.auth, ntlm_failed.as_ref(), response.status);
+    let body = match response.body.clone() {
+        Some(b) => b,
+        None => {
             return fail(
                 NETWORK_ERROR,
                 format!("The answer to {method} {path} is larger than 1 MiB or was cut off."),
             );
         }
     };
-    let mut schemes = probe_schemes;
-    for scheme in offered_by(&parts) {
-        if !exauth::offers(&schemes, &scheme) {
-            schemes.push(scheme);
-        }
-    }
+    let parts = response;
     if challenged && scheme.is_none() {
         let offered = if schemes.is_empty() {
             "no authentication scheme".to_owned()
@@ -834,7 +741,7 @@ async fn authenticate(
                 }
             ),
         ),
-        (GatewayKind::Ews, _) => ews_outcome(target, status, &body, &offered, mode_note, started),
+        (GatewayKind::Ews, _) => ews_outcome(target, status, &body, &offered, &mode_note, started),
         (GatewayKind::WebDav, 207) => match webdav::parse_multistatus(&body) {
             Ok(statuses) if statuses.iter().any(|s| s.status == 200) => check(
                 "auth",
@@ -875,76 +782,38 @@ async fn authenticate(
     }
 }
 
-type Answer = (
-    hyper::http::response::Parts,
-    Result<Bytes, Box<dyn std::error::Error + Send + Sync>>,
-);
-
-/// Reads a response, its body bounded by `MAX_BODY`.
-async fn read_answer(response: hyper::Response<hyper::body::Incoming>) -> Answer {
-    let (parts, body) = response.into_parts();
-    let body = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map(|b| b.to_bytes());
-    (parts, body)
-}
-
-/// Why the authenticated exchange stopped before an answer to report.
-enum Trouble {
-    Http(hyper::Error),
-    Request(String),
-    Ntlm(String),
-}
-
-impl From<hyper::Error> for Trouble {
-    fn from(e: hyper::Error) -> Trouble {
-        Trouble::Http(e)
+/// How the credentials were sent, for the `auth` detail: the scheme, and
+/// when NTLMv2 could not complete, why and how Basic then fared.
+fn auth_note(
+    scheme: Option<Scheme>,
+    mode: AuthMode,
+    ntlm_failed: Option<&client::NtlmFailure>,
+    status: hyper::StatusCode,
+) -> String {
+    match (scheme, ntlm_failed) {
+        (Some(Scheme::Basic), Some(failure)) => {
+            let outcome = if status == hyper::StatusCode::UNAUTHORIZED {
+                "Basic was tried next and was rejected too"
+            } else {
+                "Basic was tried next and Exchange accepted it"
+            };
+            let proxy = if *failure == client::NtlmFailure::Refused {
+                " If a load balancer or proxy terminates TLS in front of Exchange, Extended \
+                 Protection refuses NTLM through it."
+            } else {
+                ""
+            };
+            format!(" Authentication: NTLMv2 failed ({failure}); {outcome}.{proxy}")
+        }
+        (Some(Scheme::Ntlm), Some(failure)) => {
+            format!(" Authentication: NTLMv2 failed ({failure}); the server does not offer Basic.")
+        }
+        (Some(Scheme::Ntlm), None) => {
+            " Authentication: NTLMv2, bound to this TLS connection.".to_owned()
+        }
+        (_, _) if mode == AuthMode::Basic => " Authentication: Basic.".to_owned(),
+        (_, _) => " Authentication: Basic (the server does not offer NTLM).".to_owned(),
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scheme {
-    Ntlm,
-    Basic,
-}
-
-/// Exchange Server Authentication: Auto takes NTLMv2 when offered, then
-/// Basic; Basic Only takes Basic or nothing.
-fn choose_scheme(mode: AuthMode, offered: &[String]) -> Option<Scheme> {
-    match mode {
-        AuthMode::Auto if exauth::offers(offered, "NTLM") => Some(Scheme::Ntlm),
-        _ if exauth::offers(offered, "Basic") => Some(Scheme::Basic),
-        _ => None,
-    }
-}
-
-/// The CHALLENGE in the 401 answering our NEGOTIATE.
-fn ntlm_challenge(parts: &hyper::http::response::Parts) -> Result<ntlm::Challenge, Trouble> {
-    let token = parts
-        .headers
-        .get_all(hyper::header::WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("NTLM").then(|| token.trim())
-        })
-        .ok_or_else(|| Trouble::Ntlm("the server sent no NTLM challenge".to_owned()))?;
-    let bytes = STANDARD
-        .decode(token)
-        .map_err(|_| Trouble::Ntlm("the server's NTLM challenge is not base64".to_owned()))?;
-    ntlm::Challenge::parse(&bytes).map_err(Trouble::Ntlm)
-}
-
-fn offered_by(parts: &hyper::http::response::Parts) -> Vec<String> {
-    exauth::offered_schemes(
-        parts
-            .headers
-            .get_all(hyper::header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    )
 }
 
 /// A WebDAV mailbox from the account: `DOMAIN\user` or `user@domain` -> `user`.

@@ -132,6 +132,21 @@ struct Cli {
     /// client's are refused.
     #[arg(long, requires = "extended_protection")]
     tls_offload: bool,
+
+    /// How to answer an NTLM NEGOTIATE: with a challenge (normal), with a
+    /// bare 401 that carries no challenge (missing), or with a token that is
+    /// not an NTLM challenge (garbled), as broken proxies and servers do.
+    #[arg(long, value_enum, value_name = "ANSWER", default_value_t = NtlmChallenge::Normal,
+          conflicts_with = "no_ntlm")]
+    ntlm_challenge: NtlmChallenge,
+}
+
+/// The answer to an NTLM NEGOTIATE (--ntlm-challenge).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NtlmChallenge {
+    Normal,
+    Missing,
+    Garbled,
 }
 
 /// The scripted answers to authenticated requests.
@@ -209,6 +224,7 @@ pub struct Sim {
     pub basic: bool,
     pub ntlm: bool,
     pub extended_protection: bool,
+    pub ntlm_challenge: NtlmChallenge,
     /// The channel bindings of a TLS connection to this server (its leaf
     /// certificate's `tls-server-end-point`), which NTLM answers must carry
     /// when they carry any.
@@ -307,6 +323,7 @@ async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
         basic: !cli.no_basic,
         ntlm: !cli.no_ntlm,
         extended_protection: cli.extended_protection,
+        ntlm_challenge: cli.ntlm_challenge,
         channel_bindings,
     });
 

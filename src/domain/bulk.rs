@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::gateway::Mailbox;
+use super::gateway::{GatewayKind, Mailbox};
 use super::locale::{DEFAULT, Locale};
 use super::user::{Role, UserId};
 
@@ -260,7 +260,8 @@ fn parse_row(fields: &[&str], known: &Known) -> Result<UserRecord, String> {
     let last_name = parse_name("last_name", fields[2])
         .map_err(|e| problems.push(e))
         .ok();
-    let mailbox = Mailbox::parse_optional(fields[3])
+    // A user's mailbox is an address, as EWS names it.
+    let mailbox = Mailbox::parse_optional(GatewayKind::Ews, fields[3])
         .map_err(|e| problems.push(format!("mailbox: {e}")))
         .ok();
     let node = parse_node(fields[4], known)

@@ -94,6 +94,13 @@ impl Description {
     }
 }
 
+/// Which field a host name or address was entered in, for its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostField {
+    PresenceGateway,
+    NotificationHost,
+}
+
 /// *Presence Gateway*: the Exchange server's location, an FQDN or an IPv4 or
 /// IPv6 literal. Stored lower-case, without a trailing dot or IPv6 brackets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,23 +110,40 @@ pub enum ServerLocation {
 }
 
 impl ServerLocation {
+    /// The *Presence Gateway* field.
     pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::parse_field(raw, HostField::PresenceGateway)
+    }
+
+    /// A host name or IP address entered in `field`, whose messages name it.
+    pub fn parse_field(raw: &str, field: HostField) -> Result<Self, String> {
+        let gateway = field == HostField::PresenceGateway;
         let value = raw.trim();
         if value.is_empty() {
-            return Err(
+            return Err(if gateway {
                 "Enter the Exchange server's FQDN or IP address, as in its certificate's Subject \
                  CN."
-                .to_owned(),
-            );
+            } else {
+                "Enter the host name or IP address Exchange posts notifications to."
+            }
+            .to_owned());
         }
         if value.contains("://") || value.contains('/') {
-            return Err(
+            return Err(if gateway {
                 "Enter only the server's name or address, not a URL (no scheme and no path)."
-                    .to_owned(),
-            );
+            } else {
+                "Enter only the Notification Host's name or address, not a URL (no scheme and no \
+                 path)."
+            }
+            .to_owned());
         }
         if value.chars().any(char::is_whitespace) {
-            return Err("The server location cannot contain spaces.".to_owned());
+            return Err(if gateway {
+                "The server location cannot contain spaces."
+            } else {
+                "The Notification Host cannot contain spaces."
+            }
+            .to_owned());
         }
         let unbracketed = value
             .strip_prefix('[')
@@ -129,14 +153,22 @@ impl ServerLocation {
             return Ok(ServerLocation::Ip(IpAddr::V6(v6)));
         }
         if value.contains(':') {
-            return Err("Enter the server without a port: the port has its own field.".to_owned());
+            return Err(if gateway {
+                "Enter the server without a port: the port has its own field."
+            } else {
+                "Enter the Notification Host without a port: the Microsoft Exchange \
+                 Notification Port parameter sets it."
+            }
+            .to_owned());
         }
         if value.contains('_') {
-            return Err(
+            return Err(if gateway {
                 "Host names cannot contain underscores (RFC 1123): use the name in the server's \
                  certificate."
-                    .to_owned(),
-            );
+            } else {
+                "Host names cannot contain underscores (RFC 1123)."
+            }
+            .to_owned());
         }
         if let Ok(v4) = value.parse::<Ipv4Addr>() {
             return Ok(ServerLocation::Ip(IpAddr::V4(v4)));
@@ -296,28 +328,46 @@ impl Port {
     }
 }
 
-/// *Test Mailbox*: an e-mail address the troubleshooter impersonates.
+/// An e-mail address's local part, or an Exchange mailbox alias: the same
+/// characters (RFC 5322 atoms joined by single dots), at most 64.
+fn valid_alias(local: &str) -> bool {
+    !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c))
+}
+
+/// *Test Mailbox*: the mailbox the troubleshooter impersonates (EWS: an
+/// e-mail address) or opens (WebDAV: an e-mail address or the mailbox alias,
+/// since Exchange 2003/2007 WebDAV URLs take either, `/exchange/alice/...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox(String);
 
 impl Mailbox {
-    pub fn parse_optional(raw: &str) -> Result<Option<Self>, String> {
+    pub fn parse_optional(kind: GatewayKind, raw: &str) -> Result<Option<Self>, String> {
         let value = raw.trim();
         if value.is_empty() {
             return Ok(None);
         }
-        let message =
-            || "Enter the test mailbox as an e-mail address, such as user@example.com.".to_owned();
-        let (local, domain) = value.split_once('@').ok_or_else(message)?;
-        let local_ok = !local.is_empty()
-            && local.len() <= 64
-            && !local.starts_with('.')
-            && !local.ends_with('.')
-            && !local.contains("..")
-            && local
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
-        if !local_ok || !valid_domain_part(domain) || !domain.contains('.') {
+        let message = || match kind {
+            GatewayKind::Ews => {
+                "Enter the test mailbox as an e-mail address, such as user@example.com.".to_owned()
+            }
+            GatewayKind::WebDav => "Enter the test mailbox as an e-mail address, such as \
+                                    user@example.com, or as the mailbox alias, such as user."
+                .to_owned(),
+        };
+        let valid = match value.split_once('@') {
+            Some((local, domain)) => {
+                valid_alias(local) && valid_domain_part(domain) && domain.contains('.')
+            }
+            None => kind == GatewayKind::WebDav && valid_alias(value),
+        };
+        if !valid {
             return Err(message());
         }
         Ok(Some(Mailbox(value.to_owned())))
@@ -400,6 +450,16 @@ mod tests {
         assert!(err("exch1.example.com:443").contains("without a port"));
         assert!(err("192.0.2.1:443").contains("without a port"));
         assert!(err("exch 1.example.com").contains("spaces"));
+        // The Notification Host's messages speak of it, not of a server.
+        let host =
+            |s: &str| ServerLocation::parse_field(s, HostField::NotificationHost).unwrap_err();
+        assert_eq!(
+            host("presence 1"),
+            "The Notification Host cannot contain spaces."
+        );
+        assert!(host("http://presence1/").contains("Notification Host's name"));
+        assert!(host("presence1:50020").contains("Notification Port"));
+        assert!(!host("presence_1").contains("certificate"));
         assert!(err("exch_1.example.com").contains("underscores"));
         assert!(err("exch1..example.com").contains("empty label"));
         assert!(err(".example.com").contains("empty label"));
@@ -457,24 +517,38 @@ mod tests {
 
     #[test]
     fn test_mailboxes() {
-        assert_eq!(Mailbox::parse_optional("  ").unwrap(), None);
-        assert_eq!(
-            Mailbox::parse_optional("room.101@example.com")
-                .unwrap()
-                .unwrap()
-                .as_str(),
-            "room.101@example.com"
-        );
-        for bad in [
-            "user",
-            "user@",
-            "@example.com",
-            "user@example",
-            "a..b@example.com",
-            "us er@example.com",
-        ] {
-            assert!(Mailbox::parse_optional(bad).is_err(), "{bad}");
+        for kind in [GatewayKind::Ews, GatewayKind::WebDav] {
+            assert_eq!(Mailbox::parse_optional(kind, "  ").unwrap(), None);
+            assert_eq!(
+                Mailbox::parse_optional(kind, "room.101@example.com")
+                    .unwrap()
+                    .unwrap()
+                    .as_str(),
+                "room.101@example.com"
+            );
+            for bad in [
+                "user@",
+                "@example.com",
+                "user@example",
+                "a..b@example.com",
+                "us er@example.com",
+                "us er",
+                ".alice",
+            ] {
+                assert!(
+                    Mailbox::parse_optional(kind, bad).is_err(),
+                    "{kind:?} {bad}"
+                );
+            }
         }
+        // An alias is a WebDAV mailbox (/exchange/alice/Calendar/), not an
+        // EWS one, which impersonation names by address.
+        let alias = Mailbox::parse_optional(GatewayKind::WebDav, " alice ");
+        assert_eq!(alias.unwrap().unwrap().as_str(), "alice");
+        let refused = Mailbox::parse_optional(GatewayKind::Ews, "alice").unwrap_err();
+        assert!(refused.contains("e-mail address"), "{refused}");
+        let refused = Mailbox::parse_optional(GatewayKind::WebDav, "al ice").unwrap_err();
+        assert!(refused.contains("mailbox alias"), "{refused}");
     }
 
     #[test]

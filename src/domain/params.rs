@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::gateway::ServerLocation;
+use super::gateway::{HostField, ServerLocation};
 
 /// What a committed change to a parameter needs (SV-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +223,8 @@ impl Param {
                             .to_owned(),
                     );
                 }
-                ServerLocation::parse(value).map(|l| l.to_string())
+                ServerLocation::parse_field(value, HostField::NotificationHost)
+                    .map(|l| l.to_string())
             }
             Kind::Choice(choices) => choices
                 .iter()

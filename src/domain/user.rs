@@ -150,7 +150,7 @@ pub fn parse_person_name(raw: &str, label: &str) -> Result<String, String> {
 /// *Mailbox*: the user's Exchange mailbox address, optional. The address
 /// rules are the gateway's Test Mailbox rules; only the message differs.
 pub fn parse_user_mailbox(raw: &str) -> Result<Option<String>, String> {
-    crate::domain::gateway::Mailbox::parse_optional(raw)
+    crate::domain::gateway::Mailbox::parse_optional(crate::domain::gateway::GatewayKind::Ews, raw)
         .map(|m| m.map(|m| m.as_str().to_owned()))
         .map_err(|_| {
             "Enter the mailbox as an e-mail address, such as jane.doe@example.com, or leave it \

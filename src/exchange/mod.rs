@@ -1,7 +1,9 @@
 //! The Exchange protocols: request building, response parsing and
-//! authentication headers. No sockets here: callers own the connection.
+//! authentication, and the one HTTP client that speaks them over a
+//! connection its caller has verified (`client`).
 
 pub mod auth;
+pub mod client;
 pub mod ews;
 pub mod ntlm;
 pub mod webdav;

@@ -56,7 +56,9 @@ pub fn load(
                 key_path.display()
             ))
         })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Only what the console speaks: offered h2, browsers and curl pick it
+    // and then get nothing from an HTTP/1.1 server.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(ConsoleCert {
         config: Arc::new(config),
         generated,

@@ -9,14 +9,15 @@ use axum::routing::get;
 use crate::state::AppState;
 
 use super::errors::json_error;
+use super::paths;
 use super::session::SignedIn;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/session", get(whoami))
+        .route(paths::API_SESSION, get(whoami))
         .route("/api/{*rest}", axum::routing::any(unknown))
         .route("/api", axum::routing::any(unknown))
-        .route("/api/", axum::routing::any(unknown))
+        .route(paths::API_PREFIX, axum::routing::any(unknown))
 }
 
 fn unauthorized() -> Response {

@@ -20,21 +20,19 @@ use crate::store;
 use crate::store::users::AdminRow;
 
 use super::forms::SecretField;
+use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, format_time, render};
 
-const LIST: &str = "/users/application-users";
+const LIST: &str = paths::APP_USERS;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(LIST, get(list))
-        .route("/users/application-users/new", get(new).post(create))
+        .route(paths::APP_USER_NEW, get(new).post(create))
+        .route(paths::APP_USER_DELETE, get(confirm_delete).post(delete))
         .route(
-            "/users/application-users/{id}/delete",
-            get(confirm_delete).post(delete),
-        )
-        .route(
-            "/users/application-users/{id}/password",
+            paths::APP_USER_PASSWORD,
             get(password_form).post(set_password),
         )
 }
@@ -299,7 +297,7 @@ async fn set_password(
     if row.id == user.row.id {
         // Without the current password a stolen session could lock the
         // owner out; the account page asks for it.
-        return Ok(Redirect::to("/account/password").into_response());
+        return Ok(Redirect::to(paths::ACCOUNT_PASSWORD).into_response());
     }
     let password = match NewPassword::parse(&raw.password.0, &raw.confirm.0) {
         Ok(password) => password,

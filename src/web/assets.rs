@@ -5,6 +5,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use super::paths;
 use crate::state::AppState;
 
 const APP_CSS: &str = include_str!("../../static/app.css");
@@ -12,8 +13,8 @@ const FAVICON: &str = include_str!("../../static/favicon.svg");
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/static/app.css", get(css))
-        .route("/static/favicon.svg", get(favicon))
+        .route(paths::STATIC_CSS, get(css))
+        .route(paths::STATIC_FAVICON, get(favicon))
 }
 
 const CACHE: &str = "public, max-age=3600";

@@ -14,10 +14,11 @@ use crate::error::AppResult;
 use crate::state::AppState;
 use crate::store;
 
+use super::paths;
 use super::session::Admin;
 use super::shell::{Shell, format_time, render};
 
-pub const PATH: &str = "/system/audit-log";
+pub const PATH: &str = paths::AUDIT_LOG;
 const PAGE_SIZE: i64 = 50;
 
 pub fn router() -> Router<AppState> {

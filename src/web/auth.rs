@@ -17,15 +17,16 @@ use crate::error::AppResult;
 use crate::state::AppState;
 use crate::store;
 
+use super::paths;
 use super::session::{self, SignedIn};
 use super::shell::{Shell, render};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/login", get(login_form).post(login))
-        .route("/logout", post(logout))
+        .route(paths::LOGIN, get(login_form).post(login))
+        .route(paths::LOGOUT, post(logout))
         .route(
-            "/account/password",
+            paths::ACCOUNT_PASSWORD,
             get(password_form).post(change_password),
         )
 }
@@ -126,9 +127,14 @@ async fn login(
         );
     }
     let now = state.now();
-    if let Some(until) = store::throttle::locked_until(&state.pool, &key, now).await? {
-        return retry(StatusCode::TOO_MANY_REQUESTS, locked_message(until, now));
-    }
+    // Counted before the password is verified, so parallel guesses cannot
+    // all pass the check before any failure is recorded.
+    let attempt = match store::throttle::admit(&state.pool, &key, now).await? {
+        store::throttle::Admission::Admitted(attempt) => attempt,
+        store::throttle::Admission::Locked(until) => {
+            return retry(StatusCode::TOO_MANY_REQUESTS, locked_message(until, now));
+        }
+    };
     let user = store::users::find_by_user_id(&state.pool, &form.user_id).await?;
     let ok = crate::password::verify(
         SecretString::from(form.password.clone()),
@@ -137,7 +143,7 @@ async fn login(
     .await?;
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!(user_key = %key, "sign-in failed");
-        return match store::throttle::record_failure(&state.pool, &key, now).await? {
+        return match store::throttle::failed(&state.pool, attempt, &key, now).await? {
             Some(until) => retry(StatusCode::TOO_MANY_REQUESTS, locked_message(until, now)),
             None => retry(
                 StatusCode::UNAUTHORIZED,
@@ -145,11 +151,13 @@ async fn login(
             ),
         };
     };
-    store::throttle::clear(&state.pool, &key).await?;
+    if let Err(until) = store::throttle::succeeded(&state.pool, attempt, &key, now).await? {
+        return retry(StatusCode::TOO_MANY_REQUESTS, locked_message(until, now));
+    }
     session::sign_in(&session, &user, now).await?;
     tracing::info!(user_id = %user.user_id, "signed in");
     let target = if user.must_change_password {
-        "/account/password".to_owned()
+        paths::ACCOUNT_PASSWORD.to_owned()
     } else {
         safe_next(&form.next).map(str::to_owned).unwrap_or_else(|| {
             user.role()
@@ -163,7 +171,7 @@ async fn login(
 
 async fn logout(session: Session) -> AppResult<Response> {
     session::sign_out(&session).await?;
-    Ok(Redirect::to("/login?signed_out=1").into_response())
+    Ok(Redirect::to(&format!("{}?signed_out=1", paths::LOGIN)).into_response())
 }
 
 #[derive(Template)]
@@ -189,7 +197,7 @@ async fn password_form(
                 &user,
                 messages,
                 "Change password",
-                "/account/password",
+                paths::ACCOUNT_PASSWORD,
             )
             .await?,
             forced,
@@ -240,7 +248,7 @@ async fn change_password(
                         &user,
                         messages,
                         "Change password",
-                        "/account/password",
+                        paths::ACCOUNT_PASSWORD,
                     )
                     .await?,
                     forced: user.row.must_change_password,

@@ -23,11 +23,12 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::bulk::{Chosen, Refused, StaleUser};
 
+use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, render};
 
-const PAGE: &str = "/bulk";
-const IMPORT: &str = "/bulk/import";
+const PAGE: &str = paths::BULK;
+const IMPORT: &str = paths::BULK_IMPORT;
 
 /// What the multipart reader takes: the file and its form's framing.
 pub const UPLOAD_BODY_LIMIT: usize = MAX_BYTES + 64 * 1024;
@@ -50,9 +51,9 @@ const TOO_LARGE: &str = "The file is larger than 16 MiB: nothing imported. Split
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(PAGE, get(index))
-        .route("/bulk/import/apply", post(apply))
-        .route("/bulk/export", get(export))
-        .route("/bulk/locales", post(sync_locales))
+        .route(paths::BULK_IMPORT_APPLY, post(apply))
+        .route(paths::BULK_EXPORT, get(export))
+        .route(paths::BULK_LOCALES, post(sync_locales))
 }
 
 /// The upload, with its own body limits (see `web::app`).

@@ -25,11 +25,12 @@ use crate::tls::certinfo::{self, CertInfo, colon_fingerprint};
 use crate::tls::chain::EXPIRY_WARNING_SECS;
 use crate::tls::fetch::{FETCH_TIMEOUT, presented_chain};
 
+use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, format_time, render};
 
-const LIST: &str = "/system/certificates";
-const IMPORT: &str = "/system/certificates/import";
+const LIST: &str = paths::CERTIFICATES;
+const IMPORT: &str = paths::CERTIFICATE_IMPORT;
 
 /// Largest certificate file or pasted text accepted (TS-7).
 pub const UPLOAD_LIMIT: usize = 1024 * 1024;
@@ -45,11 +46,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(LIST, get(list).post(upload))
         .route(IMPORT, get(import_form).post(import_fetch))
-        .route("/system/certificates/import/accept", post(import_accept))
-        .route(
-            "/system/certificates/{id}/delete",
-            get(confirm_delete).post(delete),
-        )
+        .route(paths::CERTIFICATE_IMPORT_ACCEPT, post(import_accept))
+        .route(paths::CERTIFICATE_DELETE, get(confirm_delete).post(delete))
 }
 
 async fn shell(
@@ -357,7 +355,13 @@ async fn upload(
         }
     }
     if file_error.is_some() || pem_error.is_some() {
-        let page = list_page(&state, &user, messages, raw.pem, file_error, pem_error).await?;
+        // A private key is a secret: never sent back into the page.
+        let shown = if contains(raw.pem.as_bytes(), b"PRIVATE KEY") {
+            String::new()
+        } else {
+            raw.pem
+        };
+        let page = list_page(&state, &user, messages, shown, file_error, pem_error).await?;
         return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
     let imported =

@@ -4,21 +4,23 @@ use askama::Template;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum_messages::Messages;
 
+use crate::domain::user::Role;
 use crate::error::AppResult;
 use crate::state::AppState;
 use crate::store;
 
-use super::session::Admin;
+use super::paths;
+use super::session::{Admin, SignedIn};
 use super::shell::{Shell, format_time, render};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
-        .route("/system/nodes", get(nodes))
+        .route(paths::NODES, get(nodes))
 }
 
 #[derive(Template)]
@@ -31,11 +33,19 @@ struct HomePage {
     version: &'static str,
 }
 
+/// The console's start page. An end user who opens it (the site's root)
+/// is sent to their own page, User Options, rather than refused.
 async fn home(
     State(state): State<AppState>,
-    Admin(user): Admin,
+    SignedIn(user): SignedIn,
     messages: Messages,
 ) -> AppResult<Response> {
+    if user.role != Role::Admin {
+        return Ok(Redirect::to(paths::USER_OPTIONS).into_response());
+    }
+    if user.row.must_change_password {
+        return Ok(Redirect::to(paths::ACCOUNT_PASSWORD).into_response());
+    }
     render(
         StatusCode::OK,
         &HomePage {
@@ -95,7 +105,7 @@ async fn nodes(
     render(
         StatusCode::OK,
         &NodesPage {
-            shell: Shell::new(&state, &user, messages, "Cluster Nodes", "/system/nodes").await?,
+            shell: Shell::new(&state, &user, messages, "Cluster Nodes", paths::NODES).await?,
             nodes,
         },
     )

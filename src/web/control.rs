@@ -20,12 +20,13 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::engine::{Action, EngineState, NodeEngine, NodeSwitch};
 
+use super::paths;
 use super::session::Admin;
 use super::shell::{Shell, format_time, render};
 
-const CONTROL_CENTER: &str = "/serviceability/control-center";
-const ACTIVATION: &str = "/serviceability/service-activation";
-const SETTINGS: &str = "/system/settings";
+const CONTROL_CENTER: &str = paths::CONTROL_CENTER;
+const ACTIVATION: &str = paths::SERVICE_ACTIVATION;
+const SETTINGS: &str = paths::SETTINGS;
 
 /// How long Control Center waits for a node to carry out a command before
 /// answering "requested": long enough for a restart, short for a page.

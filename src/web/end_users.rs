@@ -24,22 +24,20 @@ use crate::store;
 use crate::store::users::{EndUserInput, EndUserRow};
 
 use super::forms::SecretField;
+use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, render};
 
-const LIST: &str = "/users/end-users";
+const LIST: &str = paths::END_USERS;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(LIST, get(list))
-        .route("/users/end-users/new", get(new).post(create))
-        .route("/users/end-users/{id}", get(edit).post(update))
+        .route(paths::END_USER_NEW, get(new).post(create))
+        .route(paths::END_USER, get(edit).post(update))
+        .route(paths::END_USER_DELETE, get(confirm_delete).post(delete))
         .route(
-            "/users/end-users/{id}/delete",
-            get(confirm_delete).post(delete),
-        )
-        .route(
-            "/users/end-users/{id}/password",
+            paths::END_USER_PASSWORD,
             get(password_form).post(set_password),
         )
 }

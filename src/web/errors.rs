@@ -10,6 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
+use super::paths;
+
 #[derive(Template)]
 #[template(path = "pages/error.html")]
 struct ErrorPage<'a> {
@@ -95,7 +97,7 @@ fn is_html_or_json(response: &Response) -> bool {
 /// Replaces the body of bare 4xx/5xx responses with an error page (or JSON
 /// under /api/), keeping the status and any headers such as Allow.
 pub async fn decorate(request: Request, next: Next) -> Response {
-    let api = request.uri().path().starts_with("/api/");
+    let api = request.uri().path().starts_with(paths::API_PREFIX);
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_html_or_json(&response) {

@@ -25,29 +25,24 @@ use crate::store;
 use crate::store::gateways::{GatewayInput, GatewayRow};
 
 use super::forms::SecretField;
+use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, format_time, render};
 use super::troubleshooter::PanelView;
 
-const LIST: &str = "/presence/gateways";
+const LIST: &str = paths::GATEWAYS;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(LIST, get(list))
-        .route("/presence/gateways/new", get(new).post(create))
-        .route("/presence/gateways/{id}", get(edit).post(update))
+        .route(paths::GATEWAY_NEW, get(new).post(create))
+        .route(paths::GATEWAY, get(edit).post(update))
         .route(
-            "/presence/gateways/{id}/troubleshoot",
+            paths::GATEWAY_TROUBLESHOOT,
             axum::routing::post(troubleshoot),
         )
-        .route(
-            "/presence/gateways/{id}/delete",
-            get(confirm_delete).post(delete),
-        )
-        .route(
-            "/presence/gateways/{id}/type",
-            get(type_form).post(change_type),
-        )
+        .route(paths::GATEWAY_DELETE, get(confirm_delete).post(delete))
+        .route(paths::GATEWAY_TYPE, get(type_form).post(change_type))
 }
 
 // ---------------------------------------------------------------- Find and List
@@ -323,7 +318,7 @@ fn parse_gateway(
     let port = Port::parse(&raw.port)
         .map_err(|e| errors.port = Some(e))
         .ok();
-    let test_mailbox = Mailbox::parse_optional(&raw.test_mailbox)
+    let test_mailbox = Mailbox::parse_optional(kind, &raw.test_mailbox)
         .map_err(|e| errors.test_mailbox = Some(e))
         .ok();
     match (description, server, account, password, port, test_mailbox) {
@@ -473,7 +468,7 @@ async fn choose_type(
 /// when EWS gateways exist (GW-4).
 async fn new_form(state: &AppState, kind: GatewayKind) -> AppResult<FormView> {
     let mut form = FormView::typed(kind, &RawGateway::default());
-    form.action = "/presence/gateways/new".to_owned();
+    form.action = paths::GATEWAY_NEW.to_owned();
     form.submit = "Add New";
     form.port = Port::RECOMMENDED.to_string();
     prefill_shared(state, kind, &mut form).await?;

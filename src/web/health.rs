@@ -6,10 +6,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use super::paths;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz))
+    Router::new().route(paths::HEALTHZ, get(healthz))
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {

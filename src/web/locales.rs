@@ -16,10 +16,11 @@ use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store;
 
+use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, render};
 
-const PAGE: &str = "/system/locales";
+const PAGE: &str = paths::LOCALES;
 
 pub fn router() -> Router<AppState> {
     Router::new().route(PAGE, get(index).post(change))

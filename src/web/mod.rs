@@ -18,6 +18,7 @@ pub mod health;
 pub mod locales;
 pub mod middleware;
 pub mod params;
+pub mod paths;
 pub mod session;
 pub mod shell;
 pub mod troubleshooter;

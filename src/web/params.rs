@@ -24,10 +24,11 @@ use crate::store;
 use crate::store::nodes::NodeRow;
 use crate::store::params::Change;
 
+use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, render};
 
-const PAGE: &str = "/system/service-parameters";
+const PAGE: &str = paths::SERVICE_PARAMETERS;
 const TITLE: &str = "Service Parameter Configuration";
 
 pub fn router() -> Router<AppState> {

@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use tower_sessions::Session;
 
+use super::paths;
 use crate::domain::user::Role;
 use crate::error::AppResult;
 use crate::state::AppState;
@@ -119,9 +120,9 @@ fn sign_in_redirect(parts: &Parts, why: Anonymous) -> Response {
     }
     let query = query.finish();
     if query.is_empty() {
-        Redirect::to("/login").into_response()
+        Redirect::to(paths::LOGIN).into_response()
     } else {
-        Redirect::to(&format!("/login?{query}")).into_response()
+        Redirect::to(&format!("{}?{query}", paths::LOGIN)).into_response()
     }
 }
 
@@ -159,7 +160,7 @@ where
 }
 
 fn must_change_redirect() -> Response {
-    Redirect::to("/account/password").into_response()
+    Redirect::to(paths::ACCOUNT_PASSWORD).into_response()
 }
 
 impl<S> FromRequestParts<S> for Admin

@@ -9,6 +9,7 @@ use crate::state::AppState;
 use crate::store::changes::Pending;
 use crate::store::users::ConfigState;
 
+use super::paths;
 use super::session::CurrentUser;
 
 pub const PRODUCT: &str = "presence-gateway";
@@ -45,50 +46,47 @@ const CONSOLE_MENU: &[Section] = &[
     Section {
         title: "System",
         entries: &[
-            entry("Service Parameters", Some("/system/service-parameters")),
-            entry("Cluster Nodes", Some("/system/nodes")),
-            entry("Settings", Some("/system/settings")),
-            entry("Locale Installation", Some("/system/locales")),
+            entry("Service Parameters", Some(paths::SERVICE_PARAMETERS)),
+            entry("Cluster Nodes", Some(paths::NODES)),
+            entry("Settings", Some(paths::SETTINGS)),
+            entry("Locale Installation", Some(paths::LOCALES)),
             entry(
                 "Security > Certificate Management",
-                Some("/system/certificates"),
+                Some(paths::CERTIFICATES),
             ),
-            entry("Audit Log", Some("/system/audit-log")),
+            entry("Audit Log", Some(paths::AUDIT_LOG)),
         ],
     },
     Section {
         title: "Presence",
-        entries: &[entry("Gateways", Some("/presence/gateways"))],
+        entries: &[entry("Gateways", Some(paths::GATEWAYS))],
     },
     Section {
         title: "User Management",
         entries: &[
-            entry("End User", Some("/users/end-users")),
-            entry("Application User", Some("/users/application-users")),
+            entry("End User", Some(paths::END_USERS)),
+            entry("Application User", Some(paths::APP_USERS)),
         ],
     },
     Section {
         title: "Bulk Administration",
-        entries: &[entry("Bulk Administration", Some("/bulk"))],
+        entries: &[entry("Bulk Administration", Some(paths::BULK))],
     },
     Section {
         title: "Serviceability",
         entries: &[
             entry(
                 "Control Center - Feature Services",
-                Some("/serviceability/control-center"),
+                Some(paths::CONTROL_CENTER),
             ),
-            entry(
-                "Service Activation",
-                Some("/serviceability/service-activation"),
-            ),
+            entry("Service Activation", Some(paths::SERVICE_ACTIVATION)),
         ],
     },
 ];
 
 const USER_OPTIONS_MENU: &[Section] = &[Section {
     title: "User Options",
-    entries: &[entry("User Options", Some("/user-options"))],
+    entries: &[entry("User Options", Some(paths::USER_OPTIONS))],
 }];
 
 fn build_menu(catalogue: &[Section]) -> Vec<MenuSection> {

@@ -23,11 +23,12 @@ use crate::store;
 use crate::store::gateways::GatewayRow;
 use crate::troubleshoot::{self, AuthMode, Credentials, Report, Status, Target};
 
+use super::paths;
 use super::session::Admin;
 use super::shell::{Shell, format_time, render};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/presence/gateways/troubleshoot", post(check_all))
+    Router::new().route(paths::GATEWAYS_TROUBLESHOOT, post(check_all))
 }
 
 pub struct CheckView {
@@ -296,14 +297,7 @@ async fn check_all(
     render(
         StatusCode::OK,
         &AllPage {
-            shell: Shell::new(
-                &state,
-                &user,
-                messages,
-                "Troubleshooter",
-                "/presence/gateways",
-            )
-            .await?,
+            shell: Shell::new(&state, &user, messages, "Troubleshooter", paths::GATEWAYS).await?,
             results,
             elapsed_ms,
         },

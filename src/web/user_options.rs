@@ -22,16 +22,17 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::user_options::Options;
 
+use super::paths;
 use super::session::{CurrentUser, EndUser};
 use super::shell::{Shell, render};
 
-const PAGE: &str = "/user-options";
+const PAGE: &str = paths::USER_OPTIONS;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(PAGE, get(index))
-        .route("/user-options/calendar", post(save_calendar))
-        .route("/user-options/locale", post(save_locale))
+        .route(paths::USER_OPTIONS_CALENDAR, post(save_calendar))
+        .route(paths::USER_OPTIONS_LOCALE, post(save_locale))
 }
 
 /// What the page says about the user's calendar presence (EN-5), as a

@@ -191,6 +191,120 @@ async fn five_failures_lock_the_user_id_for_fifteen_minutes() {
     assert_eq!(response.status().as_u16(), 303);
 }
 
+/// Guesses sent in parallel are counted before any is verified: of 49 at
+/// once (the right password among them), at most five are judged, and a
+/// success does not clear a lockout that failures judged beside it set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_are_counted_before_they_are_verified() {
+    let app = TestApp::spawn().await;
+    let mut guesses = tokio::task::JoinSet::new();
+    for n in 0..49 {
+        let client = app.other_client();
+        let url = app.url("/login");
+        let origin = app.base.clone();
+        let password = if n == 48 {
+            ADMIN_PASSWORD.to_owned()
+        } else {
+            format!("guess-{n}")
+        };
+        guesses.spawn(async move {
+            let response = client
+                .post(url)
+                .header("Origin", origin)
+                .header("Sec-Fetch-Site", "same-origin")
+                .form(&[("user_id", ADMIN), ("password", &password), ("next", "")])
+                .send()
+                .await
+                .expect("sign-in");
+            response.status().as_u16()
+        });
+    }
+    let mut answers = std::collections::BTreeMap::<u16, usize>::new();
+    while let Some(status) = guesses.join_next().await {
+        *answers.entry(status.expect("task")).or_default() += 1;
+    }
+    let judged = answers.get(&401).copied().unwrap_or(0) + answers.get(&303).copied().unwrap_or(0);
+    assert!(
+        judged <= 5,
+        "more than five guesses were judged: {answers:?}"
+    );
+    assert!(answers.get(&429).copied().unwrap_or(0) >= 44, "{answers:?}");
+    // Five wrong guesses judged: locked, even for the right password.
+    if answers.get(&401) == Some(&5) {
+        let response = app.sign_in(ADMIN, ADMIN_PASSWORD).await;
+        assert_eq!(response.status().as_u16(), 429, "{answers:?}");
+    }
+}
+
+/// A success judged while failures beside it locked the ID is refused, and
+/// the lockout stays.
+#[tokio::test]
+async fn a_success_never_clears_a_lockout_set_beside_it() {
+    use presence_gateway::store::throttle::{self, Admission};
+    let app = TestApp::spawn().await;
+    let pool = &app.state.pool;
+    let now = app.state.now();
+    let admit = |key: &'static str| async move {
+        match throttle::admit(pool, key, now).await.unwrap() {
+            Admission::Admitted(attempt) => attempt,
+            Admission::Locked(until) => panic!("locked until {until}"),
+        }
+    };
+    // Four failures, then two attempts in flight: the right one and a fifth
+    // wrong one. The sixth cannot even start.
+    for _ in 0..4 {
+        let attempt = admit("mallory").await;
+        assert_eq!(
+            throttle::failed(pool, attempt, "mallory", now)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    let right = admit("mallory").await;
+    assert!(matches!(
+        throttle::admit(pool, "mallory", now).await.unwrap(),
+        Admission::Locked(_)
+    ));
+    // The right one succeeds: its failures are forgotten.
+    assert_eq!(
+        throttle::succeeded(pool, right, "mallory", now)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    // Now with a lockout set while a right password is being verified.
+    let right = admit("trudy").await;
+    for _ in 0..4 {
+        let attempt = admit("trudy").await;
+        assert_eq!(
+            throttle::failed(pool, attempt, "trudy", now).await.unwrap(),
+            None
+        );
+    }
+    // The allowance is full (four failures and one pending).
+    assert!(matches!(
+        throttle::admit(pool, "trudy", now).await.unwrap(),
+        Admission::Locked(_)
+    ));
+    // An administrator's lockout (or one from another node) lands meanwhile.
+    sqlx::query("INSERT INTO login_lockouts (user_key, until) VALUES ('trudy', ?1)")
+        .bind(now + 900)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        throttle::succeeded(pool, right, "trudy", now)
+            .await
+            .unwrap(),
+        Err(now + 900)
+    );
+    assert_eq!(
+        throttle::admit(pool, "trudy", now + 1).await.unwrap(),
+        Admission::Locked(now + 900)
+    );
+}
+
 #[tokio::test]
 async fn failures_spread_beyond_fifteen_minutes_do_not_lock() {
     let app = TestApp::spawn().await;
@@ -394,7 +508,11 @@ async fn roles_keep_to_their_pages() {
         !body.contains("/system/nodes"),
         "no console links for end users"
     );
-    for path in ["/", "/system/nodes"] {
+    // The site's root sends them to their own page; the console refuses.
+    let home = app.get("/").await;
+    assert_eq!(home.status().as_u16(), 303);
+    assert_eq!(location(&home), "/user-options");
+    for path in ["/system/nodes", "/presence/gateways"] {
         let (status, body) = app.get_text(path).await;
         assert_eq!(status, 403, "{path}");
         assert!(body.contains("Access denied"));

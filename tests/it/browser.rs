@@ -199,11 +199,18 @@ struct Browser {
 
 impl Browser {
     async fn start(tools: &Tools) -> Browser {
+        Self::start_with(tools, &[]).await
+    }
+
+    /// Chromium with further command-line switches.
+    async fn start_with(tools: &Tools, extra_args: &[String]) -> Browser {
         let profile = tempfile::tempdir().expect("browser profile dir");
         let mut failures = Vec::new();
         for _attempt in 0..3 {
             match Self::start_driver(tools, profile.path()).await {
-                Ok((driver, port)) => return Self::connect(tools, driver, port, profile).await,
+                Ok((driver, port)) => {
+                    return Self::connect(tools, driver, port, profile, extra_args).await;
+                }
                 Err(why) => failures.push(why),
             }
         }
@@ -250,25 +257,33 @@ impl Browser {
         }
     }
 
-    async fn connect(tools: &Tools, mut driver: Child, port: u16, profile: TempDir) -> Browser {
+    async fn connect(
+        tools: &Tools,
+        mut driver: Child,
+        port: u16,
+        profile: TempDir,
+        extra_args: &[String],
+    ) -> Browser {
         let user_data_dir = profile.path().join("chromium");
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", user_data_dir.display()));
+        args.extend(extra_args.iter().cloned());
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".to_owned(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                    format!("--user-data-dir={}", user_data_dir.display()),
-                ],
-            }),
+            json!({ "binary": CHROMIUM, "args": args }),
         );
         let millis = u64::try_from(PAGE_TIMEOUT.as_millis()).expect("timeout");
         capabilities.insert(
@@ -316,10 +331,14 @@ impl Browser {
     }
 
     async fn goto(&self, app: &TestApp, path: &str) {
+        self.goto_url(&app.url(path)).await;
+    }
+
+    async fn goto_url(&self, url: &str) {
         self.client
-            .goto(&app.url(path))
+            .goto(url)
             .await
-            .unwrap_or_else(|e| panic!("opening {path}: {e}"));
+            .unwrap_or_else(|e| panic!("opening {url}: {e}"));
     }
 
     async fn path(&self) -> String {
@@ -734,8 +753,13 @@ async fn browser_end_user_lands_on_user_options() {
     browser.assert_shows("User Options").await;
     browser.axe("user-options", &mut problems).await;
 
+    // The console's home is not theirs: they are sent to User Options.
     browser.goto(&app, "/").await;
-    browser.wait_for_path("/").await;
+    browser.wait_for_path("/user-options").await;
+    browser.assert_shows("User Options").await;
+    // An administrator's page says no.
+    browser.goto(&app, "/presence/gateways").await;
+    browser.wait_for_path("/presence/gateways").await;
     browser.assert_shows("Access denied").await;
     browser.axe("forbidden", &mut problems).await;
     browser.close().await;
@@ -743,6 +767,9 @@ async fn browser_end_user_lands_on_user_options() {
     let response = app.sign_in("erin", "erin-password-1").await;
     assert_eq!(response.status().as_u16(), 303, "end-user sign-in");
     assert_eq!(support::location(&response), "/user-options");
+    let home = app.get("/").await;
+    assert_eq!(home.status().as_u16(), 303, "an end user at /");
+    assert_eq!(support::location(&home), "/user-options");
     let pages = [
         Page {
             name: "user-options",
@@ -750,7 +777,7 @@ async fn browser_end_user_lands_on_user_options() {
         },
         Page {
             name: "forbidden",
-            html: fetch(&app.client, &app, "/", 403).await,
+            html: fetch(&app.client, &app, "/presence/gateways", 403).await,
         },
     ];
     vnu(&tools, &pages, &mut problems).await;
@@ -1720,5 +1747,72 @@ async fn browser_end_user_flow() {
         html: refused.text().await.expect("page"),
     });
     vnu(&tools, &pages, &mut problems).await;
+    assert_no_problems(&problems);
+}
+
+/// The console over HTTPS in a real browser: Chromium offers HTTP/2 first,
+/// so a server that advertised h2 and spoke only HTTP/1.1 showed no page at
+/// all. The self-signed certificate is trusted by its key for this browser
+/// alone (`--ignore-certificate-errors-spki-list`).
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_console_over_https() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("params");
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    let cert_path = dir.path().join("console.pem");
+    let key_path = dir.path().join("console.key");
+    std::fs::write(&cert_path, cert.pem()).expect("write certificate");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    let spki = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(key.public_key_der()));
+
+    let password = "https-admin-password-1";
+    let server = support::ServeProcess::start(
+        &dir.path().join("data"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_path.to_str().expect("path"),
+            "--tls-key",
+            key_path.to_str().expect("path"),
+        ],
+        &[("PRESENCE_GATEWAY_ADMIN_PASSWORD", password)],
+    );
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let browser = Browser::start_with(
+        &tools,
+        &[format!("--ignore-certificate-errors-spki-list={spki}")],
+    )
+    .await;
+    let mut problems = Vec::new();
+    browser.goto_url(&format!("{}/login", server.url)).await;
+    browser.wait_for_path("/login").await;
+    browser.type_into("#user_id", ADMIN).await;
+    browser.type_into("#password", password).await;
+    browser.click_button("Sign in").await;
+    browser.wait_for_path("/").await;
+    browser.assert_shows("Sign out").await;
+    let protocol = browser
+        .client
+        .execute(
+            "return performance.getEntriesByType('navigation')[0].nextHopProtocol",
+            vec![],
+        )
+        .await
+        .expect("navigation timing");
+    assert_eq!(protocol.as_str(), Some("http/1.1"), "{protocol}");
+    browser.axe("https-home", &mut problems).await;
+    browser.close().await;
+    drop(server);
     assert_no_problems(&problems);
 }

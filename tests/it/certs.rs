@@ -223,6 +223,9 @@ async fn certs_upload_refusals_store_nothing() {
     let page = response.text().await.expect("body");
     assert!(page.contains("id=\"pem-error\""), "{page}");
     assert!(page.contains("contains a private key"));
+    // The key is not rendered back into the text box.
+    assert!(!page.contains("PRIVATE KEY"), "{page}");
+    assert!(!page.contains(&cert.key.serialize_pem()[40..80]), "{page}");
 
     // 2 MiB: refused beside the file field, saying the limit and that
     // nothing was stored.

@@ -337,7 +337,10 @@ fn auth_modes_ntlmv2_with_channel_binding_then_basic() {
     let (code_, status, _, detail) = run(&offloaded, ACCOUNT, PASSWORD_ENV, "auto");
     assert_eq!((code_, status.as_str()), (0, "pass"), "{detail}");
     assert!(
-        detail.contains("Authentication: Basic, after Exchange refused NTLMv2 (401)."),
+        detail.contains(
+            "Authentication: NTLMv2 failed (Exchange refused the NTLMv2 answer (401)); \
+             Basic was tried next and Exchange accepted it."
+        ),
         "{detail}"
     );
     assert!(detail.contains("terminates TLS"), "{detail}");
@@ -365,6 +368,95 @@ fn auth_modes_ntlmv2_with_channel_binding_then_basic() {
     let (code_, _, _, detail) = run(&both, "SVC@example.com", PASSWORD_ENV, "auto");
     assert_eq!(code_, 0, "{detail}");
     assert!(detail.contains(NTLM_USED), "{detail}");
+}
+
+/// Auto falls back to Basic, when Basic is offered, whenever NTLMv2 cannot
+/// complete, and says why NTLMv2 failed and how Basic fared.
+#[test]
+fn auto_falls_back_to_basic_whenever_ntlmv2_cannot_complete() {
+    let run = |sim: &SimProcess, password_env: &str| {
+        let port = sim.port().to_string();
+        let ca = sim.dir.path().join("ca.pem");
+        let data = tempfile::tempdir().unwrap();
+        let output = check(
+            data.path(),
+            &[
+                "--type",
+                "ews",
+                "--host",
+                "localhost",
+                "--port",
+                &port,
+                "--trust",
+                ca.to_str().expect("path"),
+                "--account",
+                ACCOUNT,
+                "--password-env",
+                password_env,
+                "--mailbox",
+                "user@example.com",
+                "--json",
+            ],
+        );
+        let report = json(&output);
+        let auth = &report["checks"][6];
+        (
+            code(&output),
+            auth["status"].as_str().unwrap_or("?").to_owned(),
+            auth["detail"].as_str().unwrap_or("?").to_owned(),
+        )
+    };
+    for (answer, why) in [
+        (
+            "missing",
+            "NTLMv2 failed (the server sent no NTLM challenge)",
+        ),
+        (
+            "garbled",
+            "NTLMv2 failed (the server's NTLM challenge cannot be read",
+        ),
+    ] {
+        let sim = SimProcess::start(&[
+            "--account",
+            ACCOUNT,
+            "--password-env",
+            PASSWORD_ENV,
+            "--ntlm-challenge",
+            answer,
+        ]);
+        let (code_, status, detail) = run(&sim, PASSWORD_ENV);
+        assert_eq!((code_, status.as_str()), (0, "pass"), "{answer}: {detail}");
+        assert!(detail.contains(why), "{answer}: {detail}");
+        assert!(
+            detail.contains("Basic was tried next and Exchange accepted it."),
+            "{answer}: {detail}"
+        );
+        let (code_, status, detail) = run(&sim, WRONG_PASSWORD_ENV);
+        assert_eq!((code_, status.as_str()), (1, "fail"), "{answer}: {detail}");
+        assert!(detail.contains(why), "{answer}: {detail}");
+        assert!(
+            detail.contains("Basic was tried next and was rejected too."),
+            "{answer}: {detail}"
+        );
+    }
+    // Without Basic there is nothing to fall back to: the report says why
+    // NTLMv2 stopped.
+    let sim = SimProcess::start(&[
+        "--account",
+        ACCOUNT,
+        "--password-env",
+        PASSWORD_ENV,
+        "--no-basic",
+        "--ntlm-challenge",
+        "missing",
+    ]);
+    let (code_, status, detail) = run(&sim, PASSWORD_ENV);
+    assert_eq!((code_, status.as_str()), (1, "fail"), "{detail}");
+    assert!(
+        detail.contains("could not complete: the server sent no NTLM challenge"),
+        "{detail}"
+    );
+    assert!(detail.contains("does not offer Basic"), "{detail}");
 }
 
 #[test]
@@ -514,6 +606,35 @@ fn webdav_propfind_on_the_calendar_folder() {
     let output = check(data.path(), &args);
     let report = json(&output);
     assert_eq!(code(&output), 0, "{report:#}");
+    // Exchange 2003/2007 WebDAV URLs take the mailbox alias as well as the
+    // address: /exchange/user/Kalender/.
+    let alias: Vec<&str> = args
+        .iter()
+        .map(|a| if *a == "user@example.com" { "user" } else { a })
+        .collect();
+    let output = check(data.path(), &alias);
+    let report = json(&output);
+    assert_eq!(code(&output), 0, "{report:#}");
+    assert!(
+        report["checks"][6]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/exchange/user/Kalender/"),
+        "{report:#}"
+    );
+    // EWS impersonation names a mailbox by its address: an alias is a usage
+    // error.
+    let ews: Vec<&str> = alias
+        .iter()
+        .map(|a| if *a == "webdav" { "ews" } else { a })
+        .collect();
+    let output = check(data.path(), &ews);
+    assert_eq!(code(&output), 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--mailbox: Enter the test mailbox as an e-mail address"),
+        "{stderr}"
+    );
     // The default folder name is wrong for this (German) mailbox: 404 says why.
     let output = check(data.path(), &base);
     let report = json(&output);

@@ -359,9 +359,15 @@ async fn gw3_webdav_alone_or_any_number_of_ews() {
     assert!(page.contains("A WebDAV gateway must be the only gateway"));
     assert_eq!(store::gateways::count(&app.state.pool).await.unwrap(), 2);
 
-    // With a WebDAV gateway, EWS is refused.
+    // With a WebDAV gateway, EWS is refused. Its Test Mailbox may be the
+    // mailbox alias, as WebDAV URLs take it.
     let app = admin_app().await;
+    let mut webdav = webdav.to_vec();
+    webdav.retain(|(name, _)| *name != "test_mailbox");
+    webdav.push(("test_mailbox", "alice"));
     add(&app, &webdav).await;
+    let (_, list) = app.get_text("/presence/gateways").await;
+    assert!(list.contains("Old Exchange"), "{list}");
     let (status, page) = app.get_text("/presence/gateways/new?type=ews").await;
     assert_eq!(status, 422);
     assert!(page.contains("WebDAV and EWS gateways cannot be mixed"));

@@ -268,6 +268,13 @@ async fn host_and_choices_are_validated() {
 
     let body = save_refused(&app, NODE, &[("notification_host", "")]).await;
     assert!(body.contains("Enter the host name or IP address Exchange posts notifications to."));
+    // The refusal speaks of the Notification Host, not of a server location.
+    let body = save_refused(&app, NODE, &[("notification_host", "presence 1")]).await;
+    assert!(
+        body.contains("The Notification Host cannot contain spaces."),
+        "{body}"
+    );
+    assert!(!body.contains("server location"), "{body}");
 
     let body = save_refused(&app, NODE, &[("exchange_auth", "ntlm")]).await;
     assert!(
@@ -441,7 +448,14 @@ async fn a_notification_port_another_program_holds_is_refused() {
     assert!(body.contains("id=\"notification_port-error\""));
     assert!(stored(&app, NODE).await.is_empty());
 
-    let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    // A UDP port whose TCP twin is free, so only UDP can be the reason (a
+    // parallel test may hold the TCP port of the same number).
+    let udp = (0..50)
+        .map(|_| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap())
+        .find(|u| {
+            TcpListener::bind((Ipv4Addr::UNSPECIFIED, u.local_addr().unwrap().port())).is_ok()
+        })
+        .expect("a UDP port whose TCP twin is free");
     let udp_port = udp.local_addr().unwrap().port().to_string();
     let body = save_refused(&app, NODE, &[("notification_port", &udp_port)]).await;
     assert!(

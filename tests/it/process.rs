@@ -219,6 +219,26 @@ async fn off_loopback_the_console_serves_https_with_a_generated_certificate() {
         cert
     );
     assert_eq!(server.terminate().code(), Some(0));
+    // A client that offers HTTP/2 first, as browsers and curl do, gets the
+    // page over what the console speaks.
+    let server = ServeProcess::start(&data, &["--listen", "0.0.0.0:0"], &envs);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut &cert[..]) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut offers_h2 = crate::support::tls_config(roots);
+    offers_h2.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let response = reqwest::Client::builder()
+        .use_preconfigured_tls(offers_h2)
+        .build()
+        .unwrap()
+        .get(format!("https://127.0.0.1:{}/login", server.port()))
+        .send()
+        .await
+        .expect("an HTTPS answer to a client offering h2");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert_eq!(server.terminate().code(), Some(0));
     let cert_path = data.join("console-tls/cert.pem");
     let key_path = data.join("console-tls/key.pem");
     let server = ServeProcess::start(

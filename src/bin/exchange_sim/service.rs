@@ -14,7 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use presence_gateway::exchange::ntlm;
 use quick_xml::escape::escape;
 
-use crate::{Behave, Sim, ews};
+use crate::{Behave, NtlmChallenge, Sim, ews};
 
 /// Largest request body answered (SOAP requests are a few KiB).
 pub const MAX_BODY: u64 = 1024 * 1024;
@@ -201,6 +201,13 @@ fn basic_matches(decoded: &[u8], sim: &Sim) -> bool {
 /// (and always with --extended-protection).
 fn ntlm_step(decoded: &[u8], sim: &Sim, state: &NtlmState) -> Auth {
     if ntlm::is_negotiate(decoded) {
+        match sim.ntlm_challenge {
+            NtlmChallenge::Normal => {}
+            NtlmChallenge::Missing => return Auth::Refused,
+            NtlmChallenge::Garbled => {
+                return Auth::NtlmChallenge(STANDARD.encode(b"NTLMSSP\0 not a challenge"));
+            }
+        }
         let message = ntlm::challenge_message(
             state.issue(),
             "EXAMPLE",

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""The structure drawing's numbers (DESIGN.md "Shape"): loose files at
+src/'s root beyond the allowed ones, arrows into web/ from below it, arrows
+that break the rooms' order, and import cycles between top-level modules.
+
+Usage: scripts/structure.py [--check]   (--check exits 1 on any finding)
+A module is a top-level file or folder under src/ (bin/ excluded); an arrow
+A -> B is any `crate::B` path written in A's files.
+"""
+import re
+import sys
+from pathlib import Path
+
+ROOT_ALLOWED = {"main.rs", "lib.rs", "cli.rs", "config.rs", "error.rs", "state.rs", "clock.rs"}
+# The order of rooms: a module may depend only on modules of a lower rank.
+# Root files: main/lib/cli top; config, clock, error, state low.
+RANK = {
+    "main": 9, "lib": 9, "cli": 8,
+    "cmd": 7,
+    "web": 6,
+    "engine": 5,
+    "troubleshoot": 4,
+    "exchange": 3, "tls": 3,
+    "state": 2,
+    "store": 2, "secrets": 2,
+    "config": 1, "error": 1, "clock": 1,
+    "domain": 0,
+}
+
+src = Path(__file__).resolve().parent.parent / "src"
+
+
+def module_of(path: Path) -> str:
+    rel = path.relative_to(src)
+    return rel.parts[0].removesuffix(".rs")
+
+
+def arrows():
+    edges = {}
+    for path in src.rglob("*.rs"):
+        rel = path.relative_to(src)
+        if rel.parts[0] == "bin":
+            continue
+        a = module_of(path)
+        text = path.read_text(encoding="utf-8")
+        # Comments say nothing about dependencies.
+        text = re.sub(r"//[^\n]*", "", text)
+        targets = set(re.findall(r"\bcrate::(\w+)", text))
+        for group in re.findall(r"\bcrate::\{([^}]*)\}", text, re.S):
+            targets.update(re.findall(r"(?:^|,)\s*(\w+)", group))
+        for b in targets:
+            if b != a and (src / f"{b}.rs").exists() or (src / b).is_dir():
+                if b != a:
+                    edges.setdefault(a, set()).add(b)
+    return edges
+
+
+def cycles(edges):
+    # Tarjan's strongly connected components.
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(set(edges) | {w for ws in edges.values() for w in ws}):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def main():
+    loose = sorted(p.name for p in src.glob("*.rs") if p.name not in ROOT_ALLOWED)
+    edges = arrows()
+    into_web = sorted(f"{a} -> web" for a, bs in edges.items() if "web" in bs and a not in ("lib", "main"))
+    upward = sorted(
+        f"{a} -> {b}"
+        for a, bs in edges.items()
+        for b in bs
+        if a in RANK and b in RANK and RANK[b] >= RANK[a] and a not in ("lib", "main")
+    )
+    cyc = cycles(edges)
+    print(f"loose files at src/'s root beyond the seven: {len(loose)} {loose}")
+    print(f"arrows into web/ from below: {len(into_web)} {into_web}")
+    print(f"arrows against the rooms' order: {len(upward)} {upward}")
+    print(f"import cycles between top-level modules: {len(cyc)} {cyc}")
+    unknown = sorted({m for m in edges} - set(RANK))
+    if unknown:
+        print(f"modules outside the rooms' order: {unknown}")
+    if "--check" in sys.argv and (loose or into_web or upward or cyc or unknown):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
