@@ -30,7 +30,7 @@ async fn one_run() -> Result<Duration, Box<dyn std::error::Error>> {
         admin_password: Some(SecretString::from("bench-admin-password".to_owned())),
     };
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
-    let state = presence_gateway::startup::prepare(settings, clock)
+    let state = presence_gateway::cmd::serve::prepare(settings, clock)
         .await?
         .state;
     let ids = (0..USERS)

@@ -87,7 +87,7 @@ async fn main() -> Result<(), Error> {
         admin_password: Some(SecretString::from("bench-admin-password".to_owned())),
     };
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
-    let state = presence_gateway::startup::prepare(settings, clock)
+    let state = presence_gateway::cmd::serve::prepare(settings, clock)
         .await?
         .state;
     let pem = std::fs::read(dir.path().join("ca.pem"))?;

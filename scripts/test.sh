@@ -21,6 +21,9 @@ if git ls-files -z --cached --others --exclude-standard | xargs -0 grep -nIE '\.
     exit 1
 fi
 
+echo "== the structure drawing: no loose files, no arrows up, no cycles"
+python3 scripts/structure.py --check
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

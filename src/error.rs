@@ -3,7 +3,6 @@
 //! says what happened without internals.
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -64,29 +63,6 @@ impl AppError {
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-/// Renders the error with the plain error page; the chain goes to the log.
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            let mut chain = format!("{self}");
-            let mut source = std::error::Error::source(&self);
-            while let Some(cause) = source {
-                chain.push_str(": ");
-                chain.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            tracing::error!(error = %chain, "request failed");
-        }
-        match &self {
-            AppError::Invalid { message, .. } => {
-                crate::web::errors::error_page(status, Some(message))
-            }
-            _ => crate::web::errors::error_page(status, None),
         }
     }
 }

@@ -2,8 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use presence_gateway::cli::{AdminCommand, Cli, Command};
+use presence_gateway::cmd::{admin, check, engine, serve, users};
 use presence_gateway::config::Settings;
-use presence_gateway::{check, commands, engine, server};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         return ExitCode::from(runtime.block_on(check::run(&cli.data_dir, args)));
     }
     if let Some(Command::Engine(args)) = &cli.command {
-        return match runtime.block_on(engine::command::run(&cli.data_dir, args)) {
+        return match runtime.block_on(engine::run(&cli.data_dir, args)) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
@@ -39,16 +39,16 @@ fn main() -> ExitCode {
     }
     // `users` too: 0 done, 1 rows in error, 2 a usage error.
     if let Some(Command::Users(command)) = &cli.command {
-        return ExitCode::from(runtime.block_on(commands::users(&cli.data_dir, command)));
+        return ExitCode::from(runtime.block_on(users::run(&cli.data_dir, command)));
     }
     let result = runtime.block_on(async {
         match cli.command {
-            None => server::run(Settings::from_args(cli.data_dir, &cli.serve)).await,
+            None => serve::run(Settings::from_args(cli.data_dir, &cli.serve)).await,
             Some(Command::Serve(args)) => {
-                server::run(Settings::from_args(cli.data_dir, &args)).await
+                serve::run(Settings::from_args(cli.data_dir, &args)).await
             }
             Some(Command::Admin(AdminCommand::SetPassword { user, stdin })) => {
-                commands::set_password(&cli.data_dir, &user, stdin).await
+                admin::set_password(&cli.data_dir, &user, stdin).await
             }
             // Answered above.
             Some(Command::Check(_) | Command::Engine(_) | Command::Users(_)) => Ok(()),

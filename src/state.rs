@@ -6,7 +6,7 @@ use sqlx::SqlitePool;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::crypto::Cipher;
+use crate::secrets::cipher::Cipher;
 use crate::store::changes::Pending;
 use crate::store::gateways::GatewayRow;
 use crate::store::users::ConfigState;
@@ -75,5 +75,15 @@ pub struct AppState {
 impl AppState {
     pub fn now(&self) -> i64 {
         self.clock.unix()
+    }
+
+    /// The engine's own context on this node.
+    pub fn engine_context(&self) -> crate::engine::Context {
+        crate::engine::Context {
+            pool: self.pool.clone(),
+            clock: self.clock.clone(),
+            node: self.settings.node_name.clone(),
+            wake: self.engine_wake.clone(),
+        }
     }
 }

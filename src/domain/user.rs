@@ -4,6 +4,9 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
+/// The administrator the first start creates (SY-1).
+pub const FIRST_ADMIN: &str = "admin";
+
 /// A user ID as stored: trimmed, 1 to 64 characters of letters, digits and
 /// `. _ - @`. Comparison in the store is case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq)]

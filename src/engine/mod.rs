@@ -8,8 +8,8 @@
 //! EWS, UDP for WebDAV's HTTPU). Until calendar synchronization is built
 //! they only acknowledge what arrives.
 
-pub mod command;
 mod listener;
+pub mod netport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +17,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use sqlx::SqlitePool;
+
+use crate::clock::SharedClock;
 use crate::error::AppResult;
-use crate::state::AppState;
 use crate::store::engine::{self as store, Action, EngineState, Live, Snapshot};
 
 /// How often the supervisor looks for commands and live changes: a command
@@ -47,8 +49,25 @@ struct Running {
     live_read: Option<std::time::Instant>,
 }
 
+/// What the engine works with: its node's name, the database, the clock,
+/// and the wake-up the console rings for commands given on this node. Not
+/// the console's state: the engine knows nothing of the web.
+#[derive(Clone)]
+pub struct Context {
+    pub pool: SqlitePool,
+    pub clock: SharedClock,
+    pub node: String,
+    pub wake: Wake,
+}
+
+impl Context {
+    fn now(&self) -> i64 {
+        self.clock.unix()
+    }
+}
+
 struct Supervisor {
-    state: AppState,
+    ctx: Context,
     running: Option<Running>,
     /// Activation as last seen, to start the engine when a node is activated.
     activated: bool,
@@ -58,11 +77,11 @@ struct Supervisor {
 /// resumes as it was: if it should run, it starts on the snapshot it last
 /// started with successfully, so changes committed since still wait for an
 /// engine restart (the restart banner survives a process restart).
-pub fn spawn(state: AppState) -> JoinHandle<()> {
+pub fn spawn(ctx: Context) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let wake = state.engine_wake.clone();
+        let wake = ctx.wake.clone();
         let mut supervisor = Supervisor {
-            state,
+            ctx,
             running: None,
             activated: false,
         };
@@ -83,21 +102,21 @@ pub fn spawn(state: AppState) -> JoinHandle<()> {
 
 impl Supervisor {
     fn node(&self) -> &str {
-        &self.state.settings.node_name
+        &self.ctx.node
     }
 
     fn now(&self) -> i64 {
-        self.state.now()
+        self.ctx.now()
     }
 
     async fn boot(&mut self) -> AppResult<()> {
-        let Some(row) = store::node(&self.state.pool, self.node()).await? else {
+        let Some(row) = store::node(&self.ctx.pool, self.node()).await? else {
             return Ok(());
         };
         self.activated = row.activated;
         if !row.activated || !row.engine_wanted {
             store::set_state(
-                &self.state.pool,
+                &self.ctx.pool,
                 self.node(),
                 EngineState::Stopped,
                 None,
@@ -106,13 +125,13 @@ impl Supervisor {
             .await?;
             return Ok(());
         }
-        let resume = store::stored_snapshot(&self.state.pool, self.node()).await?;
+        let resume = store::stored_snapshot(&self.ctx.pool, self.node()).await?;
         self.start(resume).await;
         Ok(())
     }
 
     async fn tick(&mut self) -> AppResult<()> {
-        let Some(row) = store::node(&self.state.pool, self.node()).await? else {
+        let Some(row) = store::node(&self.ctx.pool, self.node()).await? else {
             return Ok(());
         };
         if row.activated != self.activated {
@@ -126,20 +145,20 @@ impl Supervisor {
         // A bounded number of commands per tick, so a flood cannot starve the
         // live checks below.
         for _ in 0..16 {
-            let Some(command) = store::next_open(&self.state.pool, self.node()).await? else {
+            let Some(command) = store::next_open(&self.ctx.pool, self.node()).await? else {
                 break;
             };
             let outcome = match command.action() {
                 Some(action) => self.act(action).await?,
                 None => format!("Unknown action {:?}", command.action),
             };
-            store::finish(&self.state.pool, command.id, &outcome, self.now()).await?;
+            store::finish(&self.ctx.pool, command.id, &outcome, self.now()).await?;
         }
         self.follow_live().await
     }
 
     async fn act(&mut self, action: Action) -> AppResult<String> {
-        let pool = self.state.pool.clone();
+        let pool = self.ctx.pool.clone();
         if !self.activated && action != Action::Stop {
             return Ok(format!(
                 "Refused: the Presence Engine is deactivated on {} (Service Activation).",
@@ -173,7 +192,7 @@ impl Supervisor {
     /// outcome as Control Center and the `engine` command show it. A failed
     /// start leaves the generation the node last ran (SV-3).
     async fn start(&mut self, resume: Option<Snapshot>) -> String {
-        let pool = self.state.pool.clone();
+        let pool = self.ctx.pool.clone();
         let node = self.node().to_owned();
         if let Err(e) =
             store::set_state(&pool, &node, EngineState::Starting, None, self.now()).await
@@ -221,7 +240,7 @@ impl Supervisor {
             "presence engine failed to start"
         );
         if let Err(e) = store::set_state(
-            &self.state.pool,
+            &self.ctx.pool,
             self.node(),
             EngineState::Failed,
             Some(reason),
@@ -245,7 +264,7 @@ impl Supervisor {
             );
         }
         store::set_state(
-            &self.state.pool,
+            &self.ctx.pool,
             self.node(),
             EngineState::Stopped,
             None,
@@ -257,7 +276,7 @@ impl Supervisor {
     /// EN-1: users, their calendar switches and the parameters that apply
     /// incrementally are followed as they change, without a restart.
     async fn follow_live(&mut self) -> AppResult<()> {
-        let node = self.state.settings.node_name.clone();
+        let node = self.ctx.node.clone();
         let Some(running) = self.running.as_mut() else {
             return Ok(());
         };
@@ -268,9 +287,9 @@ impl Supervisor {
             return Ok(());
         }
         running.live_read = Some(std::time::Instant::now());
-        let live = store::read_live(&self.state.pool, &node).await?;
+        let live = store::read_live(&self.ctx.pool, &node).await?;
         if running.live.as_ref() != Some(&live) {
-            store::set_live(&self.state.pool, &node, &live).await?;
+            store::set_live(&self.ctx.pool, &node, &live).await?;
             running.live = Some(live);
         }
         Ok(())

@@ -134,7 +134,7 @@ pub async fn unusable_password_hash() -> AppResult<String> {
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let secret = SecretString::from(hex(&secret));
-    crate::password::hash(secret).await
+    crate::secrets::password::hash(secret).await
 }
 
 fn hex(bytes: &[u8]) -> String {

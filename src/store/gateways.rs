@@ -6,11 +6,11 @@
 use serde_json::json;
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
-use crate::crypto::Sealed;
 use crate::domain::gateway::{
     AccountName, Description, GatewayKind, Mailbox, Port, ServerLocation, may_add,
 };
 use crate::error::{AppError, AppResult};
+use crate::secrets::cipher::Sealed;
 
 use super::changes::{self, Restart};
 use super::{audit, begin_write};

@@ -63,3 +63,8 @@ pub async fn ping(pool: &SqlitePool) -> AppResult<()> {
     sqlx::query("SELECT 1").execute(pool).await?;
     Ok(())
 }
+
+/// The server-side session store (tower-sessions) on the same database.
+pub fn session_store(pool: &SqlitePool) -> tower_sessions_sqlx_store::SqliteStore {
+    tower_sessions_sqlx_store::SqliteStore::new(pool.clone())
+}

@@ -467,7 +467,7 @@ fn bad(
 }
 
 fn judge_validity(certs: &[&CertInfo], now: i64) -> (ValidityStatus, String) {
-    let date = |t: i64| crate::web::shell::format_time(t);
+    let date = |t: i64| crate::clock::format_time(t);
     let mut expired = Vec::new();
     let mut soon = Vec::new();
     for c in certs {

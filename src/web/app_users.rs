@@ -134,7 +134,8 @@ async fn create(
     let (user_id_error, password_error) = match (user_id, password) {
         (Ok(user_id), Ok(password)) => {
             let hash =
-                crate::password::hash(SecretString::from(password.expose().to_owned())).await?;
+                crate::secrets::password::hash(SecretString::from(password.expose().to_owned()))
+                    .await?;
             match store::users::create_admin(
                 &state.pool,
                 &user_id,
@@ -313,7 +314,8 @@ async fn set_password(
             );
         }
     };
-    let hash = crate::password::hash(SecretString::from(password.expose().to_owned())).await?;
+    let hash =
+        crate::secrets::password::hash(SecretString::from(password.expose().to_owned())).await?;
     // A password someone else chose is replaced at the next sign-in, as
     // for a new administrator.
     store::users::reset_password(

@@ -136,7 +136,7 @@ async fn login(
         }
     };
     let user = store::users::find_by_user_id(&state.pool, &form.user_id).await?;
-    let ok = crate::password::verify(
+    let ok = crate::secrets::password::verify(
         SecretString::from(form.password.clone()),
         user.as_ref().map(|u| u.password_hash.clone()),
     )
@@ -224,7 +224,7 @@ async fn change_password(
     messages: Messages,
     Form(form): Form<PasswordForm>,
 ) -> AppResult<Response> {
-    let current_ok = crate::password::verify(
+    let current_ok = crate::secrets::password::verify(
         SecretString::from(form.current.clone()),
         Some(user.row.password_hash.clone()),
     )
@@ -258,11 +258,12 @@ async fn change_password(
             );
         }
     };
-    let hash = crate::password::hash(SecretString::from(new_password.expose().to_owned())).await?;
+    let hash = crate::secrets::password::hash(SecretString::from(new_password.expose().to_owned()))
+        .await?;
     let epoch =
         store::users::set_password(&state.pool, user.row.id, &hash, false, state.now()).await?;
     session::adopt_epoch(&session, epoch).await?;
-    if user.role == Role::Admin && user.row.user_id == crate::startup::FIRST_ADMIN {
+    if user.role == Role::Admin && user.row.user_id == crate::domain::user::FIRST_ADMIN {
         // The generated first password is no longer valid: do not leave it lying around.
         let file = state
             .settings

@@ -511,7 +511,8 @@ async fn create(
             return render_form(&state, &user, messages, refused, heading, form).await;
         }
     };
-    let hash = crate::password::hash(SecretString::from(password.expose().to_owned())).await?;
+    let hash =
+        crate::secrets::password::hash(SecretString::from(password.expose().to_owned())).await?;
     match store::users::create_end_user(&state.pool, &input, &hash, &user.row.user_id, state.now())
         .await
     {
@@ -690,7 +691,8 @@ async fn set_password(
             );
         }
     };
-    let hash = crate::password::hash(SecretString::from(password.expose().to_owned())).await?;
+    let hash =
+        crate::secrets::password::hash(SecretString::from(password.expose().to_owned())).await?;
     store::users::reset_password(
         &state.pool,
         id,

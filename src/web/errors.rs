@@ -120,3 +120,24 @@ pub async fn decorate(request: Request, next: Next) -> Response {
     }
     Response::from_parts(parts, Body::new(body))
 }
+
+/// Renders the error with the plain error page; the chain goes to the log.
+impl IntoResponse for crate::error::AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            let mut chain = format!("{self}");
+            let mut source = std::error::Error::source(&self);
+            while let Some(cause) = source {
+                chain.push_str(": ");
+                chain.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            tracing::error!(error = %chain, "request failed");
+        }
+        match &self {
+            crate::error::AppError::Invalid { message, .. } => error_page(status, Some(message)),
+            _ => error_page(status, None),
+        }
+    }
+}

@@ -15,11 +15,11 @@ use axum_messages::Messages;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::crypto::Sealed;
 use crate::domain::gateway::{
     AccountName, Description, GatewayKind, Mailbox, Port, ServerLocation, may_add, parse_password,
 };
 use crate::error::{AppError, AppResult};
+use crate::secrets::cipher::Sealed;
 use crate::state::AppState;
 use crate::store;
 use crate::store::gateways::{GatewayInput, GatewayRow};

@@ -15,6 +15,7 @@ pub mod errors;
 pub mod forms;
 pub mod gateways;
 pub mod health;
+pub mod i18n;
 pub mod locales;
 pub mod middleware;
 pub mod params;
@@ -54,7 +55,7 @@ pub fn app(state: AppState) -> Router {
     // which is read from the database on every request.
     let store = CachingSessionStore::new(
         MokaStore::new(Some(SESSION_CACHE_CAPACITY)),
-        crate::startup::session_store(&state.pool),
+        crate::store::session_store(&state.pool),
     );
     let sessions = SessionManagerLayer::new(store)
         .with_name(SESSION_COOKIE)

@@ -381,7 +381,7 @@ async fn check_port(
     if store::params::engine_port(&state.pool, node).await? == Some(i64::from(port)) {
         return Ok(Ok(()));
     }
-    Ok(crate::netport::check_free(port))
+    Ok(crate::engine::netport::check_free(port))
 }
 
 /// The confirmation: what the saved changes need before everyone runs them.

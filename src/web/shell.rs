@@ -236,14 +236,7 @@ fn flashes(messages: Messages) -> Vec<Flash> {
         .collect()
 }
 
-/// Formats a Unix time for people: `2026-11-25 14:03 UTC`.
-pub fn format_time(unix: i64) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_else(|| unix.to_string())
-}
+pub use crate::clock::format_time;
 
 /// Renders a page with a status; a rendering failure becomes an AppError
 /// (logged, with the plain error page) instead of a bare 500.

@@ -17,10 +17,10 @@ use serde::Deserialize;
 
 use crate::domain::locale::Locale;
 use crate::error::{AppError, AppResult};
-use crate::i18n::{page_language, tr};
 use crate::state::AppState;
 use crate::store;
 use crate::store::user_options::Options;
+use crate::web::i18n::{page_language, tr};
 
 use super::paths;
 use super::session::{CurrentUser, EndUser};

@@ -536,7 +536,7 @@ async fn without_trust_the_data_directorys_trust_store_is_read() {
         let clock = std::sync::Arc::new(presence_gateway::clock::ManualClock::new(
             time::OffsetDateTime::now_utc(),
         ));
-        let state = presence_gateway::startup::prepare(settings, clock)
+        let state = presence_gateway::cmd::serve::prepare(settings, clock)
             .await
             .unwrap()
             .state;

@@ -56,7 +56,7 @@ pub(crate) async fn with_engine(app: &TestApp) -> (Engine, u16) {
         &port.to_string(),
     )
     .await;
-    let engine = Engine(presence_gateway::engine::spawn(app.state.clone()));
+    let engine = Engine(presence_gateway::engine::spawn(app.state.engine_context()));
     wait_state(&app.state.pool, &app.state.settings.node_name, "running").await;
     (engine, port)
 }

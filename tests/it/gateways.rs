@@ -773,7 +773,7 @@ async fn data_dir_with_secret(path: &std::path::Path, with_secret: bool) {
     let clock = std::sync::Arc::new(presence_gateway::clock::ManualClock::new(
         time::OffsetDateTime::now_utc(),
     ));
-    let state = presence_gateway::startup::prepare(settings, clock)
+    let state = presence_gateway::cmd::serve::prepare(settings, clock)
         .await
         .expect("prepare")
         .state;

@@ -93,7 +93,7 @@ impl TestApp {
 
     pub async fn spawn_in(dir: TempDir, admin_password: Option<&str>) -> TestApp {
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
-        let prepared = presence_gateway::startup::prepare(
+        let prepared = presence_gateway::cmd::serve::prepare(
             test_settings(dir.path(), admin_password),
             clock.clone(),
         )
@@ -161,9 +161,10 @@ impl TestApp {
 
     /// Creates an end user directly in the store (the End User pages come later).
     pub async fn create_end_user(&self, user_id: &str, password: &str) -> i64 {
-        let hash = presence_gateway::password::hash(SecretString::from(password.to_owned()))
-            .await
-            .expect("hash");
+        let hash =
+            presence_gateway::secrets::password::hash(SecretString::from(password.to_owned()))
+                .await
+                .expect("hash");
         let id = UserId::parse(user_id).expect("user id");
         store::users::create(
             &self.state.pool,

@@ -1,23 +1,156 @@
-//! `serve`: binds the listener (HTTP on loopback, HTTPS elsewhere), runs the
-//! background chores and shuts down gracefully on SIGTERM or Ctrl-C.
+//! `serve`: prepares the data directory, the database, the secrets key,
+//! this node and the first administrator (every start, SY-1; the tests
+//! build the same state with `prepare`), then binds the listener (HTTP on
+//! loopback, HTTPS elsewhere), runs the background chores and shuts down
+//! gracefully on SIGTERM or Ctrl-C.
 
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{ADMIN_PASSWORD_ENV, Settings};
+use crate::domain::user::{NewPassword, Role, UserId};
+use crate::error::{AppError, AppResult};
+use crate::secrets::cipher::Cipher;
+use crate::secrets::{self, INITIAL_ADMIN_PASSWORD_FILE};
+use crate::state::AppState;
+use crate::store;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::SqlitePool;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-use secrecy::ExposeSecret;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::clock::{SharedClock, SystemClock};
-use crate::config::Settings;
-use crate::error::{AppError, AppResult};
-use crate::startup::{self, FIRST_ADMIN, FirstAdmin};
-use crate::state::AppState;
+pub use crate::domain::user::FIRST_ADMIN;
+
+/// What the first start did about the administrator, for the start-up message.
+#[derive(Debug)]
+pub enum FirstAdmin {
+    /// An administrator already existed.
+    Existing,
+    /// Created with the password from the environment.
+    FromEnvironment,
+    /// Created with a generated password, to be changed at first sign-in.
+    Generated(SecretString),
+}
+
+pub struct Prepared {
+    pub state: AppState,
+    pub first_admin: FirstAdmin,
+}
+
+pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepared> {
+    secrets::ensure_data_dir(&settings.data_dir)?;
+    let pool = store::open(&settings.database_path()).await?;
+    let cipher = open_secrets(&pool, &settings.data_dir).await?;
+    store::session_store(&pool).migrate().await?;
+    let now = clock.unix();
+    store::nodes::register(
+        &pool,
+        &settings.node_name,
+        &settings.listen.to_string(),
+        now,
+    )
+    .await?;
+    let first_admin = ensure_admin(&pool, &settings, now).await?;
+    Ok(Prepared {
+        state: AppState {
+            pool,
+            settings: Arc::new(settings),
+            clock,
+            cipher,
+            banner: Default::default(),
+            gateways: Default::default(),
+            gateway_rows_html: Default::default(),
+            engine_wake: Default::default(),
+        },
+        first_admin,
+    })
+}
+
+/// SY-4: the key that encrypts the Exchange passwords must be the one they
+/// were encrypted under. With secrets stored and the key missing or
+/// different, refuse to start rather than make a new key and lose them.
+async fn open_secrets(pool: &SqlitePool, data_dir: &std::path::Path) -> AppResult<Cipher> {
+    let stored = store::secrets::count_encrypted(pool).await?;
+    let check = store::secrets::key_check(pool).await?;
+    let path = secrets::key_path(data_dir);
+    let cipher = match secrets::load_key(data_dir)? {
+        Some(key) => Cipher::new(&key)?,
+        None if stored > 0 => {
+            return Err(AppError::Config(format!(
+                "the database holds {stored} encrypted Exchange credential set(s) but the \
+                 secrets key {} is missing: restore the key file that was backed up with this \
+                 database (the data directory's database and key belong together)",
+                path.display()
+            )));
+        }
+        None => Cipher::new(&secrets::create_key(data_dir)?)?,
+    };
+    match check {
+        Some(check) if cipher.matches_check(&check) => {}
+        Some(_) if stored > 0 => {
+            return Err(AppError::Config(format!(
+                "the secrets key {} is not the key this database's {stored} encrypted Exchange \
+                 credential set(s) were encrypted with: restore the key file that was backed up \
+                 with this database",
+                path.display()
+            )));
+        }
+        // No secrets depend on the old key (or none was recorded): adopt this one.
+        _ => store::secrets::set_key_check(pool, &cipher.key_check()?).await?,
+    }
+    Ok(cipher)
+}
+
+async fn ensure_admin(pool: &SqlitePool, settings: &Settings, now: i64) -> AppResult<FirstAdmin> {
+    if store::users::count_admins(pool).await? > 0 {
+        return Ok(FirstAdmin::Existing);
+    }
+    let user_id = UserId::parse(FIRST_ADMIN).map_err(AppError::Config)?;
+    let (password, first_admin, must_change) = match &settings.admin_password {
+        Some(given) => {
+            let given = given.expose_secret();
+            NewPassword::parse(given, given)
+                .map_err(|e| AppError::Config(format!("{ADMIN_PASSWORD_ENV}: {e}")))?;
+            (
+                SecretString::from(given.to_owned()),
+                FirstAdmin::FromEnvironment,
+                false,
+            )
+        }
+        None => {
+            let generated = crate::secrets::password::generate();
+            let path = settings.data_dir.join(INITIAL_ADMIN_PASSWORD_FILE);
+            // A leftover from an interrupted first start holds a password no
+            // account has; replace it.
+            if path.exists() {
+                std::fs::remove_file(&path)?;
+            }
+            secrets::write_private(&path, format!("{generated}\n").as_bytes())?;
+            let secret = SecretString::from(generated);
+            (secret.clone(), FirstAdmin::Generated(secret), true)
+        }
+    };
+    let hash = crate::secrets::password::hash(password).await?;
+    store::users::create(
+        pool,
+        store::users::NewUser {
+            user_id: &user_id,
+            role: Role::Admin,
+            first_name: "",
+            last_name: "Administrator",
+            password_hash: &hash,
+            must_change_password: must_change,
+        },
+        now,
+    )
+    .await?;
+    Ok(first_admin)
+}
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,7 +168,7 @@ pub async fn run(settings: Settings) -> AppResult<()> {
     } else {
         None
     };
-    let prepared = startup::prepare(settings, clock).await?;
+    let prepared = prepare(settings, clock).await?;
     let state = prepared.state;
     let shutdown = shutdown_signal()?;
     announce_admin(&state, &prepared.first_admin);
@@ -47,7 +180,7 @@ pub async fn run(settings: Settings) -> AppResult<()> {
         })?;
     let local = listener.local_addr()?;
     let mut chores = spawn_chores(&state);
-    chores.push(crate::engine::spawn(state.clone()));
+    chores.push(crate::engine::spawn(state.engine_context()));
     let app = crate::app(state.clone());
     let result = match https_cert {
         Some(cert) => {
@@ -139,7 +272,7 @@ fn spawn_chores(state: &AppState) -> Vec<JoinHandle<()>> {
         })
     };
     let sweep = {
-        let store = startup::session_store(&state.pool);
+        let store = store::session_store(&state.pool);
         tokio::spawn(async move {
             use tower_sessions::session_store::ExpiredDeletion;
             if let Err(e) = store

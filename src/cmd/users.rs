@@ -1,57 +1,11 @@
-//! Administration commands run from the shell against the data directory,
-//! with or without a running service (SQLite WAL lets both work at once).
+//! `users import|export`: Bulk Administration from the shell, against the
+//! data directory, with or without a running service (SQLite WAL lets both
+//! work at once).
 
-use std::io::BufRead;
 use std::path::Path;
 
-use secrecy::SecretString;
-
-use crate::domain::user::{NewPassword, throttle_key};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::store;
-
-/// `admin set-password USER [--stdin]`: resets the password, ends the user's
-/// sessions and lifts any sign-in lockout on that ID.
-pub async fn set_password(data_dir: &Path, user_id: &str, from_stdin: bool) -> AppResult<()> {
-    let db = data_dir.join("presence-gateway.db");
-    if !db.exists() {
-        return Err(AppError::Config(format!(
-            "no database at {}: start the service once, or pass --data-dir",
-            db.display()
-        )));
-    }
-    let pool = store::open(&db).await?;
-    let user = store::users::find_by_user_id(&pool, user_id)
-        .await?
-        .ok_or_else(|| AppError::Config(format!("no user with the User ID {user_id:?}")))?;
-    let (password, must_change) = if from_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        let line = line.trim_end_matches(['\r', '\n']);
-        let password = NewPassword::parse(line, line).map_err(AppError::Config)?;
-        (password.expose().to_owned(), false)
-    } else {
-        (crate::password::generate(), true)
-    };
-    let hash = crate::password::hash(SecretString::from(password.clone())).await?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    store::users::set_password(&pool, user.id, &hash, must_change, now).await?;
-    store::throttle::clear(&pool, &throttle_key(&user.user_id)).await?;
-    if must_change {
-        println!(
-            "The password of {} is now {password}; it must be changed at the next sign-in. \
-             Their sessions have ended.",
-            user.user_id
-        );
-    } else {
-        println!(
-            "The password of {} has been set. Their sessions have ended.",
-            user.user_id
-        );
-    }
-    pool.close().await;
-    Ok(())
-}
 
 /// Exit statuses of `users`: done, rows in error, usage error.
 const USERS_OK: u8 = 0;
@@ -61,7 +15,7 @@ const USERS_USAGE: u8 = 2;
 /// `users import FILE [--dry-run]` and `users export [--output FILE]`
 /// (US-4): the same checks and the same one transaction as the console's
 /// Bulk Administration page. Returns the exit status.
-pub async fn users(data_dir: &Path, command: &crate::cli::UsersCommand) -> u8 {
+pub async fn run(data_dir: &Path, command: &crate::cli::UsersCommand) -> u8 {
     use crate::cli::UsersCommand;
     let db = data_dir.join("presence-gateway.db");
     if !db.exists() {

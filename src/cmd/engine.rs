@@ -123,7 +123,7 @@ fn status_line(node: &NodeEngine, generation: i64, now: i64) -> String {
             .as_deref()
             .map(|r| format!(" ({r})"))
             .unwrap_or_default(),
-        crate::web::shell::format_time(node.engine_since),
+        crate::clock::format_time(node.engine_since),
         node.engine_generation
     );
     if !node.activated {

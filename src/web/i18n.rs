@@ -13,10 +13,22 @@ use crate::domain::locale::DEFAULT;
 
 /// Every translation shipped, English (the reference) first.
 const SOURCES: &[(&str, &str)] = &[
-    (DEFAULT, include_str!("../locales/en-US/user-options.ftl")),
-    ("de-DE", include_str!("../locales/de-DE/user-options.ftl")),
-    ("fr-FR", include_str!("../locales/fr-FR/user-options.ftl")),
-    ("ja-JP", include_str!("../locales/ja-JP/user-options.ftl")),
+    (
+        DEFAULT,
+        include_str!("../../locales/en-US/user-options.ftl"),
+    ),
+    (
+        "de-DE",
+        include_str!("../../locales/de-DE/user-options.ftl"),
+    ),
+    (
+        "fr-FR",
+        include_str!("../../locales/fr-FR/user-options.ftl"),
+    ),
+    (
+        "ja-JP",
+        include_str!("../../locales/ja-JP/user-options.ftl"),
+    ),
 ];
 
 struct Translation {

@@ -1,5 +1,10 @@
-//! Files in the data directory that only the service account may read: the
-//! secrets key (SY-4) and the initial administrator password (SY-1).
+//! Secrets: files in the data directory that only the service account may
+//! read (the secrets key, SY-4, and the initial administrator password,
+//! SY-1), sealing with that key (`cipher`) and password hashing
+//! (`password`).
+
+pub mod cipher;
+pub mod password;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
