@@ -1,10 +1,6 @@
-//! The Troubleshooter panel (SPEC section 2, TS-6): the seven checks run on
-//! demand against a gateway's stored configuration — never the one the
-//! running engine loaded — their headline stored as the gateway's last
-//! verdict (GW-1). Checking all gateways runs them concurrently, so the
-//! whole takes about as long as the slowest.
-
-use std::time::Duration;
+//! The Troubleshooter panel (SPEC section 2, TS-6): shows the seven checks
+//! that `troubleshoot::stored` runs on demand against a gateway's stored
+//! configuration.
 
 use askama::Template;
 use axum::Router;
@@ -13,15 +9,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use axum_messages::Messages;
-use secrecy::SecretString;
 
-use crate::domain::gateway::{GatewayKind, ServerLocation};
-use crate::domain::params::ExchangeAuth;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::state::AppState;
-use crate::store;
 use crate::store::gateways::GatewayRow;
-use crate::troubleshoot::{self, AuthMode, Credentials, Report, Status, Target};
+use crate::troubleshoot::stored::{self, Scope};
+use crate::troubleshoot::{Report, Status};
 
 use super::paths;
 use super::session::Admin;
@@ -132,132 +125,32 @@ fn view(report: &Report, now: i64) -> PanelView {
     }
 }
 
-/// The checks' target from the stored configuration: the gateway, the
-/// shared credentials (decrypted only here), the trust store.
-async fn target_for(state: &AppState, gateway: &GatewayRow) -> AppResult<Target> {
-    let stored = Stored::read(state).await?;
-    stored.target(state, gateway)
-}
-
-/// What every gateway's checks share, read once per run: the trust store
-/// and the credentials of each kind (decrypted only here).
-struct Stored {
-    trust: Vec<rustls::pki_types::CertificateDer<'static>>,
-    ews: Option<Credentials>,
-    webdav: Option<Credentials>,
-    /// SY-2: without DNS on this server, gateways must be IP addresses.
-    dns_configured: bool,
-    /// Test mailboxes' users' locales, for the WebDAV calendar folder.
-    mailbox_locales: std::collections::HashMap<String, String>,
-    /// This node's Exchange Timeout and Exchange Server Authentication
-    /// parameters (TS-1, TS-5).
-    timeout: Duration,
-    auth: AuthMode,
-}
-
-impl Stored {
-    async fn read(state: &AppState) -> AppResult<Stored> {
-        let params = {
-            let mut conn = state.pool.acquire().await?;
-            store::params::load(&mut conn, &state.settings.node_name).await?
-        };
-        Ok(Stored {
-            trust: store::trust::anchors(&state.pool).await?,
-            ews: credentials(state, GatewayKind::Ews).await?,
-            webdav: credentials(state, GatewayKind::WebDav).await?,
-            dns_configured: store::engine::dns_configured(&state.pool, &state.settings.node_name)
-                .await?,
-            mailbox_locales: store::users::test_mailbox_locales(&state.pool).await?,
-            timeout: Duration::from_secs(u64::from(params.exchange_timeout_seconds)),
-            auth: match params.exchange_auth {
-                ExchangeAuth::Auto => AuthMode::Auto,
-                ExchangeAuth::BasicOnly => AuthMode::Basic,
-            },
-        })
-    }
-
-    fn target(&self, state: &AppState, gateway: &GatewayRow) -> AppResult<Target> {
-        let kind = gateway.kind();
-        let host = ServerLocation::parse(&gateway.server).map_err(|e| {
-            AppError::Internal(anyhow::anyhow!("stored server location unreadable: {e}"))
-        })?;
-        Ok(Target {
-            kind,
-            host,
-            port: u16::try_from(gateway.port).unwrap_or(443),
-            connect: None,
-            dns_configured: self.dns_configured,
-            trust: self.trust.clone(),
-            credentials: match kind {
-                GatewayKind::Ews => self.ews.clone(),
-                GatewayKind::WebDav => self.webdav.clone(),
-            },
-            mailbox: gateway.test_mailbox.clone(),
-            // LO-3: a WebDAV mailbox's calendar folder is named in its
-            // user's locale.
-            calendar_folder: gateway
-                .test_mailbox
-                .as_deref()
-                .and_then(|m| self.mailbox_locales.get(&m.to_lowercase()))
-                .map_or(troubleshoot::DEFAULT_CALENDAR_FOLDER, |tag| {
-                    crate::exchange::webdav::calendar_folder(tag)
-                })
-                .to_owned(),
-            auth: self.auth,
-            timeout: self.timeout,
-            now: state.now(),
-        })
+/// This node's scope for a stored run.
+fn scope(state: &AppState) -> Scope<'_> {
+    Scope {
+        pool: &state.pool,
+        cipher: &state.cipher,
+        node: &state.settings.node_name,
+        now: state.now(),
     }
 }
 
-async fn credentials(state: &AppState, kind: GatewayKind) -> AppResult<Option<Credentials>> {
-    let Some(stored) = store::gateways::credentials(&state.pool, kind).await? else {
-        return Ok(None);
-    };
-    let password = state
-        .cipher
-        .open_password(&stored.password_nonce, &stored.password_ciphertext)?;
-    Ok(Some(Credentials {
-        account: stored.account_name,
-        password: SecretString::from(password),
-    }))
-}
-
-/// Runs the checks on one gateway and stores the headline as its verdict.
+/// Runs the checks on one gateway as stored; the headline becomes its
+/// verdict.
 pub async fn run_one(state: &AppState, gateway: &GatewayRow) -> AppResult<PanelView> {
-    let target = target_for(state, gateway).await?;
-    let report = troubleshoot::run(&target).await;
-    let now = state.now();
-    store::gateways::set_verdict(&state.pool, gateway.id, &report.verdict, now).await?;
-    Ok(view(&report, now))
+    let scope = scope(state);
+    let report = stored::run_one(&scope, gateway).await?;
+    Ok(view(&report, scope.now))
 }
 
-/// Runs the checks on every gateway at once (TS-6); each run is bounded by
-/// its own deadline (four Exchange Timeouts), so the whole is too.
+/// Runs the checks on every gateway at once (TS-6).
 pub async fn run_all(state: &AppState) -> AppResult<Vec<(GatewayRow, PanelView)>> {
-    let gateways = store::gateways::list(&state.pool, None).await?;
-    let stored = Stored::read(state).await?;
-    let targets = gateways
-        .iter()
-        .map(|g| stored.target(state, g))
-        .collect::<AppResult<Vec<_>>>()?;
-    let mut runs = tokio::task::JoinSet::new();
-    for (i, target) in targets.into_iter().enumerate() {
-        runs.spawn(async move { (i, troubleshoot::run(&target).await) });
-    }
-    let mut reports: Vec<Option<Report>> = vec![None; gateways.len()];
-    while let Some(done) = runs.join_next().await {
-        let (i, report) = done.map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
-        reports[i] = Some(report);
-    }
-    let now = state.now();
-    let mut results = Vec::with_capacity(gateways.len());
-    for (gateway, report) in gateways.into_iter().zip(reports) {
-        let Some(report) = report else { continue };
-        store::gateways::set_verdict(&state.pool, gateway.id, &report.verdict, now).await?;
-        results.push((gateway, view(&report, now)));
-    }
-    Ok(results)
+    let scope = scope(state);
+    Ok(stored::run_all(&scope)
+        .await?
+        .into_iter()
+        .map(|(g, report)| (g, view(&report, scope.now)))
+        .collect())
 }
 
 pub struct GatewayResult {
