@@ -4,18 +4,18 @@
 
 use axum::http::StatusCode;
 
+use crate::domain::refusal::Refusal;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("not found")]
     NotFound,
     #[error("forbidden")]
     Forbidden,
-    /// A rule refused the input; the page shows `message` beside `field`.
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    /// A rule the store checks refused the write; `web` words it beside
+    /// its field.
+    #[error("refused: {0:?}")]
+    Refused(Refusal),
     #[error("database error")]
     Db(#[from] sqlx::Error),
     #[error("database migration error")]
@@ -35,21 +35,18 @@ pub enum AppError {
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        AppError::Invalid {
-            field,
-            message: message.into(),
-        }
+    pub fn refused(refusal: impl Into<Refusal>) -> Self {
+        AppError::Refused(refusal.into())
     }
 
     /// Turns a unique-index violation on `constraint` (as SQLite names it,
-    /// `table.column`) into a message beside `field`; other errors pass.
-    pub fn on_constraint(self, constraint: &str, field: &'static str, message: &str) -> Self {
+    /// `table.column`) into `refusal`; other errors pass.
+    pub fn on_constraint(self, constraint: &str, refusal: impl Into<Refusal>) -> Self {
         match &self {
             AppError::Db(sqlx::Error::Database(db))
                 if db.is_unique_violation() && db.message().contains(constraint) =>
             {
-                AppError::invalid(field, message)
+                AppError::refused(refusal)
             }
             _ => self,
         }
@@ -61,7 +58,7 @@ impl AppError {
         match self {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Forbidden => StatusCode::FORBIDDEN,
-            AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

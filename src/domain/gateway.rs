@@ -51,22 +51,42 @@ impl GatewayKind {
 
 /// GW-3: either one WebDAV gateway or any number of EWS gateways, never both.
 /// `existing` holds the kinds of the gateways there are now.
-pub fn may_add(kind: GatewayKind, existing: &[GatewayKind]) -> Result<(), String> {
+pub fn may_add(kind: GatewayKind, existing: &[GatewayKind]) -> Result<(), Mix> {
     match kind {
-        GatewayKind::WebDav if !existing.is_empty() => Err(format!(
-            "A WebDAV gateway must be the only gateway, and {} already exist{}. Delete {} first, \
-             or change the type of a single gateway in place.",
-            super::count(existing.len() as i64, "gateway"),
-            if existing.len() == 1 { "s" } else { "" },
-            if existing.len() == 1 { "it" } else { "them" },
-        )),
-        GatewayKind::Ews if existing.contains(&GatewayKind::WebDav) => Err(
-            "An EWS gateway cannot be added while a WebDAV gateway exists: WebDAV and EWS \
-             gateways cannot be mixed. Delete the WebDAV gateway first, or change its type to \
-             EWS."
-                .to_owned(),
-        ),
+        GatewayKind::WebDav if !existing.is_empty() => Err(Mix::WebDavNotAlone {
+            existing: existing.len(),
+        }),
+        GatewayKind::Ews if existing.contains(&GatewayKind::WebDav) => Err(Mix::EwsBesideWebDav),
         _ => Ok(()),
+    }
+}
+
+/// Why a gateway of a kind cannot be added (GW-3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mix {
+    /// A WebDAV gateway must be the only one; these exist.
+    WebDavNotAlone { existing: usize },
+    /// EWS cannot be added beside WebDAV.
+    EwsBesideWebDav,
+}
+
+impl fmt::Display for Mix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Mix::WebDavNotAlone { existing } => write!(
+                f,
+                "A WebDAV gateway must be the only gateway, and {} already exist{}. Delete {} \
+                 first, or change the type of a single gateway in place.",
+                super::count(existing as i64, "gateway"),
+                if existing == 1 { "s" } else { "" },
+                if existing == 1 { "it" } else { "them" },
+            ),
+            Mix::EwsBesideWebDav => f.write_str(
+                "An EWS gateway cannot be added while a WebDAV gateway exists: WebDAV and EWS \
+                 gateways cannot be mixed. Delete the WebDAV gateway first, or change its type \
+                 to EWS.",
+            ),
+        }
     }
 }
 
@@ -411,10 +431,10 @@ mod tests {
         assert!(may_add(WebDav, &[]).is_ok());
         assert!(may_add(Ews, &[]).is_ok());
         assert!(may_add(Ews, &[Ews, Ews]).is_ok());
-        let err = may_add(WebDav, &[Ews]).unwrap_err();
+        let err = may_add(WebDav, &[Ews]).unwrap_err().to_string();
         assert!(err.contains("must be the only gateway"), "{err}");
         assert!(may_add(WebDav, &[WebDav]).is_err());
-        let err = may_add(Ews, &[WebDav]).unwrap_err();
+        let err = may_add(Ews, &[WebDav]).unwrap_err().to_string();
         assert!(err.contains("cannot be mixed"), "{err}");
     }
 

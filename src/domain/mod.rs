@@ -5,6 +5,7 @@ pub mod gateway;
 pub mod locale;
 pub mod names;
 pub mod params;
+pub mod refusal;
 pub mod user;
 
 /// "1 gateway", "2 gateways": a count with its noun, for messages.

@@ -68,8 +68,8 @@ async fn known(conn: &mut SqliteConnection) -> AppResult<Known> {
         .collect();
     let mut locale_reasons = HashMap::new();
     for locale in CATALOGUE.iter().filter(|l| !usable_locales.contains(l.tag)) {
-        if let Some(reason) = locales::unusable_reason(&mut *conn, locale).await? {
-            locale_reasons.insert(locale.tag, reason);
+        if let Some(refusal) = locales::unusable(&mut *conn, locale).await? {
+            locale_reasons.insert(locale.tag, refusal.to_string());
         }
     }
     let rows = sqlx::query_as::<_, UserState>(
@@ -408,8 +408,8 @@ pub async fn sync_locales(
     now: i64,
 ) -> AppResult<Result<Synced, String>> {
     let mut tx = super::begin_write(pool).await?;
-    if let Some(reason) = locales::unusable_reason(&mut tx, locale).await? {
-        return Ok(Err(reason));
+    if let Some(refusal) = locales::unusable(&mut tx, locale).await? {
+        return Ok(Err(refusal.to_string()));
     }
     let (changed, total, target) = match chosen {
         Chosen::Users(ids) => {

@@ -9,6 +9,7 @@ use sqlx::{FromRow, SqliteConnection, SqlitePool};
 use crate::domain::gateway::{
     AccountName, Description, GatewayKind, Mailbox, Port, ServerLocation, may_add,
 };
+use crate::domain::refusal::GatewayRefusal;
 use crate::error::{AppError, AppResult};
 use crate::secrets::cipher::Sealed;
 
@@ -169,10 +170,7 @@ async fn save_credentials(
 ) -> AppResult<bool> {
     let stored = credentials_in(conn, kind).await?;
     match (&stored, password) {
-        (None, None) => Err(AppError::invalid(
-            "password",
-            "Enter the account password, and again to confirm it.",
-        )),
+        (None, None) => Err(AppError::refused(GatewayRefusal::PasswordMissing)),
         (None, Some(sealed)) => {
             sqlx::query(
                 "INSERT INTO exchange_credentials
@@ -256,11 +254,7 @@ pub async fn count(pool: &SqlitePool) -> AppResult<i64> {
 }
 
 fn duplicate_description(e: AppError) -> AppError {
-    e.on_constraint(
-        "gateways.description",
-        "description",
-        "Another gateway already has this description: descriptions tell gateways apart.",
-    )
+    e.on_constraint("gateways.description", GatewayRefusal::DescriptionTaken)
 }
 
 /// Add New (GW-2..GW-4, GW-7).
@@ -272,7 +266,7 @@ pub async fn create(
 ) -> AppResult<Saved> {
     let mut tx = begin_write(pool).await?;
     let existing = kinds_in(&mut tx).await?;
-    may_add(input.kind, &existing).map_err(|m| AppError::invalid("kind", m))?;
+    may_add(input.kind, &existing).map_err(|mix| AppError::refused(GatewayRefusal::Mix(mix)))?;
     let credentials_changed = save_credentials(
         &mut tx,
         input.kind,
@@ -335,10 +329,7 @@ pub async fn update(
     let mut tx = begin_write(pool).await?;
     let before = find_in(&mut tx, id).await?.ok_or(AppError::NotFound)?;
     if before.kind() != input.kind {
-        return Err(AppError::invalid(
-            "kind",
-            "The type is changed with Change Type, not by editing.",
-        ));
+        return Err(AppError::refused(GatewayRefusal::TypeChangedByEdit));
     }
     let before_account = credentials_in(&mut tx, input.kind)
         .await?
@@ -488,13 +479,9 @@ pub async fn change_type(
         .fetch_one(&mut *tx)
         .await?;
     if total != 1 {
-        return Err(AppError::invalid(
-            "kind",
-            format!(
-                "The type can only be changed while this is the only gateway; there are {total}. \
-                 Delete the others first."
-            ),
-        ));
+        return Err(AppError::refused(GatewayRefusal::TypeChangeNotAlone {
+            total,
+        }));
     }
     let from = gateway.kind();
     let to = from.other();
@@ -513,10 +500,7 @@ pub async fn change_type(
             ciphertext: stored.password_ciphertext,
         },
         (None, None) => {
-            return Err(AppError::invalid(
-                "password",
-                "Enter the account password, and again to confirm it.",
-            ));
+            return Err(AppError::refused(GatewayRefusal::PasswordMissing));
         }
     };
     save_credentials(&mut tx, to, account, Some(&password), now).await?;

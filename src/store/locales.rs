@@ -4,6 +4,7 @@
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::domain::locale::{CATALOGUE, DEFAULT, Locale};
+use crate::domain::refusal::LocaleRefusal;
 use crate::error::{AppError, AppResult};
 
 /// The tags installed on one node, the built-in locale first.
@@ -36,10 +37,10 @@ pub async fn usable(conn: &mut SqliteConnection) -> AppResult<Vec<Locale>> {
 
 /// Why a catalogue locale cannot be chosen for a user, naming the nodes that
 /// lack it; None when it can.
-pub async fn unusable_reason(
+pub async fn unusable(
     conn: &mut SqliteConnection,
     locale: &Locale,
-) -> AppResult<Option<String>> {
+) -> AppResult<Option<LocaleRefusal>> {
     if locale.is_builtin() {
         return Ok(None);
     }
@@ -51,14 +52,12 @@ pub async fn unusable_reason(
     .bind(locale.tag)
     .fetch_all(conn)
     .await?;
-    Ok((!missing.is_empty()).then(|| {
-        format!(
-            "{} is not installed on {}: install it on every node first (System > Locale \
-             Installation).",
-            locale.label(),
-            missing.join(", ")
-        )
-    }))
+    Ok(
+        (!missing.is_empty()).then_some(LocaleRefusal::NotOnEveryNode {
+            locale: *locale,
+            missing,
+        }),
+    )
 }
 
 /// Every (node, locale) installation, for the cluster view.
@@ -83,24 +82,18 @@ pub async fn users_per_locale(pool: &SqlitePool) -> AppResult<Vec<(String, i64)>
 /// The node must be registered; English is built in and never has rows.
 async fn check_target(conn: &mut SqliteConnection, node: &str, locale: &Locale) -> AppResult<()> {
     if locale.is_builtin() {
-        return Err(AppError::invalid(
-            "locale",
-            format!(
-                "{} is built in: it is installed on every node and cannot be installed or \
-                 uninstalled.",
-                locale.label()
-            ),
-        ));
+        return Err(AppError::refused(LocaleRefusal::BuiltIn {
+            locale: *locale,
+        }));
     }
     let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE name = ?1")
         .bind(node)
         .fetch_optional(&mut *conn)
         .await?;
     if known.is_none() {
-        return Err(AppError::invalid(
-            "node",
-            format!("No node named {node} is registered."),
-        ));
+        return Err(AppError::refused(LocaleRefusal::UnknownNode {
+            node: node.to_owned(),
+        }));
     }
     Ok(())
 }
@@ -128,10 +121,10 @@ pub async fn install(
     let mut tx = super::begin_write(pool).await?;
     check_target(&mut tx, node, locale).await?;
     if is_installed(&mut tx, node, locale).await? {
-        return Err(AppError::invalid(
-            "locale",
-            format!("{} is already installed on {node}.", locale.label()),
-        ));
+        return Err(AppError::refused(LocaleRefusal::AlreadyInstalled {
+            locale: *locale,
+            node: node.to_owned(),
+        }));
     }
     sqlx::query(
         "INSERT INTO node_locales (node, locale, installed_at, installed_by)
@@ -170,25 +163,20 @@ pub async fn uninstall(
     let mut tx = super::begin_write(pool).await?;
     check_target(&mut tx, node, locale).await?;
     if !is_installed(&mut tx, node, locale).await? {
-        return Err(AppError::invalid(
-            "locale",
-            format!("{} is not installed on {node}.", locale.label()),
-        ));
+        return Err(AppError::refused(LocaleRefusal::NotInstalled {
+            locale: *locale,
+            node: node.to_owned(),
+        }));
     }
     let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE locale = ?1")
         .bind(locale.tag)
         .fetch_one(&mut *tx)
         .await?;
     if users > 0 {
-        return Err(AppError::invalid(
-            "locale",
-            format!(
-                "{} is the User Locale of {}: a user locale must stay installed on every node. \
-                 Give those users another locale first.",
-                locale.label(),
-                crate::domain::count(users, "user")
-            ),
-        ));
+        return Err(AppError::refused(LocaleRefusal::InUse {
+            locale: *locale,
+            users,
+        }));
     }
     sqlx::query("DELETE FROM node_locales WHERE node = ?1 AND locale = ?2")
         .bind(node)

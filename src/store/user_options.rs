@@ -6,6 +6,7 @@ use sqlx::{FromRow, SqlitePool};
 
 use super::audit;
 use crate::domain::locale::Locale;
+use crate::domain::refusal::UserRefusal;
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Clone, FromRow)]
@@ -25,10 +26,6 @@ pub async fn load(pool: &SqlitePool, id: i64) -> AppResult<Option<Options>> {
     .await?)
 }
 
-/// The refusal while no gateway exists (US-2); the page words it in the
-/// user's language.
-pub const NO_GATEWAY: &str = "no presence gateway has been configured";
-
 /// Switches the user's calendar presence on or off (US-3). Users' switches
 /// apply live: no restart record. Refused while no gateway exists, checked
 /// inside the transaction so a gateway deleted meanwhile (GW-6) wins.
@@ -38,7 +35,7 @@ pub async fn set_calendar(pool: &SqlitePool, id: i64, on: bool, now: i64) -> App
         .fetch_one(&mut *tx)
         .await?;
     if gateways == 0 {
-        return Err(AppError::invalid("calendar", NO_GATEWAY));
+        return Err(AppError::refused(UserRefusal::NoGateway));
     }
     let user_id: Option<String> = sqlx::query_scalar(
         "UPDATE users SET calendar_enabled = ?2, updated_at = ?3 WHERE id = ?1
@@ -74,8 +71,8 @@ pub async fn set_calendar(pool: &SqlitePool, id: i64, on: bool, now: i64) -> App
 /// checked inside the transaction, so an uninstall meanwhile wins.
 pub async fn set_locale(pool: &SqlitePool, id: i64, locale: &Locale, now: i64) -> AppResult<()> {
     let mut tx = super::begin_write(pool).await?;
-    if let Some(reason) = super::locales::unusable_reason(&mut tx, locale).await? {
-        return Err(AppError::invalid("locale", reason));
+    if let Some(refusal) = super::locales::unusable(&mut tx, locale).await? {
+        return Err(AppError::refused(refusal));
     }
     let before: Option<(String, String)> =
         sqlx::query_as("SELECT user_id, locale FROM users WHERE id = ?1")

@@ -3,6 +3,7 @@
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
 use crate::domain::locale::Locale;
+use crate::domain::refusal::UserRefusal;
 use crate::domain::user::{Role, Search, SearchField, UserId};
 use crate::error::{AppError, AppResult};
 
@@ -422,11 +423,9 @@ impl EndUserRow {
     }
 }
 
-pub const DUPLICATE_USER_ID: &str = "A user with this User ID already exists.";
-
 /// The unique index on `users.user_id` refused the value: say so beside it.
 fn duplicate(error: AppError) -> AppError {
-    error.on_constraint("users.user_id", "user_id", DUPLICATE_USER_ID)
+    error.on_constraint("users.user_id", UserRefusal::UserIdTaken)
 }
 
 /// The rules that depend on the database, checked inside the write
@@ -439,14 +438,13 @@ async fn check_placement(conn: &mut SqliteConnection, input: &EndUserInput) -> A
             .fetch_optional(&mut *conn)
             .await?;
         if known.is_none() {
-            return Err(AppError::invalid(
-                "node",
-                format!("There is no cluster node named {node:?}: choose one from the list."),
-            ));
+            return Err(AppError::refused(UserRefusal::UnknownNode {
+                node: node.clone(),
+            }));
         }
     }
-    if let Some(reason) = super::locales::unusable_reason(conn, &input.locale).await? {
-        return Err(AppError::invalid("locale", reason));
+    if let Some(refusal) = super::locales::unusable(conn, &input.locale).await? {
+        return Err(AppError::refused(refusal));
     }
     Ok(())
 }
@@ -695,11 +693,6 @@ pub async fn create_admin(
     Ok(id)
 }
 
-pub const LAST_ADMIN: &str =
-    "This is the only administrator: create another before deleting this one.";
-pub const NOT_YOURSELF: &str =
-    "You cannot delete your own account: sign in as another administrator to do that.";
-
 /// Deletes an administrator, never the last one and never the one asking
 /// (`actor_id`). The count and the delete share one BEGIN IMMEDIATE
 /// transaction, so two administrators deleting each other at once cannot
@@ -721,13 +714,13 @@ pub async fn delete_admin(
     .await?
     .ok_or(AppError::NotFound)?;
     if id == actor_id {
-        return Err(AppError::invalid("form", NOT_YOURSELF));
+        return Err(AppError::refused(UserRefusal::DeleteSelf));
     }
     let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
         .fetch_one(&mut *tx)
         .await?;
     if admins <= 1 {
-        return Err(AppError::invalid("form", LAST_ADMIN));
+        return Err(AppError::refused(UserRefusal::LastAdmin));
     }
     sqlx::query("DELETE FROM users WHERE id = ?1")
         .bind(id)

@@ -13,6 +13,7 @@ use axum_messages::Messages;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::domain::refusal::UserRefusal;
 use crate::domain::user::{NewPassword, Role, UserId};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -152,7 +153,7 @@ async fn create(
                     ));
                     return Ok(Redirect::to(LIST).into_response());
                 }
-                Err(AppError::Invalid { message, .. }) => (Some(message), None),
+                Err(AppError::Refused(refusal)) => (Some(refusal.to_string()), None),
                 Err(other) => return Err(other),
             }
         }
@@ -189,10 +190,10 @@ async fn find(state: &AppState, id: i64) -> AppResult<AdminRow> {
 /// The refusal the store would give, shown before the administrator tries.
 async fn refusal(state: &AppState, user: &CurrentUser, id: i64) -> AppResult<Option<String>> {
     if id == user.row.id {
-        return Ok(Some(store::users::NOT_YOURSELF.to_owned()));
+        return Ok(Some(UserRefusal::DeleteSelf.to_string()));
     }
     if store::users::count_admins(&state.pool).await? <= 1 {
-        return Ok(Some(store::users::LAST_ADMIN.to_owned()));
+        return Ok(Some(UserRefusal::LastAdmin.to_string()));
     }
     Ok(None)
 }
@@ -231,7 +232,8 @@ async fn delete(
             ));
             Ok(Redirect::to(LIST).into_response())
         }
-        Err(AppError::Invalid { message, .. }) => {
+        Err(AppError::Refused(refusal)) => {
+            let message = refusal.to_string();
             let row = find(&state, id).await?;
             render(
                 StatusCode::UNPROCESSABLE_ENTITY,

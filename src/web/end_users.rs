@@ -205,8 +205,9 @@ impl FieldErrors {
     /// Places a refusal from the store beside its field.
     fn place(&mut self, error: AppError) -> AppResult<()> {
         match error {
-            AppError::Invalid { field, message } => {
-                let slot = match field {
+            AppError::Refused(refusal) => {
+                let message = refusal.to_string();
+                let slot = match super::refusals::field(&refusal) {
                     "user_id" => &mut self.user_id,
                     "node" => &mut self.node,
                     "locale" => &mut self.locale,
@@ -324,7 +325,9 @@ async fn form_view(state: &AppState, id: Option<i64>, values: Values<'_>) -> App
     if let Ok(current) = Locale::parse(values.locale)
         && !usable.contains(&current)
     {
-        locale_warning = store::locales::unusable_reason(&mut conn, &current).await?;
+        locale_warning = store::locales::unusable(&mut conn, &current)
+            .await?
+            .map(|refusal| refusal.to_string());
         locales.push(LocaleOption {
             tag: current.tag,
             label: format!("{} (not installed on every node)", current.label()),

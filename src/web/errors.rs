@@ -136,7 +136,9 @@ impl IntoResponse for crate::error::AppError {
             tracing::error!(error = %chain, "request failed");
         }
         match &self {
-            crate::error::AppError::Invalid { message, .. } => error_page(status, Some(message)),
+            crate::error::AppError::Refused(refusal) => {
+                error_page(status, Some(&refusal.to_string()))
+            }
             _ => error_page(status, None),
         }
     }

@@ -12,3 +12,57 @@ impl std::fmt::Debug for SecretField {
         f.write_str("[redacted]")
     }
 }
+
+/// Messages beside a form's fields, by field name (the input's `id`); the
+/// name `refusals::FORM` holds the message for the top of the form. One
+/// map for every form, so templates ask `errors.get("field")`.
+#[derive(Debug, Default, Clone)]
+pub struct FieldErrors(Vec<(&'static str, String)>);
+
+impl FieldErrors {
+    /// Sets the message beside `field`; a later message replaces it.
+    pub fn set(&mut self, field: &'static str, message: impl Into<String>) {
+        let message = message.into();
+        match self.0.iter_mut().find(|(f, _)| *f == field) {
+            Some(slot) => slot.1 = message,
+            None => self.0.push((field, message)),
+        }
+    }
+
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, m)| m.as_str())
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.get(field).is_some()
+    }
+
+    pub fn any(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    /// The message for the top of the form, if any.
+    pub fn form(&self) -> Option<&str> {
+        self.get(super::refusals::FORM)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_message_per_field() {
+        let mut errors = FieldErrors::default();
+        assert!(!errors.any());
+        errors.set("port", "Enter a port.");
+        errors.set("port", "Enter a port from 1 to 65535.");
+        errors.set(super::super::refusals::FORM, "Refused.");
+        assert_eq!(errors.get("port"), Some("Enter a port from 1 to 65535."));
+        assert!(errors.has("port") && !errors.has("server"));
+        assert_eq!(errors.form(), Some("Refused."));
+    }
+}

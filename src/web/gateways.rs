@@ -216,8 +216,9 @@ impl FieldErrors {
     /// Places a refusal from the store beside its field.
     fn place(&mut self, error: AppError) -> Result<(), AppError> {
         match error {
-            AppError::Invalid { field, message } => {
-                let slot = match field {
+            AppError::Refused(refusal) => {
+                let message = refusal.to_string();
+                let slot = match super::refusals::field(&refusal) {
                     "description" => &mut self.description,
                     "server" => &mut self.server,
                     "account_name" => &mut self.account_name,
@@ -507,7 +508,14 @@ async fn new(
     };
     let existing = store::gateways::kinds(&state.pool).await?;
     if let Err(refusal) = may_add(kind, &existing) {
-        return choose_type(&state, &user, messages, Some(kind), Some(refusal)).await;
+        return choose_type(
+            &state,
+            &user,
+            messages,
+            Some(kind),
+            Some(refusal.to_string()),
+        )
+        .await;
     }
     let form = new_form(&state, kind).await?;
     let heading = format!("Add New Presence Gateway: {}", kind.label());
@@ -879,10 +887,10 @@ async fn change_type(
                 ));
                 return Ok(Redirect::to(&format!("{LIST}/{id}")).into_response());
             }
-            Err(AppError::Invalid { field, message }) => match field {
-                "password" => page.password_error = Some(message),
-                "account_name" => page.account_error = Some(message),
-                _ => page.form_error = Some(message),
+            Err(AppError::Refused(refusal)) => match super::refusals::field(&refusal) {
+                "password" => page.password_error = Some(refusal.to_string()),
+                "account_name" => page.account_error = Some(refusal.to_string()),
+                _ => page.form_error = Some(refusal.to_string()),
             },
             Err(other) => return Err(other),
         }

@@ -217,8 +217,9 @@ async fn change(
             ));
             Ok(Redirect::to(PAGE).into_response())
         }
-        Err(AppError::Invalid { field, message }) => {
-            match field {
+        Err(AppError::Refused(refusal)) => {
+            let message = refusal.to_string();
+            match super::refusals::field(&refusal) {
                 "node" => errors.node = Some(message),
                 "locale" => errors.locale = Some(message),
                 _ => errors.form = Some(message),

@@ -20,6 +20,7 @@ pub mod locales;
 pub mod middleware;
 pub mod params;
 pub mod paths;
+pub mod refusals;
 pub mod session;
 pub mod shell;
 pub mod troubleshooter;

@@ -16,6 +16,7 @@ use axum_messages::Messages;
 use serde::Deserialize;
 
 use crate::domain::locale::Locale;
+use crate::domain::refusal::{Refusal, UserRefusal};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store;
@@ -230,8 +231,8 @@ async fn save_calendar(
             let _ = messages.success(tr(lang, id, &[]));
             Ok(Redirect::to(PAGE).into_response())
         }
-        Err(AppError::Invalid { .. }) => {
-            // The store's one refusal: no gateway (US-2).
+        Err(AppError::Refused(Refusal::User(UserRefusal::NoGateway))) => {
+            // No gateway (US-2), in the user's language.
             let view = View::load(&state, &user).await?;
             let error = tr(lang, "calendar-unavailable", &[]);
             refuse(&state, &user, messages, view, Some(error), None).await
@@ -268,10 +269,10 @@ async fn save_locale(
             let _ = messages.success(tr(new_lang, "locale-saved", &[("locale", &label)]));
             Ok(Redirect::to(PAGE).into_response())
         }
-        Err(AppError::Invalid { message, .. }) => {
+        Err(AppError::Refused(refusal)) => {
             // The store names the nodes that lack it: that is for the log
             // and the administrator; the user is told to ask one.
-            tracing::info!(locale = locale.tag, reason = %message, "user locale refused");
+            tracing::info!(locale = locale.tag, reason = %refusal, "user locale refused");
             let label = locale.label();
             let error = tr(lang, "locale-not-installed", &[("locale", &label)]);
             refuse(&state, &user, messages, view, None, Some(error)).await

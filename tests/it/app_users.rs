@@ -2,6 +2,7 @@
 //! administrators, created with a first password to change, deleted never
 //! down to none nor by themselves, passwords set with sessions ended.
 
+use presence_gateway::domain::refusal::{Refusal, UserRefusal};
 use presence_gateway::store;
 
 use crate::support::{ADMIN, TestApp, location};
@@ -253,12 +254,12 @@ async fn delete_never_the_last_administrator_nor_yourself() {
         .get_text(&format!("/users/application-users/{me}/delete"))
         .await;
     assert_eq!(status, 200);
-    assert!(page.contains(store::users::NOT_YOURSELF));
+    assert!(page.contains(&UserRefusal::DeleteSelf.to_string()));
     assert!(!page.contains("class=\"danger\""));
     let (status, page) =
         post_text(&app, &format!("/users/application-users/{me}/delete"), &[]).await;
     assert_eq!(status, 422);
-    assert!(page.contains(store::users::NOT_YOURSELF));
+    assert!(page.contains(&UserRefusal::DeleteSelf.to_string()));
 
     // Another administrator, signed in elsewhere: deleted with confirmation,
     // and their session ends.
@@ -287,8 +288,12 @@ async fn delete_never_the_last_administrator_nor_yourself() {
     // the same transaction as the delete).
     let refused = store::users::delete_admin(&app.state.pool, me, -1, "someone", 0).await;
     assert!(
-        matches!(&refused, Err(presence_gateway::error::AppError::Invalid { message, .. })
-            if message == store::users::LAST_ADMIN),
+        matches!(
+            &refused,
+            Err(presence_gateway::error::AppError::Refused(Refusal::User(
+                UserRefusal::LastAdmin
+            )))
+        ),
         "{refused:?}"
     );
     assert_eq!(

@@ -1,0 +1,185 @@
+//! Why a write was refused by a rule the store checks inside its
+//! transaction: one enum per aggregate, holding the facts of the refusal,
+//! never a form field's name or a sentence. `web/` words each one and
+//! places it beside its field, in one place (`web::refusals`).
+
+use std::fmt;
+
+use super::gateway::Mix;
+use super::locale::Locale;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Gateway(GatewayRefusal),
+    User(UserRefusal),
+    Locale(LocaleRefusal),
+}
+
+/// Presence gateways (GW-2..GW-7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayRefusal {
+    /// GW-3: WebDAV and EWS gateways cannot be mixed.
+    Mix(Mix),
+    /// No password typed and none stored for this kind yet.
+    PasswordMissing,
+    /// Another gateway has this description.
+    DescriptionTaken,
+    /// Editing tried to change the type (Change Type does that).
+    TypeChangedByEdit,
+    /// Change Type needs the gateway to be the only one.
+    TypeChangeNotAlone { total: i64 },
+}
+
+/// Users: end users, administrators, their switches and placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRefusal {
+    /// Another user has this User ID.
+    UserIdTaken,
+    /// No cluster node has this name.
+    UnknownNode { node: String },
+    /// An administrator cannot delete their own account.
+    DeleteSelf,
+    /// The only administrator cannot be deleted.
+    LastAdmin,
+    /// Calendar presence needs a presence gateway (US-2).
+    NoGateway,
+}
+
+/// Locales installed per node (LO-1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocaleRefusal {
+    /// English is built in: never installed or uninstalled.
+    BuiltIn {
+        locale: Locale,
+    },
+    UnknownNode {
+        node: String,
+    },
+    AlreadyInstalled {
+        locale: Locale,
+        node: String,
+    },
+    NotInstalled {
+        locale: Locale,
+        node: String,
+    },
+    /// Uninstalling a locale that users have.
+    InUse {
+        locale: Locale,
+        users: i64,
+    },
+    /// A user locale must be installed on every node; these lack it.
+    NotOnEveryNode {
+        locale: Locale,
+        missing: Vec<String>,
+    },
+}
+
+impl From<GatewayRefusal> for Refusal {
+    fn from(r: GatewayRefusal) -> Refusal {
+        Refusal::Gateway(r)
+    }
+}
+
+impl From<UserRefusal> for Refusal {
+    fn from(r: UserRefusal) -> Refusal {
+        Refusal::User(r)
+    }
+}
+
+impl From<LocaleRefusal> for Refusal {
+    fn from(r: LocaleRefusal) -> Refusal {
+        Refusal::Locale(r)
+    }
+}
+
+// The wording of each rule, for whoever shows it (web pages, bulk reports,
+// the shell).
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Gateway(r) => r.fmt(f),
+            Refusal::User(r) => r.fmt(f),
+            Refusal::Locale(r) => r.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for GatewayRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GatewayRefusal::Mix(mix) => mix.fmt(f),
+            GatewayRefusal::PasswordMissing => {
+                f.write_str("Enter the account password, and again to confirm it.")
+            }
+            GatewayRefusal::DescriptionTaken => f.write_str(
+                "Another gateway already has this description: descriptions tell gateways apart.",
+            ),
+            GatewayRefusal::TypeChangedByEdit => {
+                f.write_str("The type is changed with Change Type, not by editing.")
+            }
+            GatewayRefusal::TypeChangeNotAlone { total } => write!(
+                f,
+                "The type can only be changed while this is the only gateway; there are \
+                 {total}. Delete the others first."
+            ),
+        }
+    }
+}
+
+impl fmt::Display for UserRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserRefusal::UserIdTaken => f.write_str("A user with this User ID already exists."),
+            UserRefusal::UnknownNode { node } => write!(
+                f,
+                "There is no cluster node named {node:?}: choose one from the list."
+            ),
+            UserRefusal::DeleteSelf => f.write_str(
+                "You cannot delete your own account: sign in as another administrator to do \
+                 that.",
+            ),
+            UserRefusal::LastAdmin => f.write_str(
+                "This is the only administrator: create another before deleting this one.",
+            ),
+            UserRefusal::NoGateway => f.write_str("no presence gateway has been configured"),
+        }
+    }
+}
+
+impl fmt::Display for LocaleRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LocaleRefusal::BuiltIn { locale } => write!(
+                f,
+                "{} is built in: it is installed on every node and cannot be installed or \
+                 uninstalled.",
+                locale.label()
+            ),
+            LocaleRefusal::UnknownNode { node } => {
+                write!(f, "No node named {node} is registered.")
+            }
+            LocaleRefusal::AlreadyInstalled { locale, node } => {
+                write!(f, "{} is already installed on {node}.", locale.label())
+            }
+            LocaleRefusal::NotInstalled { locale, node } => {
+                write!(f, "{} is not installed on {node}.", locale.label())
+            }
+            LocaleRefusal::InUse { locale, users } => write!(
+                f,
+                "{} is the User Locale of {}: a user locale must stay installed on every node. \
+                 Give those users another locale first.",
+                locale.label(),
+                super::count(*users, "user")
+            ),
+            LocaleRefusal::NotOnEveryNode { locale, missing } => write!(
+                f,
+                "{} is not installed on {}: install it on every node first (System > Locale \
+                 Installation).",
+                locale.label(),
+                missing.join(", ")
+            ),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The one place where the store's refusals meet the forms: which field
+//! each refusal belongs beside (`FORM` for the page's top), in the words of
+//! the rule it broke.
+
+use crate::domain::refusal::{GatewayRefusal, LocaleRefusal, Refusal, UserRefusal};
+
+/// The message at the top of a form, for refusals that belong to no field.
+pub const FORM: &str = "form";
+
+/// The field a refusal is shown beside.
+pub fn field(refusal: &Refusal) -> &'static str {
+    match refusal {
+        Refusal::Gateway(r) => match r {
+            GatewayRefusal::Mix(_)
+            | GatewayRefusal::TypeChangedByEdit
+            | GatewayRefusal::TypeChangeNotAlone { .. } => "kind",
+            GatewayRefusal::PasswordMissing => "password",
+            GatewayRefusal::DescriptionTaken => "description",
+        },
+        Refusal::User(r) => match r {
+            UserRefusal::UserIdTaken => "user_id",
+            UserRefusal::UnknownNode { .. } => "node",
+            UserRefusal::NoGateway => "calendar",
+            UserRefusal::DeleteSelf | UserRefusal::LastAdmin => FORM,
+        },
+        Refusal::Locale(r) => match r {
+            LocaleRefusal::UnknownNode { .. } => "node",
+            LocaleRefusal::BuiltIn { .. }
+            | LocaleRefusal::AlreadyInstalled { .. }
+            | LocaleRefusal::NotInstalled { .. }
+            | LocaleRefusal::InUse { .. }
+            | LocaleRefusal::NotOnEveryNode { .. } => "locale",
+        },
+    }
+}
+
+/// The refusal placed beside its field in `errors`.
+pub fn place(errors: &mut super::forms::FieldErrors, refusal: &Refusal) {
+    errors.set(field(refusal), refusal.to_string());
+}
