@@ -13,8 +13,12 @@ impl std::fmt::Debug for SecretField {
     }
 }
 
+/// The field name of the message at the top of a form, for what belongs
+/// to no one field.
+pub const FORM: &str = "form";
+
 /// Messages beside a form's fields, by field name (the input's `id`); the
-/// name `refusals::FORM` holds the message for the top of the form. One
+/// name `FORM` holds the message for the top of the form. One
 /// map for every form, so templates ask `errors.get("field")`.
 #[derive(Debug, Default, Clone)]
 pub struct FieldErrors(Vec<(&'static str, String)>);
@@ -46,7 +50,7 @@ impl FieldErrors {
 
     /// The message for the top of the form, if any.
     pub fn form(&self) -> Option<&str> {
-        self.get(super::refusals::FORM)
+        self.get(FORM)
     }
 }
 
@@ -60,7 +64,7 @@ mod tests {
         assert!(!errors.any());
         errors.set("port", "Enter a port.");
         errors.set("port", "Enter a port from 1 to 65535.");
-        errors.set(super::super::refusals::FORM, "Refused.");
+        errors.set(FORM, "Refused.");
         assert_eq!(errors.get("port"), Some("Enter a port from 1 to 65535."));
         assert!(errors.has("port") && !errors.has("server"));
         assert_eq!(errors.form(), Some("Refused."));

@@ -4,8 +4,7 @@
 
 use crate::domain::refusal::{GatewayRefusal, LocaleRefusal, Refusal, UserRefusal};
 
-/// The message at the top of a form, for refusals that belong to no field.
-pub const FORM: &str = "form";
+use super::forms::{FORM, FieldErrors};
 
 /// The field a refusal is shown beside.
 pub fn field(refusal: &Refusal) -> &'static str {
@@ -35,6 +34,6 @@ pub fn field(refusal: &Refusal) -> &'static str {
 }
 
 /// The refusal placed beside its field in `errors`.
-pub fn place(errors: &mut super::forms::FieldErrors, refusal: &Refusal) {
+pub fn place(errors: &mut FieldErrors, refusal: &Refusal) {
     errors.set(field(refusal), refusal.to_string());
 }
