@@ -3,6 +3,9 @@
 //! Each run starts from a fresh data directory, as `serve` prepares it.
 //!   cargo bench --bench gw6_switch
 
+#[path = "../tests/it/support/seed.rs"]
+mod seed;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +39,7 @@ async fn one_run() -> Result<Duration, Box<dyn std::error::Error>> {
     let ids = (0..USERS)
         .map(|i| UserId::parse(&format!("user{i:05}")))
         .collect::<Result<Vec<_>, _>>()?;
-    store::users::create_many_end_users(&state.pool, &ids, "x", true, state.now()).await?;
+    seed::create_many_end_users(&state.pool, &ids, "x", true, state.now()).await?;
     let input = store::gateways::GatewayInput {
         kind: GatewayKind::Ews,
         description: Description::parse("Only EWS")?,
@@ -53,7 +56,7 @@ async fn one_run() -> Result<Duration, Box<dyn std::error::Error>> {
     let took = started.elapsed();
 
     if impact.users_affected != USERS as i64
-        || store::users::count_calendar_enabled(&state.pool).await? != 0
+        || seed::count_calendar_enabled(&state.pool).await? != 0
     {
         return Err(format!("switched off {} users, not {USERS}", impact.users_affected).into());
     }

@@ -5,6 +5,9 @@
 //! and rare texts. Target: p99 under 20 ms per kind.
 //!   cargo bench --bench user_search
 
+#[path = "../tests/it/support/seed.rs"]
+mod seed;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,8 +15,8 @@ use presence_gateway::clock::ManualClock;
 use presence_gateway::config::Settings;
 use presence_gateway::domain::user::{Paging, Search, SearchField, SearchMatch, UserId};
 use presence_gateway::store;
-use presence_gateway::store::users::NamedEndUser;
 use secrecy::SecretString;
+use seed::NamedEndUser;
 
 const USERS: usize = 45_000;
 const RUNS_PER_KIND: usize = 400;
@@ -352,7 +355,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .state;
     let loading = Instant::now();
     let users = people()?;
-    let created = store::users::create_many_named_end_users(
+    let created = seed::create_many_named_end_users(
         &state.pool,
         &users,
         "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",

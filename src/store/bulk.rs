@@ -360,12 +360,6 @@ pub async fn find_pending(
     .await?)
 }
 
-pub async fn count_pending(pool: &SqlitePool) -> AppResult<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM bulk_uploads")
-        .fetch_one(pool)
-        .await?)
-}
-
 // ------------------------------------------------------ locale synchronization
 
 /// Whose locale to set.

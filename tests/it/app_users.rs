@@ -5,28 +5,9 @@
 use presence_gateway::domain::refusal::{Refusal, UserRefusal};
 use presence_gateway::store;
 
-use crate::support::{ADMIN, TestApp, location};
+use crate::support::{ADMIN, TestApp, admin_app, field_error, location};
 
 const FIRST_PASSWORD: &str = "second-admin-1";
-
-async fn admin_app() -> TestApp {
-    let app = TestApp::spawn().await;
-    app.sign_in_admin().await;
-    app
-}
-
-async fn post_text(app: &TestApp, path: &str, form: &[(&str, &str)]) -> (u16, String) {
-    let response = app.post_form(path, form).await;
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
-}
-
-fn field_error(page: &str, field: &str) -> Option<String> {
-    let marker = format!("id=\"{field}-error\">");
-    let start = page.find(&marker)? + marker.len();
-    let end = page[start..].find("</p>")? + start;
-    Some(page[start..end].to_owned())
-}
 
 async fn create_admin(app: &TestApp, user_id: &str) -> i64 {
     let response = app
@@ -218,16 +199,16 @@ async fn create_refuses_bad_ids_passwords_and_duplicates() {
         ),
     ];
     for (user_id, password, confirm, field, message) in cases {
-        let (status, page) = post_text(
-            &app,
-            "/users/application-users/new",
-            &[
-                ("user_id", user_id),
-                ("password", password),
-                ("confirm", confirm),
-            ],
-        )
-        .await;
+        let (status, page) = app
+            .post_text(
+                "/users/application-users/new",
+                &[
+                    ("user_id", user_id),
+                    ("password", password),
+                    ("confirm", confirm),
+                ],
+            )
+            .await;
         assert_eq!(status, 422, "{user_id:?}");
         let shown = field_error(&page, field)
             .unwrap_or_else(|| panic!("no message beside {field} for {user_id:?}"));
@@ -256,8 +237,9 @@ async fn delete_never_the_last_administrator_nor_yourself() {
     assert_eq!(status, 200);
     assert!(page.contains(&UserRefusal::DeleteSelf.to_string()));
     assert!(!page.contains("class=\"danger\""));
-    let (status, page) =
-        post_text(&app, &format!("/users/application-users/{me}/delete"), &[]).await;
+    let (status, page) = app
+        .post_text(&format!("/users/application-users/{me}/delete"), &[])
+        .await;
     assert_eq!(status, 422);
     assert!(page.contains(&UserRefusal::DeleteSelf.to_string()));
 
@@ -329,8 +311,9 @@ async fn set_password_ends_their_sessions_and_asks_for_a_new_one() {
     let (status, page) = app.get_text(&path).await;
     assert_eq!(status, 200);
     assert!(page.contains("reset.me"));
-    let (status, page) =
-        post_text(&app, &path, &[("password", "short"), ("confirm", "short")]).await;
+    let (status, page) = app
+        .post_text(&path, &[("password", "short"), ("confirm", "short")])
+        .await;
     assert_eq!(status, 422);
     assert!(
         field_error(&page, "password")

@@ -798,15 +798,9 @@ async fn browser_gateway_flow() {
     let ids: Vec<_> = (0..7)
         .map(|i| presence_gateway::domain::user::UserId::parse(&format!("cal{i}")).expect("id"))
         .collect();
-    presence_gateway::store::users::create_many_end_users(
-        &app.state.pool,
-        &ids,
-        "x",
-        true,
-        app.state.now(),
-    )
-    .await
-    .expect("users");
+    crate::support::seed::create_many_end_users(&app.state.pool, &ids, "x", true, app.state.now())
+        .await
+        .expect("users");
     let browser = Browser::start(&tools).await;
     let mut problems = Vec::new();
     browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;
@@ -1003,7 +997,8 @@ async fn browser_gateway_flow() {
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_cert_flow() {
-    use crate::certs::{TestCert, multipart};
+    use crate::certs::TestCert;
+    use crate::support::multipart;
 
     let _one = one_at_a_time();
     let tools = Tools::find();
@@ -1522,7 +1517,7 @@ async fn browser_engine_restart_flow() {
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_bulk_import_flow() {
-    use crate::certs::multipart;
+    use crate::support::multipart;
 
     let _one = one_at_a_time();
     let tools = Tools::find();

@@ -8,18 +8,10 @@ use std::process::{Command, Output, Stdio};
 
 use presence_gateway::store;
 
-use crate::certs::{Part, multipart};
-use crate::support::{TestApp, binary, location};
+use crate::support::{TestApp, admin_app, binary, code, location};
 
-const BOUNDARY: &str = "pg-test-boundary-2f9c1e";
 const HEADER: &str = "user_id,first_name,last_name,mailbox,node,locale,calendar\n";
 const MIB: usize = 1024 * 1024;
-
-async fn admin_app() -> TestApp {
-    let app = TestApp::spawn().await;
-    app.sign_in_admin().await;
-    app
-}
 
 /// Installs `locale` on `node` (Locale Installation is another page's job).
 async fn user_count(app: &TestApp) -> i64 {
@@ -68,23 +60,10 @@ async fn stored(app: &TestApp, user_id: &str) -> Option<Stored> {
     .expect("user")
 }
 
-async fn upload_parts(app: &TestApp, parts: &[Part<'_>]) -> reqwest::Response {
-    app.client
-        .post(app.url("/bulk/import"))
-        .header("Origin", &app.base)
-        .header("Sec-Fetch-Site", "same-origin")
-        .header(
-            "Content-Type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(multipart(parts))
-        .send()
-        .await
-        .expect("POST import")
-}
-
 async fn upload(app: &TestApp, name: &str, csv: &[u8]) -> (u16, String) {
-    let response = upload_parts(app, &[("file", Some(name), csv)]).await;
+    let response = app
+        .post_multipart("/bulk/import", &[("file", Some(name), csv)])
+        .await;
     let status = response.status().as_u16();
     (status, response.text().await.expect("body"))
 }
@@ -202,7 +181,9 @@ async fn bulk_bad_rows_are_each_named_and_nothing_is_written() {
         assert!(page.contains("id=\"file-error\""), "{file}: {page}");
         assert!(page.contains(message), "{file}: {page}");
     }
-    let response = upload_parts(&app, &[("file", Some(""), b"")]).await;
+    let response = app
+        .post_multipart("/bulk/import", &[("file", Some(""), b"")])
+        .await;
     assert_eq!(response.status().as_u16(), 422);
     assert!(
         response
@@ -215,7 +196,9 @@ async fn bulk_bad_rows_are_each_named_and_nothing_is_written() {
     assert_eq!(user_count(&app).await, users_before);
     assert_eq!(audit(&app).await.len(), audit_before);
     assert_eq!(
-        store::bulk::count_pending(&app.state.pool).await.unwrap(),
+        crate::support::seed::count_pending(&app.state.pool)
+            .await
+            .unwrap(),
         0
     );
 }
@@ -297,7 +280,9 @@ async fn bulk_good_file_applies_in_one_step() {
     );
     // The pending upload is gone: a second Apply is refused.
     assert_eq!(
-        store::bulk::count_pending(&app.state.pool).await.unwrap(),
+        crate::support::seed::count_pending(&app.state.pool)
+            .await
+            .unwrap(),
         0
     );
     let (status, page) = apply(&app, &token).await;
@@ -382,7 +367,9 @@ async fn bulk_sixteen_mib_is_checked_and_larger_refused() {
     );
     assert!(page.len() < 64 * 1024, "the page is {} bytes", page.len());
     assert_eq!(
-        store::bulk::count_pending(&app.state.pool).await.unwrap(),
+        crate::support::seed::count_pending(&app.state.pool)
+            .await
+            .unwrap(),
         1
     );
 
@@ -410,7 +397,9 @@ async fn bulk_sixteen_mib_is_checked_and_larger_refused() {
     );
     // Far beyond: refused before it is read.
     let huge = vec![b'x'; 40 * MIB];
-    let response = upload_parts(&app, &[("file", Some("huge.csv"), &huge)]).await;
+    let response = app
+        .post_multipart("/bulk/import", &[("file", Some("huge.csv"), &huge)])
+        .await;
     assert_eq!(response.status().as_u16(), 413);
     assert_eq!(user_count(&app).await, 1, "only the administrator");
 }
@@ -625,10 +614,6 @@ fn run(data_dir: &std::path::Path, args: &[&str]) -> Output {
         .expect("run presence-gateway users")
 }
 
-fn code(output: &Output) -> i32 {
-    output.status.code().expect("exit code")
-}
-
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -737,7 +722,9 @@ async fn bulk_checked_files_wait_an_hour_at_most() {
     let (status, _) = upload(&app, "late.csv", csv.as_bytes()).await;
     assert_eq!(status, 200);
     assert_eq!(
-        store::bulk::count_pending(&app.state.pool).await.unwrap(),
+        crate::support::seed::count_pending(&app.state.pool)
+            .await
+            .unwrap(),
         1
     );
 }

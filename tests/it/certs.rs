@@ -9,55 +9,15 @@ use presence_gateway::tls::certinfo::{self, colon_fingerprint};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 
 use crate::sim::SimProcess;
-use crate::support::{TestApp, location};
-
-const BOUNDARY: &str = "pg-test-boundary-2f9c1e";
-
-/// One multipart part: name, file name (a file input) or None (a text field),
-/// content.
-pub(crate) type Part<'a> = (&'a str, Option<&'a str>, &'a [u8]);
-
-/// A multipart/form-data body, as a browser sends the upload form.
-pub(crate) fn multipart(parts: &[Part<'_>]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, file, content) in parts {
-        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
-        match file {
-            Some(file) => body.extend_from_slice(
-                format!(
-                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\n\
-                     Content-Type: application/octet-stream\r\n\r\n"
-                )
-                .as_bytes(),
-            ),
-            None => body.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
-            ),
-        }
-        body.extend_from_slice(content);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
-}
-
-async fn upload(app: &TestApp, parts: &[Part<'_>]) -> reqwest::Response {
-    app.client
-        .post(app.url("/system/certificates"))
-        .header("Origin", &app.base)
-        .header("Sec-Fetch-Site", "same-origin")
-        .header(
-            "Content-Type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(multipart(parts))
-        .send()
-        .await
-        .expect("POST upload")
-}
+use crate::support::{TestApp, admin_app, location};
 
 async fn upload_file(app: &TestApp, file: &str, content: &[u8]) -> (u16, String) {
-    let response = upload(app, &[("file", Some(file), content), ("pem", None, b"")]).await;
+    let response = app
+        .post_multipart(
+            "/system/certificates",
+            &[("file", Some(file), content), ("pem", None, b"")],
+        )
+        .await;
     let status = response.status().as_u16();
     if status == 303 {
         assert_eq!(location(&response), "/system/certificates");
@@ -124,12 +84,6 @@ impl TestCert {
     pub(crate) fn fingerprint(&self) -> String {
         colon_fingerprint(&certinfo::sha256_hex(&self.der()))
     }
-}
-
-async fn admin_app() -> TestApp {
-    let app = TestApp::spawn().await;
-    app.sign_in_admin().await;
-    app
 }
 
 async fn stored(app: &TestApp) -> usize {
@@ -205,20 +159,26 @@ async fn certs_upload_refusals_store_nothing() {
         page.contains("The file is empty: nothing stored."),
         "{page}"
     );
-    let response = upload(&app, &[("file", Some(""), b""), ("pem", None, b"")]).await;
+    let response = app
+        .post_multipart(
+            "/system/certificates",
+            &[("file", Some(""), b""), ("pem", None, b"")],
+        )
+        .await;
     assert_eq!(response.status().as_u16(), 422);
     let page = response.text().await.expect("body");
     assert!(page.contains("Choose a certificate file"), "{page}");
 
     // A private key pasted into the text area: the message is beside it.
-    let response = upload(
-        &app,
-        &[
-            ("file", Some(""), b""),
-            ("pem", None, cert.key.serialize_pem().as_bytes()),
-        ],
-    )
-    .await;
+    let response = app
+        .post_multipart(
+            "/system/certificates",
+            &[
+                ("file", Some(""), b""),
+                ("pem", None, cert.key.serialize_pem().as_bytes()),
+            ],
+        )
+        .await;
     assert_eq!(response.status().as_u16(), 422);
     let page = response.text().await.expect("body");
     assert!(page.contains("id=\"pem-error\""), "{page}");
@@ -231,7 +191,9 @@ async fn certs_upload_refusals_store_nothing() {
     // nothing was stored.
     let mut big = cert.pem().into_bytes();
     big.resize(2 * 1024 * 1024, b'\n');
-    let response = upload(&app, &[("file", Some("big.pem"), &big)]).await;
+    let response = app
+        .post_multipart("/system/certificates", &[("file", Some("big.pem"), &big)])
+        .await;
     assert_eq!(response.status().as_u16(), 422);
     let page = response.text().await.expect("body");
     assert!(page.contains("id=\"file-error\""), "{page}");
@@ -239,7 +201,9 @@ async fn certs_upload_refusals_store_nothing() {
     // Far beyond the limit: refused before it is read, with the error page.
     let mut huge = cert.pem().into_bytes();
     huge.resize(9 * 1024 * 1024, b'\n');
-    let response = upload(&app, &[("file", Some("huge.pem"), &huge)]).await;
+    let response = app
+        .post_multipart("/system/certificates", &[("file", Some("huge.pem"), &huge)])
+        .await;
     assert_eq!(response.status().as_u16(), 413);
     let page = response.text().await.expect("body");
     assert!(page.contains("nothing was changed"), "{page}");
@@ -289,11 +253,12 @@ async fn certs_upload_der_and_pem_bundles_without_duplicates() {
     // Again, with one new one, pasted: the known ones are reported, not doubled.
     let other = TestCert::ca("Fabrikam Root CA", 3650);
     let pasted = format!("{}{}{}", root.pem(), issuing.pem(), other.pem());
-    let response = upload(
-        &app,
-        &[("file", Some(""), b""), ("pem", None, pasted.as_bytes())],
-    )
-    .await;
+    let response = app
+        .post_multipart(
+            "/system/certificates",
+            &[("file", Some(""), b""), ("pem", None, pasted.as_bytes())],
+        )
+        .await;
     assert_eq!(response.status().as_u16(), 303);
     let (_, page) = app.get_text("/system/certificates").await;
     assert!(
@@ -472,7 +437,12 @@ async fn certs_pages_are_for_administrators_only() {
         assert_eq!(app.get(path).await.status().as_u16(), 403, "GET {path}");
     }
     let cert = TestCert::ca("End User CA", 365);
-    let response = upload(&app, &[("file", Some("ca.pem"), cert.pem().as_bytes())]).await;
+    let response = app
+        .post_multipart(
+            "/system/certificates",
+            &[("file", Some("ca.pem"), cert.pem().as_bytes())],
+        )
+        .await;
     assert_eq!(response.status().as_u16(), 403);
     for path in [
         "/system/certificates/import",

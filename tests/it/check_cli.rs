@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::sim::{ACCOUNT, PASSWORD, PASSWORD_ENV, SimProcess};
-use crate::support::binary;
+use crate::support::{binary, code};
 
 /// A variable holding a password exchange-sim does not accept.
 const WRONG_PASSWORD_ENV: &str = "CHECK_TEST_WRONG_PASSWORD";
@@ -38,10 +38,6 @@ fn check(data_dir: &std::path::Path, args: &[&str]) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().expect("output")
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().expect("exit code")
 }
 
 fn json(output: &Output) -> Value {

@@ -3,19 +3,13 @@
 //! (LO-1), sessions ended, Find and List with paging, and the query plans
 //! of every search (an index each, never a scan of `users`).
 
+use crate::support::seed::NamedEndUser;
 use presence_gateway::domain::user::{Search, SearchField, SearchMatch, UserId};
 use presence_gateway::store;
-use presence_gateway::store::users::NamedEndUser;
 
-use crate::support::{TestApp, location};
+use crate::support::{TestApp, admin_app, field_error, location};
 
 const PASSWORD: &str = "end-user-pass-1";
-
-async fn admin_app() -> TestApp {
-    let app = TestApp::spawn().await;
-    app.sign_in_admin().await;
-    app
-}
 
 /// A form's fields as sent.
 type Form<'a> = Vec<(&'a str, &'a str)>;
@@ -52,12 +46,6 @@ fn without<'a>(form: Vec<(&'a str, &'a str)>, field: &str) -> Vec<(&'a str, &'a 
     form.into_iter().filter(|(k, _)| *k != field).collect()
 }
 
-async fn post_text(app: &TestApp, path: &str, form: &[(&str, &str)]) -> (u16, String) {
-    let response = app.post_form(path, form).await;
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
-}
-
 /// Creates an end user through the form; returns the row id from the
 /// redirect to their page.
 async fn add(app: &TestApp, form: &[(&str, &str)]) -> i64 {
@@ -81,14 +69,6 @@ async fn audit_actions(app: &TestApp) -> Vec<(String, String)> {
         .fetch_all(&app.state.pool)
         .await
         .expect("audit log")
-}
-
-/// The message beside a field, as the page renders it.
-fn field_error(page: &str, field: &str) -> Option<String> {
-    let marker = format!("id=\"{field}-error\">");
-    let start = page.find(&marker)? + marker.len();
-    let end = page[start..].find("</p>")? + start;
-    Some(page[start..end].to_owned())
 }
 
 #[tokio::test]
@@ -292,14 +272,14 @@ async fn the_detail_page_shows_the_users_calendar_presence() {
         "mailbox",
         "not a mailbox",
     );
-    let (status, body) = post_text(&app, &page, &refused).await;
+    let (status, body) = app.post_text(&page, &refused).await;
     assert_eq!(status, 422);
     assert!(presence(&body).contains("has not read"), "{body}");
     let saved = without(
         without(without(valid("erin"), "calendar_enabled"), "password"),
         "confirm",
     );
-    let (status, _) = post_text(&app, &page, &saved).await;
+    let (status, _) = app.post_text(&page, &saved).await;
     assert_eq!(status, 303);
     let body = app.get_text(&page).await.1;
     assert!(
@@ -364,7 +344,7 @@ async fn every_field_error_is_shown_beside_its_field() {
         ),
     ];
     for (form, field, message) in cases {
-        let (status, page) = post_text(&app, "/users/end-users/new", &form).await;
+        let (status, page) = app.post_text("/users/end-users/new", &form).await;
         assert_eq!(status, 422, "{field}: {message}");
         let shown = field_error(&page, field)
             .unwrap_or_else(|| panic!("no message beside {field} for {message}"));
@@ -373,12 +353,12 @@ async fn every_field_error_is_shown_beside_its_field() {
         assert!(!page.contains(PASSWORD), "password never rendered back");
     }
     // Everything typed stays in the form, and nothing was written.
-    let (_, page) = post_text(
-        &app,
-        "/users/end-users/new",
-        &with(valid("kept.id"), "mailbox", "bad"),
-    )
-    .await;
+    let (_, page) = app
+        .post_text(
+            "/users/end-users/new",
+            &with(valid("kept.id"), "mailbox", "bad"),
+        )
+        .await;
     assert!(page.contains("value=\"kept.id\""));
     assert!(page.contains("value=\"Doe\""));
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'end_user'")
@@ -389,12 +369,12 @@ async fn every_field_error_is_shown_beside_its_field() {
 
     // The same rules on edit.
     let id = add(&app, &valid("edit.me")).await;
-    let (status, page) = post_text(
-        &app,
-        &format!("/users/end-users/{id}"),
-        &with(valid("edit.me"), "mailbox", "@nope"),
-    )
-    .await;
+    let (status, page) = app
+        .post_text(
+            &format!("/users/end-users/{id}"),
+            &with(valid("edit.me"), "mailbox", "@nope"),
+        )
+        .await;
     assert_eq!(status, 422);
     assert!(field_error(&page, "mailbox").is_some());
 }
@@ -403,24 +383,23 @@ async fn every_field_error_is_shown_beside_its_field() {
 async fn duplicate_user_ids_are_refused_whatever_the_case() {
     let app = admin_app().await;
     let first = add(&app, &valid("dup.user")).await;
-    let (status, page) = post_text(&app, "/users/end-users/new", &valid("DUP.user")).await;
+    let (status, page) = app
+        .post_text("/users/end-users/new", &valid("DUP.user"))
+        .await;
     assert_eq!(status, 422);
     assert_eq!(
         field_error(&page, "user_id").as_deref(),
         Some("A user with this User ID already exists.")
     );
     // An administrator's ID is taken too.
-    let (status, page) = post_text(&app, "/users/end-users/new", &valid("Admin")).await;
+    let (status, page) = app.post_text("/users/end-users/new", &valid("Admin")).await;
     assert_eq!(status, 422);
     assert!(field_error(&page, "user_id").is_some());
     // Renaming onto another user's ID.
     let second = add(&app, &valid("other.user")).await;
-    let (status, page) = post_text(
-        &app,
-        &format!("/users/end-users/{second}"),
-        &valid("dup.USER"),
-    )
-    .await;
+    let (status, page) = app
+        .post_text(&format!("/users/end-users/{second}"), &valid("dup.USER"))
+        .await;
     assert_eq!(status, 422);
     assert!(field_error(&page, "user_id").is_some());
     assert_ne!(first, second);
@@ -435,12 +414,12 @@ async fn a_locale_must_be_installed_on_every_node() {
     // Not offered, and refused when sent anyway, naming the node that lacks it.
     let (_, page) = app.get_text("/users/end-users/new").await;
     assert!(!page.contains("value=\"de-DE\""));
-    let (status, page) = post_text(
-        &app,
-        "/users/end-users/new",
-        &with(valid("hans"), "locale", "de-DE"),
-    )
-    .await;
+    let (status, page) = app
+        .post_text(
+            "/users/end-users/new",
+            &with(valid("hans"), "locale", "de-DE"),
+        )
+        .await;
     assert_eq!(status, 422);
     let message = field_error(&page, "locale").expect("message beside User Locale");
     assert!(message.contains("node-b"), "{message}");
@@ -474,12 +453,12 @@ async fn a_locale_must_be_installed_on_every_node() {
     assert!(page.contains("<option value=\"de-DE\" selected>"));
     assert!(page.contains("not installed on every node"));
     assert!(page.contains("node-c"));
-    let (status, page) = post_text(
-        &app,
-        &format!("/users/end-users/{id}"),
-        &with(valid("hans"), "locale", "de-DE"),
-    )
-    .await;
+    let (status, page) = app
+        .post_text(
+            &format!("/users/end-users/{id}"),
+            &with(valid("hans"), "locale", "de-DE"),
+        )
+        .await;
     assert_eq!(status, 422);
     assert!(field_error(&page, "locale").unwrap().contains("node-c"));
     let response = app
@@ -510,19 +489,21 @@ async fn setting_a_password_ends_the_users_sessions() {
     let (status, page) = app.get_text(&path).await;
     assert_eq!(status, 200);
     assert!(page.contains(">Password</label>") && page.contains(">Confirm Password</label>"));
-    let (status, page) = post_text(
-        &app,
-        &path,
-        &[("password", "new-pass-123"), ("confirm", "new-pass-124")],
-    )
-    .await;
+    let (status, page) = app
+        .post_text(
+            &path,
+            &[("password", "new-pass-123"), ("confirm", "new-pass-124")],
+        )
+        .await;
     assert_eq!(status, 422);
     assert!(
         field_error(&page, "password")
             .unwrap()
             .contains("do not match")
     );
-    let (status, _) = post_text(&app, &path, &[("password", "short"), ("confirm", "short")]).await;
+    let (status, _) = app
+        .post_text(&path, &[("password", "short"), ("confirm", "short")])
+        .await;
     assert_eq!(status, 422);
     // Still signed in: nothing was saved.
     let ok = browser.get(app.url("/user-options")).send().await.unwrap();
@@ -621,9 +602,14 @@ async fn seed_people(app: &TestApp, count: usize) -> Vec<(String, String, String
             last_name: last.clone(),
         })
         .collect();
-    store::users::create_many_named_end_users(&app.state.pool, &users, "x", app.state.now())
-        .await
-        .unwrap();
+    crate::support::seed::create_many_named_end_users(
+        &app.state.pool,
+        &users,
+        "x",
+        app.state.now(),
+    )
+    .await
+    .unwrap();
     people
 }
 

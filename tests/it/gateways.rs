@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use presence_gateway::domain::user::UserId;
 use presence_gateway::store;
 
-use crate::support::{ADMIN_PASSWORD, ServeProcess, TestApp, binary, location};
+use crate::support::{ADMIN_PASSWORD, ServeProcess, TestApp, admin_app, binary, location};
 
 const EWS_PASSWORD: &str = "Ews-Secret-Pa55!";
 const NEW_PASSWORD: &str = "Rotated-Secret-77#";
@@ -47,12 +47,6 @@ fn with<'a>(
     form
 }
 
-async fn admin_app() -> TestApp {
-    let app = TestApp::spawn().await;
-    app.sign_in_admin().await;
-    app
-}
-
 /// Adds a gateway and returns its id, from the redirect to its page.
 async fn add(app: &TestApp, form: &[(&str, &str)]) -> i64 {
     let response = app.post_form("/presence/gateways/new", form).await;
@@ -71,17 +65,11 @@ async fn add(app: &TestApp, form: &[(&str, &str)]) -> i64 {
         .expect("gateway id in the redirect")
 }
 
-async fn post_text(app: &TestApp, path: &str, form: &[(&str, &str)]) -> (u16, String) {
-    let response = app.post_form(path, form).await;
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
-}
-
 async fn seed_users(app: &TestApp, count: usize, calendar_on: bool) {
     let ids: Vec<UserId> = (0..count)
         .map(|i| UserId::parse(&format!("user{i:05}")).expect("user id"))
         .collect();
-    let created = store::users::create_many_end_users(
+    let created = crate::support::seed::create_many_end_users(
         &app.state.pool,
         &ids,
         "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
@@ -238,7 +226,7 @@ async fn each_refusal_is_a_message_beside_its_field_and_the_form_keeps_what_was_
     ];
     for (field, value, message) in cases {
         let form = with(ews("Kept Description", "kept.example.com"), field, value);
-        let (status, page) = post_text(&app, "/presence/gateways/new", &form).await;
+        let (status, page) = app.post_text("/presence/gateways/new", &form).await;
         assert_eq!(status, 422, "{field}={value:?}");
         assert!(
             page.contains(message),
@@ -266,7 +254,7 @@ async fn each_refusal_is_a_message_beside_its_field_and_the_form_keeps_what_was_
     }
     // Both passwords empty on a first EWS gateway: there is nothing to keep.
     let form = ews_shared("X", "x.example.com");
-    let (status, page) = post_text(&app, "/presence/gateways/new", &form).await;
+    let (status, page) = app.post_text("/presence/gateways/new", &form).await;
     assert_eq!(status, 422);
     assert!(page.contains("Enter the account password"));
 
@@ -298,12 +286,12 @@ async fn each_refusal_is_a_message_beside_its_field_and_the_form_keeps_what_was_
     assert_eq!(row.server, "2001:db8::10");
 
     // A duplicate description, in any case, is refused beside the field.
-    let (status, page) = post_text(
-        &app,
-        "/presence/gateways/new",
-        &ews_shared("v6", "other.example.com"),
-    )
-    .await;
+    let (status, page) = app
+        .post_text(
+            "/presence/gateways/new",
+            &ews_shared("v6", "other.example.com"),
+        )
+        .await;
     assert_eq!(status, 422);
     assert!(page.contains("Another gateway already has this description"));
 }
@@ -354,7 +342,7 @@ async fn gw3_webdav_alone_or_any_number_of_ews() {
         ("port", "443"),
         ("test_mailbox", ""),
     ];
-    let (status, page) = post_text(&app, "/presence/gateways/new", &webdav).await;
+    let (status, page) = app.post_text("/presence/gateways/new", &webdav).await;
     assert_eq!(status, 422);
     assert!(page.contains("A WebDAV gateway must be the only gateway"));
     assert_eq!(store::gateways::count(&app.state.pool).await.unwrap(), 2);
@@ -371,24 +359,21 @@ async fn gw3_webdav_alone_or_any_number_of_ews() {
     let (status, page) = app.get_text("/presence/gateways/new?type=ews").await;
     assert_eq!(status, 422);
     assert!(page.contains("WebDAV and EWS gateways cannot be mixed"));
-    let (status, page) = post_text(
-        &app,
-        "/presence/gateways/new",
-        &ews("New", "ex.example.com"),
-    )
-    .await;
+    let (status, page) = app
+        .post_text("/presence/gateways/new", &ews("New", "ex.example.com"))
+        .await;
     assert_eq!(status, 422);
     assert!(page.contains("cannot be mixed"));
-    let (status, _) = post_text(
-        &app,
-        "/presence/gateways/new",
-        &with(
-            with(webdav.to_vec(), "description", "Second DAV"),
-            "server",
-            "dav2.example.com",
-        ),
-    )
-    .await;
+    let (status, _) = app
+        .post_text(
+            "/presence/gateways/new",
+            &with(
+                with(webdav.to_vec(), "description", "Second DAV"),
+                "server",
+                "dav2.example.com",
+            ),
+        )
+        .await;
     assert_eq!(status, 422);
     assert_eq!(store::gateways::count(&app.state.pool).await.unwrap(), 1);
 }
@@ -491,7 +476,7 @@ async fn gw6_deleting_the_last_gateway_switches_calendar_presence_off_for_45000_
     assert_eq!(response.status().as_u16(), 303);
     assert_eq!(location(&response), "/presence/gateways");
     assert_eq!(
-        store::users::count_calendar_enabled(&app.state.pool)
+        crate::support::seed::count_calendar_enabled(&app.state.pool)
             .await
             .unwrap(),
         45_000
@@ -513,7 +498,7 @@ async fn gw6_deleting_the_last_gateway_switches_calendar_presence_off_for_45000_
     let (_, list) = app.get_text("/presence/gateways").await;
     assert!(list.contains("Calendar presence was switched off for 45000 users."));
     assert_eq!(
-        store::users::count_calendar_enabled(&app.state.pool)
+        crate::support::seed::count_calendar_enabled(&app.state.pool)
             .await
             .unwrap(),
         0
@@ -561,7 +546,7 @@ async fn gw6_deleting_the_webdav_gateway_tells_how_many_users_lose_calendar_pres
     app.post_form(&format!("/presence/gateways/{id}/delete"), &[])
         .await;
     assert_eq!(
-        store::users::count_calendar_enabled(&app.state.pool)
+        crate::support::seed::count_calendar_enabled(&app.state.pool)
             .await
             .unwrap(),
         0
@@ -572,9 +557,15 @@ async fn seed_users_named(app: &TestApp, prefix: &str, count: usize, calendar_on
     let ids: Vec<UserId> = (0..count)
         .map(|i| UserId::parse(&format!("{prefix}{i}")).expect("user id"))
         .collect();
-    store::users::create_many_end_users(&app.state.pool, &ids, "x", calendar_on, app.state.now())
-        .await
-        .expect("seed");
+    crate::support::seed::create_many_end_users(
+        &app.state.pool,
+        &ids,
+        "x",
+        calendar_on,
+        app.state.now(),
+    )
+    .await
+    .expect("seed");
 }
 
 #[tokio::test]
@@ -604,16 +595,16 @@ async fn gw5_change_type_in_place_keeps_users_calendar_setting() {
     );
 
     // A bare user name is not an EWS account.
-    let (status, page) = post_text(
-        &app,
-        &format!("/presence/gateways/{id}/type"),
-        &[
-            ("account_name", "receiveas"),
-            ("password", ""),
-            ("confirm", ""),
-        ],
-    )
-    .await;
+    let (status, page) = app
+        .post_text(
+            &format!("/presence/gateways/{id}/type"),
+            &[
+                ("account_name", "receiveas"),
+                ("password", ""),
+                ("confirm", ""),
+            ],
+        )
+        .await;
     assert_eq!(status, 422);
     assert!(page.contains("user@domain"));
 
@@ -634,7 +625,7 @@ async fn gw5_change_type_in_place_keeps_users_calendar_setting() {
         .unwrap();
     assert_eq!(row.kind, "ews");
     assert_eq!(
-        store::users::count_calendar_enabled(&app.state.pool)
+        crate::support::seed::count_calendar_enabled(&app.state.pool)
             .await
             .unwrap(),
         4
@@ -664,16 +655,16 @@ async fn gw5_change_type_in_place_keeps_users_calendar_setting() {
     add(&app, &ews_shared("Second", "ex2.example.com")).await;
     let (_, page) = app.get_text(&format!("/presence/gateways/{id}/type")).await;
     assert!(page.contains("only be changed while this is the only gateway; there are 2"));
-    let (status, _) = post_text(
-        &app,
-        &format!("/presence/gateways/{id}/type"),
-        &[
-            ("account_name", "CORP\\x"),
-            ("password", ""),
-            ("confirm", ""),
-        ],
-    )
-    .await;
+    let (status, _) = app
+        .post_text(
+            &format!("/presence/gateways/{id}/type"),
+            &[
+                ("account_name", "CORP\\x"),
+                ("password", ""),
+                ("confirm", ""),
+            ],
+        )
+        .await;
     assert_eq!(status, 422);
     let row = store::gateways::find(&app.state.pool, id)
         .await

@@ -52,13 +52,6 @@ async fn change(app: &TestApp, node: &str, tag: &str, action: &str) -> (u16, Str
     (status, response.text().await.unwrap())
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(&app.state.pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_cluster_view_shows_which_node_lacks_a_locale() {
     let app = TestApp::spawn().await;
@@ -99,8 +92,7 @@ async fn the_cluster_view_shows_which_node_lacks_a_locale() {
     assert!(home.contains("Presence Engine restart needed"), "{home}");
     assert!(home.contains("Locale German (Deutsch) installed on test-node"));
     assert_eq!(
-        count(
-            &app,
+        app.count(
             "SELECT COUNT(*) FROM config_changes WHERE restart = 'required'
                AND summary = 'Locale German (Deutsch) installed on test-node' AND actor = 'admin'"
         )
@@ -108,8 +100,7 @@ async fn the_cluster_view_shows_which_node_lacks_a_locale() {
         1
     );
     assert_eq!(
-        count(
-            &app,
+        app.count(
             "SELECT COUNT(*) FROM audit_log
              WHERE action = 'locale installed' AND target = 'de-DE on test-node'"
         )
@@ -152,11 +143,11 @@ async fn the_cluster_view_shows_which_node_lacks_a_locale() {
     // Once nobody has it, it can go, with its own restart record.
     let response = post(&app, &erin, "/user-options/locale", &[("locale", "en-US")]).await;
     assert_eq!(response.status().as_u16(), 303);
-    let changes = count(&app, "SELECT COUNT(*) FROM config_changes").await;
+    let changes = app.count("SELECT COUNT(*) FROM config_changes").await;
     let (status, _) = change(&app, "node-b", "de-DE", "uninstall").await;
     assert_eq!(status, 303);
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM config_changes").await,
+        app.count("SELECT COUNT(*) FROM config_changes").await,
         changes + 1
     );
     let (_, home) = app.get_text("/").await;
@@ -172,7 +163,7 @@ async fn the_cluster_view_shows_which_node_lacks_a_locale() {
 async fn install_and_uninstall_refuse_what_makes_no_sense() {
     let app = TestApp::spawn().await;
     app.sign_in_admin().await;
-    let before = count(&app, "SELECT COUNT(*) FROM config_changes").await;
+    let before = app.count("SELECT COUNT(*) FROM config_changes").await;
 
     let (status, body) = change(&app, "test-node", "en-US", "install").await;
     assert_eq!(status, 422);
@@ -196,10 +187,10 @@ async fn install_and_uninstall_refuse_what_makes_no_sense() {
     assert_eq!(status, 422);
     assert!(body.contains("German (Deutsch) is not installed on test-node."));
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM config_changes").await,
+        app.count("SELECT COUNT(*) FROM config_changes").await,
         before
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM node_locales").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM node_locales").await, 0);
 
     let (status, _) = change(&app, "test-node", "de-DE", "install").await;
     assert_eq!(status, 303);
@@ -207,7 +198,7 @@ async fn install_and_uninstall_refuse_what_makes_no_sense() {
     assert_eq!(status, 422);
     assert!(body.contains("German (Deutsch) is already installed on test-node."));
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM config_changes").await,
+        app.count("SELECT COUNT(*) FROM config_changes").await,
         before + 1
     );
 
@@ -226,7 +217,7 @@ async fn install_and_uninstall_refuse_what_makes_no_sense() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 403);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM node_locales").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM node_locales").await, 1);
     app.create_end_user(ERIN, ERIN_PASSWORD).await;
     let erin = signed_in(&app, ERIN, ERIN_PASSWORD).await;
     let (status, _) = get_text(&app, &erin, PAGE).await;
@@ -243,7 +234,7 @@ async fn install_and_uninstall_refuse_what_makes_no_sense() {
     )
     .await;
     assert_eq!(response.status().as_u16(), 403);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM node_locales").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM node_locales").await, 1);
 }
 
 /// LO-3: the troubleshooter opens a WebDAV test mailbox's calendar under

@@ -10,17 +10,11 @@ use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use presence_gateway::domain::params::{CATALOGUE, Kind, Param};
 use presence_gateway::store;
 
-use crate::support::{TestApp, location};
+use crate::support::{TestApp, admin_app, location};
 
 const PAGE: &str = "/system/service-parameters";
 const NODE: &str = "test-node";
 const BANNER: &str = "Presence Engine restart needed";
-
-async fn admin_app() -> TestApp {
-    let app = TestApp::spawn().await;
-    app.sign_in_admin().await;
-    app
-}
 
 async fn stored(app: &TestApp, node: &str) -> HashMap<String, String> {
     let mut conn = app.state.pool.acquire().await.unwrap();
@@ -78,13 +72,6 @@ async fn reset(app: &TestApp, node: &str, button: (&str, &str), typed: &[(&str, 
     let (status, target, body) = post(app, &fields).await;
     assert_eq!(status, 303, "{button:?}: {body}");
     app.get_text(&target).await.1
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(&app.state.pool)
-        .await
-        .unwrap()
 }
 
 fn number_input(param: &Param, value: &str) -> String {
@@ -335,20 +322,20 @@ async fn set_to_default_one_and_all() {
         "the default is no row"
     );
     assert_eq!(values["exchange_queue"], "100");
-    let audit = count(
-        &app,
-        "SELECT COUNT(*) FROM audit_log WHERE action = 'service parameter updated'
+    let audit = app
+        .count(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'service parameter updated'
            AND target = 'test-node: Exchange Timeout'",
-    )
-    .await;
+        )
+        .await;
     assert_eq!(audit, 2, "set and reset are both audited");
 
     // Already the default: nothing to do.
-    let records = count(&app, "SELECT COUNT(*) FROM config_changes").await;
+    let records = app.count("SELECT COUNT(*) FROM config_changes").await;
     let page = reset(&app, NODE, ("reset", "exchange_timeout"), &[]).await;
     assert!(page.contains("No changes."), "{page}");
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM config_changes").await,
+        app.count("SELECT COUNT(*) FROM config_changes").await,
         records
     );
 
@@ -381,13 +368,10 @@ async fn restart_records_and_the_banner() {
         "{page}"
     );
     assert!(!page.contains("Restart required:"), "{page}");
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM config_changes").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM config_changes").await, 0);
     assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM audit_log WHERE action = 'service parameter updated'"
-        )
-        .await,
+        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'service parameter updated'")
+            .await,
         1
     );
     let (_, home) = app.get_text("/").await;
@@ -421,15 +405,15 @@ async fn restart_records_and_the_banner() {
     assert_eq!(restart, "recommended");
 
     // The same values again: "No changes.", nothing recorded.
-    let records = count(&app, "SELECT COUNT(*) FROM config_changes").await;
-    let audits = count(&app, "SELECT COUNT(*) FROM audit_log").await;
+    let records = app.count("SELECT COUNT(*) FROM config_changes").await;
+    let audits = app.count("SELECT COUNT(*) FROM audit_log").await;
     let page = save_ok(&app, NODE, &[]).await;
     assert!(page.contains("No changes."));
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM config_changes").await,
+        app.count("SELECT COUNT(*) FROM config_changes").await,
         records
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log").await, audits);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, audits);
 }
 
 #[tokio::test]

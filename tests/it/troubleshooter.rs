@@ -4,13 +4,7 @@
 use presence_gateway::store;
 
 use crate::sim::{ACCOUNT, PASSWORD, PASSWORD_ENV, SimProcess};
-use crate::support::{TestApp, location};
-
-async fn admin_app() -> TestApp {
-    let app = TestApp::spawn().await;
-    app.sign_in_admin().await;
-    app
-}
+use crate::support::{TestApp, admin_app, location};
 
 async fn trust_pem(app: &TestApp, pem: &[u8]) {
     for der in rustls_pemfile::certs(&mut &pem[..]) {

@@ -75,13 +75,6 @@ async fn user_row(app: &TestApp, user_id: &str) -> (bool, String) {
         .expect("user row")
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(&app.state.pool)
-        .await
-        .expect("count")
-}
-
 /// The `<option>`s of the User Locale select.
 fn locale_options(body: &str) -> Vec<String> {
     let select = body
@@ -131,7 +124,7 @@ async fn calendar_switch_is_refused_without_a_gateway_then_persists() {
     assert!(!user_row(&app, ERIN).await.0);
 
     add_gateway(&app).await;
-    let changes = count(&app, "SELECT COUNT(*) FROM config_changes").await;
+    let changes = app.count("SELECT COUNT(*) FROM config_changes").await;
     let (_, body) = get_text(&app, &erin, "/user-options").await;
     assert!(!body.contains(reason));
     assert!(!body.contains("disabled"));
@@ -176,13 +169,11 @@ async fn calendar_switch_is_refused_without_a_gateway_then_persists() {
     // Users' switches apply live: no restart is recorded (SV-3); the audit
     // log has both switches.
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM config_changes").await,
+        app.count("SELECT COUNT(*) FROM config_changes").await,
         changes
     );
     assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM audit_log WHERE actor = 'erin' AND action LIKE 'calendar presence%'"
+        app.count("SELECT COUNT(*) FROM audit_log WHERE actor = 'erin' AND action LIKE 'calendar presence%'"
         )
         .await,
         2

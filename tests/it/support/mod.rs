@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod seed;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -143,6 +145,37 @@ impl TestApp {
             .send()
             .await
             .expect("POST")
+    }
+
+    /// A same-origin form POST; its status and page.
+    pub async fn post_text(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let response = self.post_form(path, form).await;
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    /// A same-origin multipart POST, as a browser uploads a file.
+    pub async fn post_multipart(&self, path: &str, parts: &[Part<'_>]) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("Origin", &self.base)
+            .header("Sec-Fetch-Site", "same-origin")
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(multipart(parts))
+            .send()
+            .await
+            .expect("POST multipart")
+    }
+
+    /// One number from the database, e.g. `SELECT COUNT(*) FROM users`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.state.pool)
+            .await
+            .expect("count")
     }
 
     pub async fn sign_in(&self, user: &str, password: &str) -> reqwest::Response {
@@ -314,4 +347,53 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The app with the first administrator signed in.
+pub async fn admin_app() -> TestApp {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    app
+}
+
+/// The message beside `field` in a rendered form, if any.
+pub fn field_error(page: &str, field: &str) -> Option<String> {
+    let marker = format!("id=\"{field}-error\">");
+    let start = page.find(&marker)? + marker.len();
+    let end = page[start..].find("</p>")? + start;
+    Some(page[start..end].to_owned())
+}
+
+/// A finished command's exit status.
+pub fn code(output: &std::process::Output) -> i32 {
+    output.status.code().expect("exit code")
+}
+
+pub const BOUNDARY: &str = "pg-test-boundary-2f9c1e";
+
+/// One part of a multipart form: name, file name (for a file), content.
+pub type Part<'a> = (&'a str, Option<&'a str>, &'a [u8]);
+
+/// A multipart/form-data body with `BOUNDARY`.
+pub fn multipart(parts: &[Part<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, file, content) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        match file {
+            Some(file) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
 }
