@@ -1,7 +1,7 @@
 //! Settings assembled from flags and PRESENCE_GATEWAY_* environment variables.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 
@@ -43,7 +43,26 @@ impl Settings {
     }
 
     pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("presence-gateway.db")
+        database_path(&self.data_dir)
+    }
+}
+
+/// The database file in a data directory.
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("presence-gateway.db")
+}
+
+/// The database of a data directory that a service has started on at
+/// least once, for the shell's commands; a missing one is a usage error.
+pub fn existing_database(data_dir: &Path) -> Result<PathBuf, String> {
+    let db = database_path(data_dir);
+    if db.exists() {
+        Ok(db)
+    } else {
+        Err(format!(
+            "no database at {}: start the service once, or pass --data-dir",
+            db.display()
+        ))
     }
 }
 

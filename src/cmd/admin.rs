@@ -13,13 +13,7 @@ use crate::store;
 /// `admin set-password USER [--stdin]`: resets the password, ends the user's
 /// sessions and lifts any sign-in lockout on that ID.
 pub async fn set_password(data_dir: &Path, user_id: &str, from_stdin: bool) -> AppResult<()> {
-    let db = data_dir.join("presence-gateway.db");
-    if !db.exists() {
-        return Err(AppError::Config(format!(
-            "no database at {}: start the service once, or pass --data-dir",
-            db.display()
-        )));
-    }
+    let db = crate::config::existing_database(data_dir).map_err(AppError::Config)?;
     let pool = store::open(&db).await?;
     let user = store::users::find_by_user_id(&pool, user_id)
         .await?

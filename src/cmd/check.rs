@@ -156,7 +156,7 @@ pub async fn run(data_dir: &Path, args: &CheckArgs) -> u8 {
 /// Without --trust, the data directory's trust store when there is one
 /// (TS-7 builds it; until then there are no stored anchors).
 async fn data_dir_trust(data_dir: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let db: PathBuf = data_dir.join("presence-gateway.db");
+    let db: PathBuf = crate::config::database_path(data_dir);
     if !db.exists() {
         return Ok(Vec::new());
     }

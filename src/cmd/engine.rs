@@ -17,13 +17,7 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Runs the command; Ok(false) when the node refused, failed or did not act.
 pub async fn run(data_dir: &Path, args: &EngineArgs) -> AppResult<bool> {
-    let db = data_dir.join("presence-gateway.db");
-    if !db.exists() {
-        return Err(AppError::Config(format!(
-            "no database at {}: start the service once, or pass --data-dir",
-            db.display()
-        )));
-    }
+    let db = crate::config::existing_database(data_dir).map_err(AppError::Config)?;
     let pool = store::open(&db).await?;
     let nodes = store::engine::nodes(&pool).await?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();

@@ -17,14 +17,13 @@ const USERS_USAGE: u8 = 2;
 /// Bulk Administration page. Returns the exit status.
 pub async fn run(data_dir: &Path, command: &crate::cli::UsersCommand) -> u8 {
     use crate::cli::UsersCommand;
-    let db = data_dir.join("presence-gateway.db");
-    if !db.exists() {
-        eprintln!(
-            "error: no database at {}: start the service once, or pass --data-dir",
-            db.display()
-        );
-        return USERS_USAGE;
-    }
+    let db = match crate::config::existing_database(data_dir) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return USERS_USAGE;
+        }
+    };
     let outcome = match command {
         UsersCommand::Import { file, dry_run } => import_users(&db, file, *dry_run).await,
         UsersCommand::Export { output } => export_users(&db, output.as_deref()).await,

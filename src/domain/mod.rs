@@ -5,6 +5,7 @@ pub mod gateway;
 pub mod locale;
 pub mod names;
 pub mod params;
+pub mod presence;
 pub mod refusal;
 pub mod user;
 

@@ -3,6 +3,7 @@
 //! connection its caller has verified (`client`).
 
 pub mod auth;
+pub mod availability;
 pub mod client;
 pub mod ews;
 pub mod ntlm;

@@ -20,7 +20,7 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::users::AdminRow;
 
-use super::forms::SecretField;
+use super::forms::{FORM, FieldErrors, SecretField};
 use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, format_time, render};
@@ -102,8 +102,7 @@ struct RawAdmin {
 struct NewPage {
     shell: Shell,
     user_id: String,
-    user_id_error: Option<String>,
-    password_error: Option<String>,
+    errors: FieldErrors,
 }
 
 const NEW_TITLE: &str = "Add New Application User";
@@ -118,8 +117,7 @@ async fn new(
         &NewPage {
             shell: shell(&state, &user, messages, NEW_TITLE).await?,
             user_id: String::new(),
-            user_id_error: None,
-            password_error: None,
+            errors: FieldErrors::default(),
         },
     )
 }
@@ -132,7 +130,8 @@ async fn create(
 ) -> AppResult<Response> {
     let user_id = UserId::parse(&raw.user_id);
     let password = NewPassword::parse(&raw.password.0, &raw.confirm.0);
-    let (user_id_error, password_error) = match (user_id, password) {
+    let mut errors = FieldErrors::default();
+    match (user_id, password) {
         (Ok(user_id), Ok(password)) => {
             let hash =
                 crate::secrets::password::hash(SecretString::from(password.expose().to_owned()))
@@ -153,19 +152,25 @@ async fn create(
                     ));
                     return Ok(Redirect::to(LIST).into_response());
                 }
-                Err(AppError::Refused(refusal)) => (Some(refusal.to_string()), None),
+                Err(AppError::Refused(refusal)) => super::refusals::place(&mut errors, &refusal),
                 Err(other) => return Err(other),
             }
         }
-        (user_id, password) => (user_id.err(), password.err()),
-    };
+        (user_id, password) => {
+            if let Err(message) = user_id {
+                errors.set("user_id", message);
+            }
+            if let Err(message) = password {
+                errors.set("password", message);
+            }
+        }
+    }
     render(
         StatusCode::UNPROCESSABLE_ENTITY,
         &NewPage {
             shell: shell(&state, &user, messages, NEW_TITLE).await?,
             user_id: raw.user_id.trim().to_owned(),
-            user_id_error,
-            password_error,
+            errors,
         },
     )
 }
@@ -177,8 +182,9 @@ async fn create(
 struct DeletePage {
     shell: Shell,
     row: AdminRow,
-    /// Why it cannot be deleted (the last one, or yourself).
-    refusal: Option<String>,
+    /// Why it cannot be deleted (the last one, or yourself), at the top:
+    /// the page has no fields.
+    errors: FieldErrors,
 }
 
 async fn find(state: &AppState, id: i64) -> AppResult<AdminRow> {
@@ -188,12 +194,12 @@ async fn find(state: &AppState, id: i64) -> AppResult<AdminRow> {
 }
 
 /// The refusal the store would give, shown before the administrator tries.
-async fn refusal(state: &AppState, user: &CurrentUser, id: i64) -> AppResult<Option<String>> {
+async fn refusal(state: &AppState, user: &CurrentUser, id: i64) -> AppResult<Option<UserRefusal>> {
     if id == user.row.id {
-        return Ok(Some(UserRefusal::DeleteSelf.to_string()));
+        return Ok(Some(UserRefusal::DeleteSelf));
     }
     if store::users::count_admins(&state.pool).await? <= 1 {
-        return Ok(Some(UserRefusal::LastAdmin.to_string()));
+        return Ok(Some(UserRefusal::LastAdmin));
     }
     Ok(None)
 }
@@ -205,13 +211,16 @@ async fn confirm_delete(
     messages: Messages,
 ) -> AppResult<Response> {
     let row = find(&state, id).await?;
-    let refusal = refusal(&state, &user, id).await?;
+    let mut errors = FieldErrors::default();
+    if let Some(refusal) = refusal(&state, &user, id).await? {
+        errors.set(FORM, refusal.to_string());
+    }
     render(
         StatusCode::OK,
         &DeletePage {
             shell: shell(&state, &user, messages, "Delete Application User").await?,
             row,
-            refusal,
+            errors,
         },
     )
 }
@@ -233,14 +242,15 @@ async fn delete(
             Ok(Redirect::to(LIST).into_response())
         }
         Err(AppError::Refused(refusal)) => {
-            let message = refusal.to_string();
+            let mut errors = FieldErrors::default();
+            errors.set(FORM, refusal.to_string());
             let row = find(&state, id).await?;
             render(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &DeletePage {
                     shell: shell(&state, &user, messages, "Delete Application User").await?,
                     row,
-                    refusal: Some(message),
+                    errors,
                 },
             )
         }
@@ -258,7 +268,7 @@ struct PasswordPage {
     /// Your own password is changed on the account page, which asks for
     /// the current one.
     is_you: bool,
-    error: Option<String>,
+    errors: FieldErrors,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -284,7 +294,7 @@ async fn password_form(
             shell: shell(&state, &user, messages, PASSWORD_TITLE).await?,
             is_you: row.id == user.row.id,
             row,
-            error: None,
+            errors: FieldErrors::default(),
         },
     )
 }
@@ -305,13 +315,15 @@ async fn set_password(
     let password = match NewPassword::parse(&raw.password.0, &raw.confirm.0) {
         Ok(password) => password,
         Err(error) => {
+            let mut errors = FieldErrors::default();
+            errors.set("password", error);
             return render(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &PasswordPage {
                     shell: shell(&state, &user, messages, PASSWORD_TITLE).await?,
                     row,
                     is_you: false,
-                    error: Some(error),
+                    errors,
                 },
             );
         }

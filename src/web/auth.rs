@@ -17,6 +17,7 @@ use crate::error::AppResult;
 use crate::state::AppState;
 use crate::store;
 
+use super::forms::{FORM, FieldErrors};
 use super::paths;
 use super::session::{self, SignedIn};
 use super::shell::{Shell, render};
@@ -37,7 +38,7 @@ struct LoginPage {
     shell: Shell,
     user_id: String,
     next: String,
-    error: Option<String>,
+    errors: FieldErrors,
     notice: Option<&'static str>,
 }
 
@@ -73,7 +74,7 @@ async fn login_form(
                 .and_then(safe_next)
                 .unwrap_or_default()
                 .to_owned(),
-            error: None,
+            errors: FieldErrors::default(),
             notice,
         },
     )
@@ -109,13 +110,15 @@ async fn login(
 ) -> AppResult<Response> {
     let key = throttle_key(&form.user_id);
     let retry = |status: StatusCode, error: String| {
+        let mut errors = FieldErrors::default();
+        errors.set(FORM, error);
         render(
             status,
             &LoginPage {
                 shell: Shell::anonymous("Sign in"),
                 user_id: form.user_id.trim().to_owned(),
                 next: safe_next(&form.next).unwrap_or_default().to_owned(),
-                error: Some(error),
+                errors,
                 notice: None,
             },
         )
@@ -179,8 +182,7 @@ async fn logout(session: Session) -> AppResult<Response> {
 struct PasswordPage {
     shell: Shell,
     forced: bool,
-    current_error: Option<String>,
-    new_error: Option<String>,
+    errors: FieldErrors,
 }
 
 async fn password_form(
@@ -201,8 +203,7 @@ async fn password_form(
             )
             .await?,
             forced,
-            current_error: None,
-            new_error: None,
+            errors: FieldErrors::default(),
         },
     )
 }
@@ -229,7 +230,10 @@ async fn change_password(
         Some(user.row.password_hash.clone()),
     )
     .await?;
-    let current_error = (!current_ok).then(|| "The current password is incorrect.".to_owned());
+    let mut errors = FieldErrors::default();
+    if !current_ok {
+        errors.set("current", "The current password is incorrect.");
+    }
     let new_password = NewPassword::parse(&form.new, &form.confirm).and_then(|p| {
         if p.expose() == form.current {
             Err("The new password must differ from the current one.".to_owned())
@@ -237,9 +241,12 @@ async fn change_password(
             Ok(p)
         }
     });
-    let new_password = match (current_error, new_password) {
-        (None, Ok(p)) => p,
-        (current_error, new_password) => {
+    let new_password = match new_password {
+        Ok(p) if !errors.any() => p,
+        new_password => {
+            if let Err(message) = new_password {
+                errors.set("new", message);
+            }
             return render(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &PasswordPage {
@@ -252,8 +259,7 @@ async fn change_password(
                     )
                     .await?,
                     forced: user.row.must_change_password,
-                    current_error,
-                    new_error: new_password.err(),
+                    errors,
                 },
             );
         }

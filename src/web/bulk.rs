@@ -23,6 +23,7 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::bulk::{Chosen, Refused, StaleUser};
 
+use super::forms::{FORM, FieldErrors};
 use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, render};
@@ -81,26 +82,18 @@ struct RawSync {
     locale: String,
 }
 
-#[derive(Debug, Default)]
-struct SyncErrors {
-    form: Option<String>,
-    target: Option<String>,
-    user_ids: Option<String>,
-    node: Option<String>,
-    locale: Option<String>,
-}
-
 #[derive(Template)]
 #[template(path = "pages/bulk/index.html")]
 struct IndexPage {
     shell: Shell,
     columns: String,
-    file_error: Option<String>,
     end_users: i64,
     nodes: Vec<Choice>,
     locales: Vec<Choice>,
     sync: RawSync,
-    sync_errors: SyncErrors,
+    /// The import form's "file", and the locale synchronization's fields
+    /// with its message at the top (`FORM`): the two forms share no name.
+    errors: FieldErrors,
     stale_total: i64,
     stale: Vec<StaleUser>,
 }
@@ -115,9 +108,8 @@ async fn index_page(
     state: &AppState,
     user: &CurrentUser,
     messages: Messages,
-    file_error: Option<String>,
     sync: RawSync,
-    sync_errors: SyncErrors,
+    errors: FieldErrors,
 ) -> AppResult<IndexPage> {
     let nodes = store::bulk::node_names(&state.pool)
         .await?
@@ -142,12 +134,11 @@ async fn index_page(
     Ok(IndexPage {
         shell: Shell::new(state, user, messages, "Bulk Administration", PAGE).await?,
         columns: COLUMNS.join(","),
-        file_error,
         end_users,
         nodes,
         locales,
         sync,
-        sync_errors,
+        errors,
         stale_total,
         stale,
     })
@@ -162,9 +153,8 @@ async fn index(
         &state,
         &user,
         messages,
-        None,
         RawSync::default(),
-        SyncErrors::default(),
+        FieldErrors::default(),
     )
     .await?;
     render(StatusCode::OK, &page)
@@ -320,15 +310,9 @@ async fn refuse_file(
     messages: Messages,
     message: String,
 ) -> AppResult<Response> {
-    let page = index_page(
-        state,
-        user,
-        messages,
-        Some(message),
-        RawSync::default(),
-        SyncErrors::default(),
-    )
-    .await?;
+    let mut errors = FieldErrors::default();
+    errors.set("file", message);
+    let page = index_page(state, user, messages, RawSync::default(), errors).await?;
     render(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
@@ -457,8 +441,8 @@ async fn export(State(state): State<AppState>, Admin(_user): Admin) -> AppResult
 
 /// Parses the form into whose locale to set and to what, with every message
 /// placed beside its field.
-fn parse_sync(raw: &RawSync) -> Result<(Chosen, Locale), SyncErrors> {
-    let mut errors = SyncErrors::default();
+fn parse_sync(raw: &RawSync) -> Result<(Chosen, Locale), FieldErrors> {
+    let mut errors = FieldErrors::default();
     let chosen = match raw.target.as_str() {
         "users" | "" => {
             let mut ids: Vec<UserId> = Vec::new();
@@ -481,10 +465,10 @@ fn parse_sync(raw: &RawSync) -> Result<(Chosen, Locale), SyncErrors> {
             }
             if !bad.is_empty() {
                 bad.truncate(10);
-                errors.user_ids = Some(bad.join(" "));
+                errors.set("user_ids", bad.join(" "));
                 None
             } else if ids.is_empty() {
-                errors.user_ids = Some("Enter at least one User ID, one per line.".to_owned());
+                errors.set("user_ids", "Enter at least one User ID, one per line.");
                 None
             } else {
                 Some(Chosen::Users(ids))
@@ -492,7 +476,7 @@ fn parse_sync(raw: &RawSync) -> Result<(Chosen, Locale), SyncErrors> {
         }
         "node" => {
             if raw.node.trim().is_empty() {
-                errors.node = Some("Choose a node.".to_owned());
+                errors.set("node", "Choose a node.");
                 None
             } else {
                 Some(Chosen::Node(raw.node.trim().to_owned()))
@@ -500,12 +484,12 @@ fn parse_sync(raw: &RawSync) -> Result<(Chosen, Locale), SyncErrors> {
         }
         "stale" => Some(Chosen::Stale),
         _ => {
-            errors.target = Some("Choose whose locale to set.".to_owned());
+            errors.set("target", "Choose whose locale to set.");
             None
         }
     };
     let locale = Locale::parse(&raw.locale)
-        .map_err(|e| errors.locale = Some(e))
+        .map_err(|e| errors.set("locale", e))
         .ok();
     match (chosen, locale) {
         (Some(chosen), Some(locale)) => Ok((chosen, locale)),
@@ -522,7 +506,7 @@ async fn sync_locales(
     let (chosen, locale) = match parse_sync(&raw) {
         Ok(parsed) => parsed,
         Err(errors) => {
-            let page = index_page(&state, &user, messages, None, raw, errors).await?;
+            let page = index_page(&state, &user, messages, raw, errors).await?;
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
@@ -548,11 +532,9 @@ async fn sync_locales(
             Ok(Redirect::to(PAGE).into_response())
         }
         Err(why) => {
-            let errors = SyncErrors {
-                form: Some(why),
-                ..SyncErrors::default()
-            };
-            let page = index_page(&state, &user, messages, None, raw, errors).await?;
+            let mut errors = FieldErrors::default();
+            errors.set(FORM, why);
+            let page = index_page(&state, &user, messages, raw, errors).await?;
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
     }
@@ -584,15 +566,20 @@ mod tests {
             locale: "xx".to_owned(),
         };
         let errors = parse_sync(&raw).unwrap_err();
-        assert!(errors.user_ids.unwrap_or_default().contains("line 2"));
-        assert!(errors.locale.is_some());
+        assert!(
+            errors
+                .get("user_ids")
+                .unwrap_or_default()
+                .contains("line 2")
+        );
+        assert!(errors.has("locale"));
 
         let raw = RawSync {
             target: "node".to_owned(),
             locale: "en-US".to_owned(),
             ..RawSync::default()
         };
-        assert!(parse_sync(&raw).unwrap_err().node.is_some());
+        assert!(parse_sync(&raw).unwrap_err().has("node"));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::tls::certinfo::{self, CertInfo, colon_fingerprint};
 use crate::tls::chain::EXPIRY_WARNING_SECS;
 use crate::tls::fetch::{FETCH_TIMEOUT, presented_chain};
 
+use super::forms::{FORM, FieldErrors};
 use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, format_time, render};
@@ -152,8 +153,7 @@ struct ListPage {
     shell: Shell,
     rows: Vec<CertRow>,
     pem: String,
-    file_error: Option<String>,
-    pem_error: Option<String>,
+    errors: FieldErrors,
 }
 
 fn expiry_warning(not_after: i64, now: i64) -> Option<String> {
@@ -176,8 +176,7 @@ async fn list_page(
     user: &CurrentUser,
     messages: Messages,
     pem: String,
-    file_error: Option<String>,
-    pem_error: Option<String>,
+    errors: FieldErrors,
 ) -> AppResult<ListPage> {
     let now = state.now();
     let gateways = store::gateways::list(&state.pool, None).await?;
@@ -197,8 +196,7 @@ async fn list_page(
         shell: shell(state, user, messages, "Certificate Management").await?,
         rows,
         pem,
-        file_error,
-        pem_error,
+        errors,
     })
 }
 
@@ -239,7 +237,14 @@ async fn list(
     Admin(user): Admin,
     messages: Messages,
 ) -> AppResult<Response> {
-    let page = list_page(&state, &user, messages, String::new(), None, None).await?;
+    let page = list_page(
+        &state,
+        &user,
+        messages,
+        String::new(),
+        FieldErrors::default(),
+    )
+    .await?;
     render(StatusCode::OK, &page)
 }
 
@@ -323,45 +328,46 @@ async fn upload(
     let raw = match read_upload(&mut multipart).await {
         Ok(raw) => raw,
         Err(message) => {
-            let page = list_page(&state, &user, messages, String::new(), Some(message), None);
+            let mut errors = FieldErrors::default();
+            errors.set("file", message);
+            let page = list_page(&state, &user, messages, String::new(), errors);
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page.await?);
         }
     };
-    let mut file_error = None;
-    let mut pem_error = None;
+    let mut errors = FieldErrors::default();
     let mut candidates = Vec::new();
     match (&raw.file, raw.pem.trim().is_empty()) {
         (None, true) => {
-            file_error = Some(
+            errors.set(
+                "file",
                 "Choose a certificate file (PEM or DER), or paste PEM certificates: nothing was \
-                 uploaded."
-                    .to_owned(),
+                 uploaded.",
             );
         }
         _ => {
             if let Some((name, bytes)) = &raw.file {
                 match parse_upload(bytes) {
                     Ok(found) => candidates.extend(found),
-                    Err(e) if name.is_empty() => file_error = Some(e),
-                    Err(e) => file_error = Some(format!("{name}: {e}")),
+                    Err(e) if name.is_empty() => errors.set("file", e),
+                    Err(e) => errors.set("file", format!("{name}: {e}")),
                 }
             }
             if !raw.pem.trim().is_empty() {
                 match parse_upload(raw.pem.as_bytes()) {
                     Ok(found) => candidates.extend(found),
-                    Err(e) => pem_error = Some(e.replace("The file", "The pasted text")),
+                    Err(e) => errors.set("pem", e.replace("The file", "The pasted text")),
                 }
             }
         }
     }
-    if file_error.is_some() || pem_error.is_some() {
+    if errors.any() {
         // A private key is a secret: never sent back into the page.
         let shown = if contains(raw.pem.as_bytes(), b"PRIVATE KEY") {
             String::new()
         } else {
             raw.pem
         };
-        let page = list_page(&state, &user, messages, shown, file_error, pem_error).await?;
+        let page = list_page(&state, &user, messages, shown, errors).await?;
         return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
     let imported =
@@ -442,9 +448,9 @@ struct ImportPage {
     shell: Shell,
     host: String,
     port: String,
-    host_error: Option<String>,
-    port_error: Option<String>,
-    accept_error: Option<String>,
+    /// Beside Host and Port; at the top of the chain's form (`FORM`), why
+    /// the chosen certificates were not imported.
+    errors: FieldErrors,
     /// The chain fetched, with the host and port it came from.
     chain: Option<Vec<ChainRow>>,
     fetched_from: String,
@@ -469,9 +475,7 @@ impl ImportPage {
             shell: shell(state, user, messages, "Certificate Import Tool").await?,
             host: raw.host.clone(),
             port: raw.port.clone(),
-            host_error: None,
-            port_error: None,
-            accept_error: None,
+            errors: FieldErrors::default(),
             chain: None,
             fetched_from: String::new(),
         })
@@ -494,10 +498,10 @@ async fn import_form(
 /// Parses host and port, placing messages on `page`.
 fn parse_target(raw: &RawTarget, page: &mut ImportPage) -> Option<(ServerLocation, Port)> {
     let host = ServerLocation::parse(&raw.host)
-        .map_err(|e| page.host_error = Some(e))
+        .map_err(|e| page.errors.set("host", e))
         .ok();
     let port = Port::parse(&raw.port)
-        .map_err(|e| page.port_error = Some(e))
+        .map_err(|e| page.errors.set("port", e))
         .ok();
     host.zip(port)
 }
@@ -583,7 +587,7 @@ async fn import_fetch(
     page.port = port.get().to_string();
     match fetch(&host, port).await {
         Err(e) => {
-            page.host_error = Some(e);
+            page.errors.set("host", e);
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Ok(fetched) => {
@@ -623,7 +627,7 @@ async fn import_accept(
     let fetched = match fetch(&host, port).await {
         Ok(fetched) => fetched,
         Err(e) => {
-            page.host_error = Some(e);
+            page.errors.set("host", e);
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
@@ -659,18 +663,21 @@ async fn import_accept(
                 }
             })
             .collect();
-        page.accept_error = Some(format!(
+        let message = format!(
             "{} does not present the certificate{} {}: nothing was imported. Review the chain \
              as presented now, below, and accept again.",
             page.fetched_from,
             if refused.len() == 1 { "" } else { "s" },
             shown.join(", ")
-        ));
+        );
+        page.errors.set(FORM, message);
         return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
     if chosen.is_empty() {
-        page.accept_error =
-            Some("Tick at least one certificate to import: nothing was imported.".to_owned());
+        page.errors.set(
+            FORM,
+            "Tick at least one certificate to import: nothing was imported.",
+        );
         return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
     let imported =

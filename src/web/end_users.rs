@@ -23,7 +23,7 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::users::{EndUserInput, EndUserRow};
 
-use super::forms::SecretField;
+use super::forms::{FieldErrors, SecretField};
 use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, render};
@@ -78,8 +78,9 @@ struct ListPage {
     fields: Vec<Choice>,
     matches: Vec<Choice>,
     text: String,
-    /// Why the text cannot be searched for (shown beside the box).
-    text_error: Option<String>,
+    /// Why the text cannot be searched for (shown beside the box, as
+    /// "text").
+    errors: FieldErrors,
     rows: Vec<EndUserRow>,
     showing: Option<String>,
     searched: bool,
@@ -107,14 +108,17 @@ async fn list(
     let how = SearchMatch::parse(&query.how);
     let paging = Paging::parse(&query.page);
     let parsed = Search::parse(field, how, &query.text);
-    let (page, text_error) = match &parsed {
-        Ok(search) => (
+    let mut errors = FieldErrors::default();
+    let page = match &parsed {
+        Ok(search) => {
             store::users::search_end_users(&state.pool, search, paging.offset(), Paging::PAGE_SIZE)
-                .await?,
-            None,
-        ),
+                .await?
+        }
         // Too short for the trigram index: say so rather than scan.
-        Err(message) => (store::users::SearchPage::default(), Some(message.clone())),
+        Err(message) => {
+            errors.set("text", message.clone());
+            store::users::SearchPage::default()
+        }
     };
     let last = Paging::last_page(page.total);
     let previous =
@@ -143,7 +147,7 @@ async fn list(
                 })
                 .collect(),
             text: query.text.trim().to_owned(),
-            text_error,
+            errors,
             showing: paging.showing(page.rows.len(), page.total),
             searched: !matches!(parsed, Ok(Search::All)),
             rows: page.rows,
@@ -176,49 +180,6 @@ struct RawEndUser {
     password: SecretField,
     #[serde(default)]
     confirm: SecretField,
-}
-
-#[derive(Debug, Default)]
-struct FieldErrors {
-    form: Option<String>,
-    user_id: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    mailbox: Option<String>,
-    node: Option<String>,
-    locale: Option<String>,
-    password: Option<String>,
-}
-
-impl FieldErrors {
-    fn any(&self) -> bool {
-        self.form.is_some()
-            || self.user_id.is_some()
-            || self.first_name.is_some()
-            || self.last_name.is_some()
-            || self.mailbox.is_some()
-            || self.node.is_some()
-            || self.locale.is_some()
-            || self.password.is_some()
-    }
-
-    /// Places a refusal from the store beside its field.
-    fn place(&mut self, error: AppError) -> AppResult<()> {
-        match error {
-            AppError::Refused(refusal) => {
-                let message = refusal.to_string();
-                let slot = match super::refusals::field(&refusal) {
-                    "user_id" => &mut self.user_id,
-                    "node" => &mut self.node,
-                    "locale" => &mut self.locale,
-                    _ => &mut self.form,
-                };
-                *slot = Some(message);
-                Ok(())
-            }
-            other => Err(other),
-        }
-    }
 }
 
 struct LocaleOption {
@@ -400,28 +361,28 @@ fn presence_text(calendar_enabled: bool, gateway_exists: bool) -> &'static str {
 fn parse_end_user(
     raw: &RawEndUser,
     with_password: bool,
-) -> Result<(EndUserInput, Option<NewPassword>), Box<FieldErrors>> {
+) -> Result<(EndUserInput, Option<NewPassword>), FieldErrors> {
     let mut errors = FieldErrors::default();
     let user_id = UserId::parse(&raw.user_id)
-        .map_err(|e| errors.user_id = Some(e))
+        .map_err(|e| errors.set("user_id", e))
         .ok();
     let first_name = parse_person_name(&raw.first_name, "First Name")
-        .map_err(|e| errors.first_name = Some(e))
+        .map_err(|e| errors.set("first_name", e))
         .ok();
     let last_name = parse_person_name(&raw.last_name, "Last Name")
-        .map_err(|e| errors.last_name = Some(e))
+        .map_err(|e| errors.set("last_name", e))
         .ok();
     let mailbox = parse_user_mailbox(&raw.mailbox)
-        .map_err(|e| errors.mailbox = Some(e))
+        .map_err(|e| errors.set("mailbox", e))
         .ok();
     let locale = Locale::parse(&raw.locale)
-        .map_err(|e| errors.locale = Some(e))
+        .map_err(|e| errors.set("locale", e))
         .ok();
     let node = raw.node.trim();
     let node = (!node.is_empty()).then(|| node.to_owned());
     let password = if with_password {
         NewPassword::parse(&raw.password.0, &raw.confirm.0)
-            .map_err(|e| errors.password = Some(e))
+            .map_err(|e| errors.set("password", e))
             .ok()
     } else {
         None
@@ -443,7 +404,7 @@ fn parse_end_user(
                 password,
             ))
         }
-        _ => Err(Box::new(errors)),
+        _ => Err(errors),
     }
 }
 
@@ -510,7 +471,7 @@ async fn create(
         Ok((input, Some(password))) => (input, password),
         Ok((_, None)) => return Err(AppError::Config("no password parsed".to_owned())),
         Err(errors) => {
-            form.errors = *errors;
+            form.errors = errors;
             return render_form(&state, &user, messages, refused, heading, form).await;
         }
     };
@@ -526,10 +487,11 @@ async fn create(
             ));
             Ok(Redirect::to(&format!("{LIST}/{id}")).into_response())
         }
-        Err(error) => {
-            form.errors.place(error)?;
+        Err(AppError::Refused(refusal)) => {
+            super::refusals::place(&mut form.errors, &refusal);
             render_form(&state, &user, messages, refused, heading, form).await
         }
+        Err(other) => Err(other),
     }
 }
 
@@ -576,7 +538,7 @@ async fn update(
     let input = match parse_end_user(&raw, false) {
         Ok((input, _)) => input,
         Err(errors) => {
-            form.errors = *errors;
+            form.errors = errors;
             return render_form(&state, &user, messages, refused, heading, form).await;
         }
     };
@@ -587,14 +549,15 @@ async fn update(
             messages.success("Update successful.");
             Ok(Redirect::to(&format!("{LIST}/{id}")).into_response())
         }
-        Err(error) => {
-            form.errors.place(error)?;
+        Err(AppError::Refused(refusal)) => {
+            super::refusals::place(&mut form.errors, &refusal);
             // The refusal is beside the field: no need to repeat it above.
-            if form.errors.locale.is_some() {
+            if form.errors.has("locale") {
                 form.locale_warning = None;
             }
             render_form(&state, &user, messages, refused, heading, form).await
         }
+        Err(other) => Err(other),
     }
 }
 
@@ -645,7 +608,7 @@ async fn delete(
 struct PasswordPage {
     shell: Shell,
     row: EndUserRow,
-    error: Option<String>,
+    errors: FieldErrors,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -668,7 +631,7 @@ async fn password_form(
         &PasswordPage {
             shell: shell(&state, &user, messages, "Set End User Password").await?,
             row,
-            error: None,
+            errors: FieldErrors::default(),
         },
     )
 }
@@ -684,12 +647,14 @@ async fn set_password(
     let password = match NewPassword::parse(&raw.password.0, &raw.confirm.0) {
         Ok(password) => password,
         Err(error) => {
+            let mut errors = FieldErrors::default();
+            errors.set("password", error);
             return render(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &PasswordPage {
                     shell: shell(&state, &user, messages, "Set End User Password").await?,
                     row,
-                    error: Some(error),
+                    errors,
                 },
             );
         }

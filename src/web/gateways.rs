@@ -24,7 +24,7 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::gateways::{GatewayInput, GatewayRow};
 
-use super::forms::SecretField;
+use super::forms::{FORM, FieldErrors, SecretField};
 use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, format_time, render};
@@ -191,50 +191,6 @@ struct RawGateway {
     test_mailbox: String,
 }
 
-#[derive(Debug, Default)]
-struct FieldErrors {
-    form: Option<String>,
-    description: Option<String>,
-    server: Option<String>,
-    account_name: Option<String>,
-    password: Option<String>,
-    port: Option<String>,
-    test_mailbox: Option<String>,
-}
-
-impl FieldErrors {
-    fn any(&self) -> bool {
-        self.form.is_some()
-            || self.description.is_some()
-            || self.server.is_some()
-            || self.account_name.is_some()
-            || self.password.is_some()
-            || self.port.is_some()
-            || self.test_mailbox.is_some()
-    }
-
-    /// Places a refusal from the store beside its field.
-    fn place(&mut self, error: AppError) -> Result<(), AppError> {
-        match error {
-            AppError::Refused(refusal) => {
-                let message = refusal.to_string();
-                let slot = match super::refusals::field(&refusal) {
-                    "description" => &mut self.description,
-                    "server" => &mut self.server,
-                    "account_name" => &mut self.account_name,
-                    "password" => &mut self.password,
-                    "port" => &mut self.port,
-                    "test_mailbox" => &mut self.test_mailbox,
-                    _ => &mut self.form,
-                };
-                *slot = Some(message);
-                Ok(())
-            }
-            other => Err(other),
-        }
-    }
-}
-
 /// What the form shows: the values as typed (passwords excepted), the
 /// messages, and what is shared with other EWS gateways (GW-4).
 #[derive(Debug)]
@@ -283,6 +239,20 @@ impl FormView {
     fn is_ews(&self) -> bool {
         self.kind == GatewayKind::Ews
     }
+
+    /// The Test Mailbox input's type: an e-mail address for EWS; WebDAV
+    /// takes the mailbox alias too (`alice`), which an email input refuses.
+    fn mailbox_input(&self) -> &'static str {
+        if self.is_ews() { "email" } else { "text" }
+    }
+
+    fn password_help(&self) -> &'static str {
+        if self.password_stored {
+            "A password is stored. Leave both password fields empty to keep it."
+        } else {
+            "Stored encrypted; never shown again."
+        }
+    }
 }
 
 #[derive(Template)]
@@ -305,22 +275,22 @@ fn parse_gateway(
 ) -> AppResult<Result<GatewayInput, FieldErrors>> {
     let mut errors = FieldErrors::default();
     let description = Description::parse(&raw.description)
-        .map_err(|e| errors.description = Some(e))
+        .map_err(|e| errors.set("description", e))
         .ok();
     let server = ServerLocation::parse(&raw.server)
-        .map_err(|e| errors.server = Some(e))
+        .map_err(|e| errors.set("server", e))
         .ok();
     let account = AccountName::parse(kind, &raw.account_name)
-        .map_err(|e| errors.account_name = Some(e))
+        .map_err(|e| errors.set("account_name", e))
         .ok();
     let password = parse_password(&raw.password.0, &raw.confirm.0, password_stored)
-        .map_err(|e| errors.password = Some(e))
+        .map_err(|e| errors.set("password", e))
         .ok();
     let port = Port::parse(&raw.port)
-        .map_err(|e| errors.port = Some(e))
+        .map_err(|e| errors.set("port", e))
         .ok();
     let test_mailbox = Mailbox::parse_optional(kind, &raw.test_mailbox)
-        .map_err(|e| errors.test_mailbox = Some(e))
+        .map_err(|e| errors.set("test_mailbox", e))
         .ok();
     match (description, server, account, password, port, test_mailbox) {
         (
@@ -424,7 +394,7 @@ struct KindOption {
 struct ChooseTypePage {
     shell: Shell,
     options: Vec<KindOption>,
-    error: Option<String>,
+    errors: FieldErrors,
 }
 
 async fn choose_type(
@@ -450,17 +420,20 @@ async fn choose_type(
             checked: k == preselected,
         })
         .collect();
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
+    let mut errors = FieldErrors::default();
+    let status = match error {
+        Some(message) => {
+            errors.set("type", message);
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        None => StatusCode::OK,
     };
     render(
         status,
         &ChooseTypePage {
             shell: shell(state, user, messages, "Add New Presence Gateway").await?,
             options,
-            error,
+            errors,
         },
     )
 }
@@ -591,10 +564,11 @@ async fn save(
             confirm_saved(messages, verb, &input, &saved);
             Ok(Redirect::to(&format!("{LIST}/{}", saved.id)).into_response())
         }
-        Err(error) => {
-            form.errors.place(error)?;
+        Err(AppError::Refused(refusal)) => {
+            super::refusals::place(&mut form.errors, &refusal);
             render_form(state, user, messages, refused, heading, form).await
         }
+        Err(other) => Err(other),
     }
 }
 
@@ -781,9 +755,19 @@ struct ChangeTypePage {
     /// Why the type cannot be changed now (more than one gateway).
     blocked: Option<String>,
     account_name: String,
-    account_error: Option<String>,
-    password_error: Option<String>,
-    form_error: Option<String>,
+    errors: FieldErrors,
+}
+
+impl ChangeTypePage {
+    fn account_help(&self) -> &'static str {
+        match self.to_kind {
+            GatewayKind::Ews => "The impersonation account, as user@domain or domain\\user.",
+            GatewayKind::WebDav => {
+                "The Receive-As account, as domain\\user, or user when Exchange has a default \
+                 domain."
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -820,9 +804,7 @@ async fn change_type_page(
         to_kind: from.other(),
         blocked,
         account_name,
-        account_error: None,
-        password_error: None,
-        form_error: None,
+        errors: FieldErrors::default(),
     })
 }
 
@@ -861,11 +843,11 @@ async fn change_type(
     )
     .await?;
     let account = AccountName::parse(to, &raw.account_name)
-        .map_err(|e| page.account_error = Some(e))
+        .map_err(|e| page.errors.set("account_name", e))
         .ok();
     // The password moves over from the old type unless a new one is typed.
     let password = parse_password(&raw.password.0, &raw.confirm.0, true)
-        .map_err(|e| page.password_error = Some(e))
+        .map_err(|e| page.errors.set("password", e))
         .ok();
     if let (Some(account), Some(password)) = (account, password) {
         let sealed = seal(&state, password)?;
@@ -887,10 +869,11 @@ async fn change_type(
                 ));
                 return Ok(Redirect::to(&format!("{LIST}/{id}")).into_response());
             }
+            // The page has no type field: a refusal about the type (not the
+            // only gateway any more) goes at the top.
             Err(AppError::Refused(refusal)) => match super::refusals::field(&refusal) {
-                "password" => page.password_error = Some(refusal.to_string()),
-                "account_name" => page.account_error = Some(refusal.to_string()),
-                _ => page.form_error = Some(refusal.to_string()),
+                "password" | "account_name" => super::refusals::place(&mut page.errors, &refusal),
+                _ => page.errors.set(FORM, refusal.to_string()),
             },
             Err(other) => return Err(other),
         }

@@ -16,6 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store;
 
+use super::forms::{FORM, FieldErrors};
 use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, render};
@@ -54,13 +55,6 @@ struct RawChange {
     action: String,
 }
 
-#[derive(Debug, Default)]
-struct Errors {
-    form: Option<String>,
-    node: Option<String>,
-    locale: Option<String>,
-}
-
 #[derive(Template)]
 #[template(path = "pages/locales/index.html")]
 struct IndexPage {
@@ -69,7 +63,7 @@ struct IndexPage {
     rows: Vec<Row>,
     node_choices: Vec<Choice>,
     locale_choices: Vec<Choice>,
-    errors: Errors,
+    errors: FieldErrors,
 }
 
 async fn index(
@@ -83,7 +77,7 @@ async fn index(
         messages,
         StatusCode::OK,
         &RawChange::default(),
-        Errors::default(),
+        FieldErrors::default(),
     )
     .await
 }
@@ -94,7 +88,7 @@ async fn page(
     messages: Messages,
     status: StatusCode,
     typed: &RawChange,
-    errors: Errors,
+    errors: FieldErrors,
 ) -> AppResult<Response> {
     let nodes: Vec<String> = store::nodes::list(&state.pool)
         .await?
@@ -177,21 +171,21 @@ async fn change(
     messages: Messages,
     Form(raw): Form<RawChange>,
 ) -> AppResult<Response> {
-    let mut errors = Errors::default();
+    let mut errors = FieldErrors::default();
     let action = match raw.action.as_str() {
         "install" => Some(Action::Install),
         "uninstall" => Some(Action::Uninstall),
         _ => {
-            errors.form = Some("Choose Install or Uninstall.".to_owned());
+            errors.set(FORM, "Choose Install or Uninstall.");
             None
         }
     };
     let node = raw.node.trim();
     if node.is_empty() {
-        errors.node = Some("Choose a node.".to_owned());
+        errors.set("node", "Choose a node.");
     }
     let locale = Locale::parse(&raw.locale)
-        .map_err(|e| errors.locale = Some(e))
+        .map_err(|e| errors.set("locale", e))
         .ok();
     let (Some(action), Some(locale), false) = (action, locale, node.is_empty()) else {
         return refuse(&state, &user, messages, &raw, errors).await;
@@ -218,12 +212,7 @@ async fn change(
             Ok(Redirect::to(PAGE).into_response())
         }
         Err(AppError::Refused(refusal)) => {
-            let message = refusal.to_string();
-            match super::refusals::field(&refusal) {
-                "node" => errors.node = Some(message),
-                "locale" => errors.locale = Some(message),
-                _ => errors.form = Some(message),
-            }
+            super::refusals::place(&mut errors, &refusal);
             refuse(&state, &user, messages, &raw, errors).await
         }
         Err(other) => Err(other),
@@ -235,7 +224,7 @@ async fn refuse(
     user: &CurrentUser,
     messages: Messages,
     raw: &RawChange,
-    errors: Errors,
+    errors: FieldErrors,
 ) -> AppResult<Response> {
     page(
         state,

@@ -24,6 +24,7 @@ use crate::store;
 use crate::store::nodes::NodeRow;
 use crate::store::params::Change;
 
+use super::forms::{FORM, FieldErrors};
 use super::paths;
 use super::session::{Admin, CurrentUser};
 use super::shell::{Shell, render};
@@ -180,7 +181,9 @@ struct ParamsPage {
     node: String,
     service: &'static str,
     sections: Vec<Section>,
-    form_error: Option<String>,
+    /// The message for no field (`FORM`); each parameter's own message is
+    /// on its row (`Field::error`).
+    errors: FieldErrors,
     /// On a refusal, every field error again at the top, linking to its
     /// field: the page is long and the field may be far below the fold.
     summary: Vec<SummaryItem>,
@@ -223,6 +226,11 @@ async fn render_page(
             general.push(field);
         }
     }
+    // Messages for no field (an unknown parameter to reset).
+    let mut top = FieldErrors::default();
+    if let Some(message) = errors.into_values().next() {
+        top.set(FORM, message);
+    }
     render(
         status,
         &ParamsPage {
@@ -254,8 +262,7 @@ async fn render_page(
                     fields: caution,
                 },
             ],
-            // Messages for no field (an unknown parameter to reset).
-            form_error: errors.into_values().next(),
+            errors: top,
             summary,
         },
     )

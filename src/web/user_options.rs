@@ -23,6 +23,7 @@ use crate::store;
 use crate::store::user_options::Options;
 use crate::web::i18n::{page_language, tr};
 
+use super::forms::FieldErrors;
 use super::paths;
 use super::session::{CurrentUser, EndUser};
 use super::shell::{Shell, render};
@@ -75,10 +76,10 @@ struct IndexPage {
     signed_in: String,
     calendar_on: bool,
     calendar_available: bool,
-    /// A refused calendar POST: the message beside the switch.
-    calendar_error: Option<String>,
+    /// A refused POST: the message beside the calendar switch
+    /// ("calendar") or the locale ("locale").
+    errors: FieldErrors,
     locales: Vec<LocaleOption>,
-    locale_error: Option<String>,
     presence: &'static str,
 }
 
@@ -134,8 +135,7 @@ async fn render_page(
     messages: Messages,
     status: StatusCode,
     view: View,
-    calendar_error: Option<String>,
-    locale_error: Option<String>,
+    errors: FieldErrors,
 ) -> AppResult<Response> {
     let lang = view.lang;
     let current = &view.options.locale;
@@ -178,9 +178,8 @@ async fn render_page(
             ),
             calendar_on: view.options.calendar_enabled,
             calendar_available: view.gateways > 0,
-            calendar_error,
+            errors,
             locales,
-            locale_error,
             // The engine publishes no presence yet (EN-5): there is nothing
             // to read, and the page says so rather than guess.
             presence: presence_message(view.options.calendar_enabled, view.gateways > 0, None),
@@ -194,7 +193,8 @@ async fn index(
     messages: Messages,
 ) -> AppResult<Response> {
     let view = View::load(&state, &user).await?;
-    render_page(&state, &user, messages, StatusCode::OK, view, None, None).await
+    let errors = FieldErrors::default();
+    render_page(&state, &user, messages, StatusCode::OK, view, errors).await
 }
 
 /// Only the switch is read: any other field (an `id`, a `user_id`) is
@@ -218,7 +218,7 @@ async fn save_calendar(
         "off" => false,
         _ => {
             let error = tr(lang, "calendar-choose", &[]);
-            return refuse(&state, &user, messages, view, Some(error), None).await;
+            return refuse(&state, &user, messages, view, "calendar", error).await;
         }
     };
     match store::user_options::set_calendar(&state.pool, user.row.id, on, state.now()).await {
@@ -235,7 +235,7 @@ async fn save_calendar(
             // No gateway (US-2), in the user's language.
             let view = View::load(&state, &user).await?;
             let error = tr(lang, "calendar-unavailable", &[]);
-            refuse(&state, &user, messages, view, Some(error), None).await
+            refuse(&state, &user, messages, view, "calendar", error).await
         }
         Err(other) => Err(other),
     }
@@ -258,7 +258,7 @@ async fn save_locale(
     let lang = view.lang;
     let Ok(locale) = Locale::parse(&form.locale) else {
         let error = tr(lang, "locale-choose", &[]);
-        return refuse(&state, &user, messages, view, None, Some(error)).await;
+        return refuse(&state, &user, messages, view, "locale", error).await;
     };
     match store::user_options::set_locale(&state.pool, user.row.id, &locale, state.now()).await {
         Ok(()) => {
@@ -275,30 +275,25 @@ async fn save_locale(
             tracing::info!(locale = locale.tag, reason = %refusal, "user locale refused");
             let label = locale.label();
             let error = tr(lang, "locale-not-installed", &[("locale", &label)]);
-            refuse(&state, &user, messages, view, None, Some(error)).await
+            refuse(&state, &user, messages, view, "locale", error).await
         }
         Err(other) => Err(other),
     }
 }
 
+/// The page again with `message` beside `field`.
 async fn refuse(
     state: &AppState,
     user: &CurrentUser,
     messages: Messages,
     view: View,
-    calendar_error: Option<String>,
-    locale_error: Option<String>,
+    field: &'static str,
+    message: String,
 ) -> AppResult<Response> {
-    render_page(
-        state,
-        user,
-        messages,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        view,
-        calendar_error,
-        locale_error,
-    )
-    .await
+    let mut errors = FieldErrors::default();
+    errors.set(field, message);
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    render_page(state, user, messages, status, view, errors).await
 }
 
 #[cfg(test)]
