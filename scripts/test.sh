@@ -14,6 +14,13 @@ repo="$PWD"
 
 scripts/browser-deps.sh
 
+# The independent EWS client the simulator is checked against (EN-6).
+if ! python3 -c "import exchangelib" 2>/dev/null; then
+    echo "== installing exchangelib (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check exchangelib==5.6.0
+fi
+python3 -c "import exchangelib; print('exchangelib', exchangelib.__version__, 'is present')"
+
 echo "== no file refers to a path outside the repository"
 # A relative path that climbs out of the repository into a sibling folder.
 if git ls-files -z --cached --others --exclude-standard | xargs -0 grep -nIE '\.\./(\.\./)*shared\b' --; then

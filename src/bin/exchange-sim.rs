@@ -2,6 +2,8 @@
 //! (EN-6). EWS GetFolder and WebDAV PROPFIND over TLS, behind IIS-like
 //! authentication, answering as scripted by --behave.
 
+#[path = "exchange_sim/calendars.rs"]
+mod calendars;
 #[path = "exchange_sim/certs.rs"]
 mod certs;
 #[path = "exchange_sim/ews.rs"]
@@ -52,8 +54,9 @@ Stop it with Ctrl-C or SIGTERM (exit status 0).";
 #[command(
     name = "exchange-sim",
     version,
-    about = "An Exchange stand-in: EWS (POST /EWS/Exchange.asmx, GetFolder) and WebDAV \
-             (PROPFIND /exchange/<mailbox>/<folder>/) over TLS, for tests and demos.",
+    about = "An Exchange stand-in: EWS (POST /EWS/Exchange.asmx: GetFolder, \
+             GetUserAvailability over scripted calendars) and WebDAV (PROPFIND \
+             /exchange/<mailbox>/<folder>/) over TLS, for tests and demos.",
     after_help = EXAMPLE
 )]
 struct Cli {
@@ -139,6 +142,18 @@ struct Cli {
     #[arg(long, value_enum, value_name = "ANSWER", default_value_t = NtlmChallenge::Normal,
           conflicts_with = "no_ntlm")]
     ntlm_challenge: NtlmChallenge,
+
+    /// Generate N mailboxes, user00000@example.com and on, each with
+    /// scripted meetings yesterday, today and tomorrow (GetUserAvailability).
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    mailboxes: u64,
+
+    /// Load calendars from a file of `mailbox,start,end,busy_type` rows (RFC
+    /// 3339 times; Busy, Tentative, OOF, WorkingElsewhere, Free). While the
+    /// simulator runs, POST such rows to /sim/calendars to change calendars.
+    #[arg(long, value_name = "FILE")]
+    calendar: Option<PathBuf>,
 }
 
 /// The answer to an NTLM NEGOTIATE (--ntlm-challenge).
@@ -225,6 +240,8 @@ pub struct Sim {
     pub ntlm: bool,
     pub extended_protection: bool,
     pub ntlm_challenge: NtlmChallenge,
+    /// Every mailbox with its scripted calendar.
+    pub calendars: calendars::Calendars,
     /// The channel bindings of a TLS connection to this server (its leaf
     /// certificate's `tls-server-end-point`), which NTLM answers must carry
     /// when they carry any.
@@ -313,6 +330,18 @@ async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
     let local = listener.local_addr()?;
+    let mailboxes = usize::try_from(cli.mailboxes).context("--mailboxes")?;
+    let calendars = calendars::Calendars::generated(
+        mailboxes,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    );
+    if let Some(path) = &cli.calendar {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        calendars
+            .load(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
     let sim = Arc::new(Sim {
         behave: cli.behave,
         latency: Duration::from_millis(cli.latency_ms),
@@ -324,6 +353,7 @@ async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
         ntlm: !cli.no_ntlm,
         extended_protection: cli.extended_protection,
         ntlm_challenge: cli.ntlm_challenge,
+        calendars,
         channel_bindings,
     });
 

@@ -539,8 +539,154 @@ fn sim_help_explains_every_flag_and_the_check_example() {
         "--no-ntlm",
         "--extended-protection",
         "--tls-offload",
+        "--ntlm-challenge",
+        "--mailboxes",
+        "--calendar",
+        "/sim/calendars",
         "presence-gateway check --type ews",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
+}
+
+/// Our GetUserAvailability request and parser against the simulator's
+/// scripted calendars: a generated population, rows posted while it runs,
+/// an unknown mailbox answered per mailbox, and the 100-mailbox limit.
+#[tokio::test]
+async fn sim_answers_getuseravailability_from_scripted_calendars() {
+    use presence_gateway::domain::presence::{BusyType, Slot};
+    use presence_gateway::exchange::availability;
+
+    let sim = SimProcess::start(&[
+        "--account",
+        ACCOUNT,
+        "--password-env",
+        PASSWORD_ENV,
+        "--mailboxes",
+        "250",
+    ]);
+    let at = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .expect("time")
+            .unix_timestamp()
+    };
+    let rows = "mailbox,start,end,busy_type\n\
+                user00007@example.com,2030-01-15T09:00:00Z,2030-01-15T10:00:00Z,Busy\n\
+                user00007@example.com,2030-01-15T09:30:00Z,2030-01-15T11:00:00Z,OOF\n";
+    let loaded = sim
+        .client
+        .post(sim.url("/sim/calendars"))
+        .body(rows)
+        .send()
+        .await
+        .expect("POST rows");
+    assert_eq!(loaded.status().as_u16(), 200);
+    let bad = sim
+        .client
+        .post(sim.url("/sim/calendars"))
+        .body("x@example.com,tomorrow,later,Busy")
+        .send()
+        .await
+        .expect("POST rows");
+    assert_eq!(bad.status().as_u16(), 400);
+
+    let ask = |mailboxes: Vec<String>| {
+        let refs: Vec<&str> = mailboxes.iter().map(String::as_str).collect();
+        availability::request(
+            &refs,
+            at("2030-01-15T00:00:00Z"),
+            at("2030-01-16T00:00:00Z"),
+        )
+        .expect("request")
+    };
+    let answer = sim
+        .get_folder(
+            Some((ACCOUNT, PASSWORD)),
+            ask(vec![
+                "user00007@example.com".to_owned(),
+                "nobody@example.com".to_owned(),
+                "user00008@example.com".to_owned(),
+            ]),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let results = availability::parse(answer.body.as_bytes()).expect("parse");
+    assert_eq!(results.len(), 3);
+    assert_eq!(
+        results[0].as_ref().expect("user00007"),
+        &vec![
+            Slot {
+                start: at("2030-01-15T09:00:00Z"),
+                end: at("2030-01-15T10:00:00Z"),
+                busy: BusyType::Busy
+            },
+            Slot {
+                start: at("2030-01-15T09:30:00Z"),
+                end: at("2030-01-15T11:00:00Z"),
+                busy: BusyType::OutOfOffice
+            },
+        ]
+    );
+    assert_eq!(
+        results[1].as_ref().expect_err("nobody").code,
+        "ErrorMailRecipientNotFound"
+    );
+    // Generated mailboxes have no meetings in 2030: known, empty.
+    assert_eq!(results[2].as_ref().expect("user00008"), &Vec::<Slot>::new());
+
+    // 101 mailboxes: our request refuses to build it, and the simulator
+    // refuses it too, as Exchange does.
+    let many: Vec<String> = (0..101)
+        .map(|i| format!("user{i:05}@example.com"))
+        .collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert!(availability::request(&refs, 0, 60).is_err());
+    let hundred = availability::request(&refs[..100], 0, 60).expect("100 mailboxes");
+    let too_many = hundred.replacen(
+        "<t:MailboxData>",
+        "<t:MailboxData><t:Email><t:Address>extra@example.com</t:Address></t:Email><t:AttendeeType>Required</t:AttendeeType><t:ExcludeConflicts>false</t:ExcludeConflicts></t:MailboxData><t:MailboxData>",
+        1,
+    );
+    let answer = sim.get_folder(Some((ACCOUNT, PASSWORD)), too_many).await;
+    assert_eq!(answer.status, 500);
+    let why = availability::parse(answer.body.as_bytes()).expect_err("a fault");
+    assert!(why.contains("101 mailboxes"), "{why}");
+    let answer = sim.get_folder(Some((ACCOUNT, PASSWORD)), hundred).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        availability::parse(answer.body.as_bytes())
+            .expect("parse")
+            .len(),
+        100
+    );
+}
+
+/// An independent client: the exchangelib Python package (installed by the
+/// test command) asks exchange-sim for free/busy in America/Los_Angeles;
+/// the simulator must read its TimeZone and answer in local times, as
+/// Exchange does, for exchangelib to see the meetings at the right instants.
+#[test]
+fn exchangelib_reads_availability_in_a_daylight_saving_zone() {
+    let sim = SimProcess::start(&["--account", ACCOUNT, "--password-env", PASSWORD_ENV]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/exchangelib/availability.py"
+    );
+    let base = format!("https://localhost:{}", sim.port());
+    let ca = sim.dir.path().join("ca.pem");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(&base)
+        .arg(&ca)
+        .arg(ACCOUNT)
+        .arg(PASSWORD)
+        .output()
+        .expect("python3 runs (the test command installs exchangelib)");
+    assert!(
+        output.status.success(),
+        "exchangelib against exchange-sim failed (is exchangelib installed? scripts/test.sh \
+         installs it):\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -8,6 +8,9 @@ use hyper::StatusCode;
 use quick_xml::escape::escape;
 use quick_xml::events::Event;
 
+use presence_gateway::domain::presence::BusyType;
+
+use crate::calendars::{Rule, Zone, time_of_day, weekday};
 use crate::{Behave, Sim};
 
 const SOAP_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -30,6 +33,36 @@ pub struct Request {
     pub impersonating: Option<String>,
     /// DistinguishedFolderId Id values, e.g. `calendar`.
     pub folders: Vec<String>,
+    /// GetUserAvailability's values, by where they stand: `address`,
+    /// `TimeZone/Bias`, `StandardTime/Month`, `TimeWindow/StartTime`,
+    /// `RequestedView`, ... in document order.
+    pub values: Vec<(String, String)>,
+}
+
+/// More values than this is no request we answer (100 mailboxes and a
+/// time zone need about 120).
+const MAX_VALUES: usize = 1024;
+
+/// The key a GetUserAvailability value is kept under, if it is one.
+fn value_key(stack: &[String], name: &str) -> Option<String> {
+    let parent = stack.last().map(String::as_str)?;
+    let grandparent = stack.len().checked_sub(2).map(|i| stack[i].as_str());
+    if stack.iter().any(|s| s == "GetServerTimeZones") {
+        return (parent == "Ids" && name == "Id").then(|| "tzid".to_owned());
+    }
+    let in_request = stack.iter().any(|s| s == "GetUserAvailabilityRequest");
+    if !in_request {
+        return None;
+    }
+    match (grandparent, parent, name) {
+        (Some("MailboxData"), "Email", "Address") => Some("address".to_owned()),
+        (_, "TimeZone" | "StandardTime" | "DaylightTime", _) => Some(format!("{parent}/{name}")),
+        (_, "TimeWindow", "StartTime" | "EndTime") => Some(format!("TimeWindow/{name}")),
+        (_, "FreeBusyViewOptions", "RequestedView" | "MergedFreeBusyIntervalInMinutes") => {
+            Some(name.to_owned())
+        }
+        _ => None,
+    }
 }
 
 /// Parses the request. Errors are reported as EWS does: a schema-validation fault.
@@ -41,6 +74,8 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
     let mut saw_envelope = false;
     // Text of the ConnectingSID child being read, gathered across entity references.
     let mut sid_text: Option<String> = None;
+    // A GetUserAvailability value being read, with its key.
+    let mut value: Option<(String, String)> = None;
     // The loop ends at Eof; the body is at most 1 MiB and every event consumes input.
     loop {
         let event = reader
@@ -68,6 +103,14 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
                 {
                     sid_text = Some(String::new());
                 }
+                if matches!(event, Event::Start(_))
+                    && let Some(key) = value_key(&stack, &name)
+                {
+                    if request.values.len() >= MAX_VALUES {
+                        return Err(format!("more than {MAX_VALUES} values"));
+                    }
+                    value = Some((key, String::new()));
+                }
                 if name == "DistinguishedFolderId" && request.folders.len() < MAX_FOLDERS {
                     if let Ok(Some(id)) = e.try_get_attribute("Id") {
                         let id = id
@@ -90,6 +133,9 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
             }
             Event::End(_) => {
                 stack.pop();
+                if let Some((key, text)) = value.take() {
+                    request.values.push((key, text.trim().to_owned()));
+                }
                 if let Some(text) = sid_text.take() {
                     let text = text.trim().to_owned();
                     if !text.is_empty() {
@@ -97,29 +143,35 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
                     }
                 }
             }
-            Event::Text(ref t) => {
+            Event::Text(ref t) if sid_text.is_some() || value.is_some() => {
+                let decoded = t.decode().map_err(|e| format!("text is not UTF-8: {e}"))?;
                 if let Some(text) = sid_text.as_mut() {
-                    let decoded = t.decode().map_err(|e| format!("text is not UTF-8: {e}"))?;
+                    text.push_str(&decoded);
+                }
+                if let Some((_, text)) = value.as_mut() {
                     text.push_str(&decoded);
                 }
             }
-            Event::GeneralRef(ref r) => {
+            Event::GeneralRef(ref r) if sid_text.is_some() || value.is_some() => {
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(c)) => Some(c),
+                    Ok(None) => match &**r {
+                        b"amp" => Some('&'),
+                        b"lt" => Some('<'),
+                        b"gt" => Some('>'),
+                        b"quot" => Some('"'),
+                        b"apos" => Some('\''),
+                        _ => None,
+                    },
+                    Err(_) => None,
+                };
+                let Some(c) = resolved else {
+                    return Err("an unknown entity reference".to_owned());
+                };
                 if let Some(text) = sid_text.as_mut() {
-                    let resolved = match r.resolve_char_ref() {
-                        Ok(Some(c)) => Some(c),
-                        Ok(None) => match &**r {
-                            b"amp" => Some('&'),
-                            b"lt" => Some('<'),
-                            b"gt" => Some('>'),
-                            b"quot" => Some('"'),
-                            b"apos" => Some('\''),
-                            _ => None,
-                        },
-                        Err(_) => None,
-                    };
-                    let Some(c) = resolved else {
-                        return Err("an unknown entity reference".to_owned());
-                    };
+                    text.push(c);
+                }
+                if let Some((_, text)) = value.as_mut() {
                     text.push(c);
                 }
             }
@@ -156,6 +208,8 @@ pub fn answer(body: &[u8], sim: &Sim) -> (StatusCode, String) {
     }
     match request.operation.as_deref() {
         Some("GetFolder") => (StatusCode::OK, get_folder(&request, sim)),
+        Some("GetUserAvailabilityRequest") => get_user_availability(&request, sim),
+        Some("GetServerTimeZones") => (StatusCode::OK, get_server_time_zones(&request, sim)),
         Some(other) => fault(
             "ErrorInvalidRequest",
             &format!("The request is invalid: exchange-sim does not implement {other}."),
@@ -231,6 +285,347 @@ fn success_message(owner: &str, distinguished_id: &str, sim: &Sim) -> String {
          \x20         </m:Folders>\n\
          \x20       </m:GetFolderResponseMessage>\n",
         name = escape(name.as_str()),
+    )
+}
+
+/// Exchange answers at most this many mailboxes in one request.
+const MAX_AVAILABILITY_MAILBOXES: usize = 100;
+
+/// The request's `TimeZone`, as Exchange reads it: `Bias`, and the
+/// `StandardTime` and `DaylightTime` rules when both are there.
+fn zone(request: &Request) -> Result<Zone, String> {
+    let get = |key: &str| {
+        request
+            .values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let number = |key: &str| -> Result<Option<i32>, String> {
+        get(key)
+            .map(|v| {
+                v.parse::<i32>()
+                    .map_err(|_| format!("{key} is not a number: {v:?}"))
+            })
+            .transpose()
+    };
+    let rule = |period: &str| -> Result<Option<Rule>, String> {
+        let Some(bias) = number(&format!("{period}/Bias"))? else {
+            return Ok(None);
+        };
+        let time = get(&format!("{period}/Time"))
+            .and_then(time_of_day)
+            .ok_or(format!("{period}/Time is missing or malformed"))?;
+        let day_order = number(&format!("{period}/DayOrder"))?.unwrap_or(1);
+        let month = number(&format!("{period}/Month"))?.unwrap_or(0);
+        let weekday = get(&format!("{period}/DayOfWeek"))
+            .and_then(weekday)
+            .ok_or(format!("{period}/DayOfWeek is missing or malformed"))?;
+        Ok(Some(Rule {
+            bias,
+            time,
+            day_order: u8::try_from(day_order).map_err(|_| "DayOrder out of range")?,
+            month: u8::try_from(month).map_err(|_| "Month out of range")?,
+            weekday,
+        }))
+    };
+    Ok(Zone {
+        bias: number("TimeZone/Bias")?.ok_or("the request has no TimeZone/Bias")?,
+        standard: rule("StandardTime")?,
+        daylight: rule("DaylightTime")?,
+    })
+}
+
+fn busy_name(busy: BusyType) -> &'static str {
+    match busy {
+        BusyType::Free => "Free",
+        BusyType::Tentative => "Tentative",
+        BusyType::Busy => "Busy",
+        BusyType::OutOfOffice => "OOF",
+        BusyType::WorkingElsewhere => "WorkingElsewhere",
+        BusyType::NoData => "NoData",
+    }
+}
+
+/// The digit of a merged free/busy interval: the busiest status in it.
+fn merged_digit(busy: Option<BusyType>) -> char {
+    match busy {
+        None | Some(BusyType::Free) => '0',
+        Some(BusyType::Tentative) => '1',
+        Some(BusyType::Busy) => '2',
+        Some(BusyType::OutOfOffice) => '3',
+        Some(BusyType::WorkingElsewhere) => '4',
+        Some(BusyType::NoData) => '5',
+    }
+}
+
+/// GetUserAvailability: each mailbox's events in the window, their times
+/// local to the request's TimeZone and without an offset, as Exchange
+/// writes them; an unknown mailbox is that mailbox's error, not the
+/// request's; more than 100 mailboxes fail the request.
+fn get_user_availability(request: &Request, sim: &Sim) -> (StatusCode, String) {
+    let addresses: Vec<&str> = request
+        .values
+        .iter()
+        .filter(|(k, _)| k == "address")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if addresses.is_empty() {
+        return fault(
+            "ErrorInvalidRequest",
+            "The request is invalid: MailboxDataArray names no mailbox.",
+        );
+    }
+    if addresses.len() > MAX_AVAILABILITY_MAILBOXES {
+        return fault(
+            "ErrorInvalidRequest",
+            &format!(
+                "The request is invalid: {} mailboxes were asked for; the limit is \
+                 {MAX_AVAILABILITY_MAILBOXES}.",
+                addresses.len()
+            ),
+        );
+    }
+    let zone = match zone(request) {
+        Ok(zone) => zone,
+        Err(why) => {
+            return fault(
+                "ErrorSchemaValidation",
+                &format!("The request failed schema validation: {why}"),
+            );
+        }
+    };
+    let get = |key: &str| {
+        request
+            .values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let (Some(start), Some(end)) = (
+        get("TimeWindow/StartTime").and_then(|t| zone.parse(t)),
+        get("TimeWindow/EndTime").and_then(|t| zone.parse(t)),
+    ) else {
+        return fault(
+            "ErrorInvalidRequest",
+            "The request is invalid: the TimeWindow is missing or malformed.",
+        );
+    };
+    if end <= start || end - start > 62 * 86_400 {
+        return fault(
+            "ErrorInvalidTimeInterval",
+            "The time window must end after it starts and span at most 62 days.",
+        );
+    }
+    let view = get("RequestedView").unwrap_or("DetailedMerged");
+    let interval = get("MergedFreeBusyIntervalInMinutes")
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| (5..=1440).contains(v))
+        .unwrap_or(30)
+        * 60;
+    let merged = view.contains("Merged");
+    let view_type = match view {
+        "Detailed" | "DetailedMerged" | "FreeBusy" | "FreeBusyMerged" | "MergedOnly" => view,
+        _ => "FreeBusy",
+    };
+    let mut responses = String::new();
+    for address in addresses {
+        let Some(slots) = sim.calendars.window(address, start, end) else {
+            responses.push_str(&format!(
+                "        <FreeBusyResponse>\n\
+                 \x20         <ResponseMessage ResponseClass=\"Error\">\n\
+                 \x20           <MessageText>No mailbox with such guid. Address: {}</MessageText>\n\
+                 \x20           <ResponseCode>ErrorMailRecipientNotFound</ResponseCode>\n\
+                 \x20           <DescriptiveLinkKey>0</DescriptiveLinkKey>\n\
+                 \x20         </ResponseMessage>\n\
+                 \x20         <FreeBusyView>\n\
+                 \x20           <FreeBusyViewType xmlns=\"{TYPES_NS}\">None</FreeBusyViewType>\n\
+                 \x20         </FreeBusyView>\n\
+                 \x20       </FreeBusyResponse>\n",
+                escape(address)
+            ));
+            continue;
+        };
+        let merged_element = if merged {
+            let mut digits = String::new();
+            let mut at = start;
+            while at < end && digits.len() < 10_000 {
+                let busiest = slots
+                    .iter()
+                    .filter(|s| s.start < at + interval && s.end > at)
+                    .map(|s| s.busy)
+                    .max_by_key(|b| merged_digit(Some(*b)));
+                digits.push(merged_digit(busiest));
+                at += interval;
+            }
+            format!(
+                "\x20           <MergedFreeBusy xmlns=\"{TYPES_NS}\">{digits}</MergedFreeBusy>\n"
+            )
+        } else {
+            String::new()
+        };
+        let events: String = slots
+            .iter()
+            .map(|s| {
+                format!(
+                    "              <CalendarEvent>\n\
+                     \x20               <StartTime>{}</StartTime>\n\
+                     \x20               <EndTime>{}</EndTime>\n\
+                     \x20               <BusyType>{}</BusyType>\n\
+                     \x20             </CalendarEvent>\n",
+                    zone.local(s.start),
+                    zone.local(s.end),
+                    busy_name(s.busy)
+                )
+            })
+            .collect();
+        responses.push_str(&format!(
+            "        <FreeBusyResponse>\n\
+             \x20         <ResponseMessage ResponseClass=\"Success\">\n\
+             \x20           <ResponseCode>NoError</ResponseCode>\n\
+             \x20         </ResponseMessage>\n\
+             \x20         <FreeBusyView>\n\
+             \x20           <FreeBusyViewType xmlns=\"{TYPES_NS}\">{view_type}</FreeBusyViewType>\n\
+             {merged_element}\
+             \x20           <CalendarEventArray xmlns=\"{TYPES_NS}\">\n\
+             {events}\
+             \x20           </CalendarEventArray>\n\
+             \x20         </FreeBusyView>\n\
+             \x20       </FreeBusyResponse>\n"
+        ));
+    }
+    (
+        StatusCode::OK,
+        envelope(
+            sim,
+            &format!(
+                "    <GetUserAvailabilityResponse xmlns=\"{MESSAGES_NS}\">\n\
+                 \x20     <FreeBusyResponseArray>\n\
+                 {responses}\
+                 \x20     </FreeBusyResponseArray>\n\
+                 \x20   </GetUserAvailabilityResponse>\n"
+            ),
+        ),
+    )
+}
+
+/// The Windows time zones the simulator knows, as (Id, display name,
+/// standard bias in minutes, daylight rules): daylight bias, then the
+/// (month, occurrence (-1: last), weekday, hour) of the daylight and the
+/// standard transitions.
+type DaylightRules = (i32, (u8, i8, &'static str, u8), (u8, i8, &'static str, u8));
+const TIME_ZONES: &[(&str, &str, i32, Option<DaylightRules>)] = &[
+    ("UTC", "(UTC) Coordinated Universal Time", 0, None),
+    (
+        "Pacific Standard Time",
+        "(UTC-08:00) Pacific Time (US &amp; Canada)",
+        480,
+        Some((-60, (3, 2, "Sunday", 2), (11, 1, "Sunday", 2))),
+    ),
+    (
+        "Eastern Standard Time",
+        "(UTC-05:00) Eastern Time (US &amp; Canada)",
+        300,
+        Some((-60, (3, 2, "Sunday", 2), (11, 1, "Sunday", 2))),
+    ),
+    (
+        "GMT Standard Time",
+        "(UTC+00:00) Dublin, Edinburgh, Lisbon, London",
+        0,
+        Some((-60, (3, -1, "Sunday", 1), (10, -1, "Sunday", 2))),
+    ),
+    (
+        "W. Europe Standard Time",
+        "(UTC+01:00) Amsterdam, Berlin, Bern, Rome, Stockholm, Vienna",
+        -60,
+        Some((-60, (3, -1, "Sunday", 2), (10, -1, "Sunday", 3))),
+    ),
+    (
+        "Tokyo Standard Time",
+        "(UTC+09:00) Osaka, Sapporo, Tokyo",
+        -540,
+        None,
+    ),
+];
+
+/// An xs:duration for a bias in minutes, as Exchange writes Period biases.
+fn duration(minutes: i32) -> String {
+    let sign = if minutes < 0 { "-" } else { "" };
+    let m = minutes.unsigned_abs();
+    format!("{sign}P0DT{}H{}M0.0S", m / 60, m % 60)
+}
+
+/// GetServerTimeZones with full data for the Ids asked (all when none),
+/// which clients such as exchangelib read to build the TimeZone of their
+/// GetUserAvailability requests.
+fn get_server_time_zones(request: &Request, sim: &Sim) -> String {
+    let wanted: Vec<&str> = request
+        .values
+        .iter()
+        .filter(|(k, _)| k == "tzid")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let mut definitions = String::new();
+    for (id, name, bias, daylight) in TIME_ZONES {
+        if !wanted.is_empty() && !wanted.contains(id) {
+            continue;
+        }
+        let standard_id = format!("trule:Microsoft/Registry/{id}/2007-Standard");
+        let daylight_id = format!("trule:Microsoft/Registry/{id}/2007-Daylight");
+        let mut periods = format!(
+            "\n            <t:Period Bias=\"{}\" Name=\"Standard\" Id=\"{standard_id}\" />",
+            duration(*bias)
+        );
+        let transitions = match daylight {
+            None => format!(
+                "\n            <t:Transition><t:To Kind=\"Period\">{standard_id}</t:To></t:Transition>"
+            ),
+            Some((dst_bias, to_daylight, to_standard)) => {
+                periods.push_str(&format!(
+                    "\n            <t:Period Bias=\"{}\" Name=\"Daylight\" Id=\"{daylight_id}\" />",
+                    duration(bias + dst_bias)
+                ));
+                [(to_daylight, &daylight_id), (to_standard, &standard_id)]
+                    .iter()
+                    .map(|((month, occurrence, weekday, hour), to)| {
+                        format!(
+                            "\n            <t:RecurringDayTransition>\
+                             <t:To Kind=\"Period\">{to}</t:To>\
+                             <t:TimeOffset>P0DT{hour}H0M0.0S</t:TimeOffset>\
+                             <t:Month>{month}</t:Month>\
+                             <t:DayOfWeek>{weekday}</t:DayOfWeek>\
+                             <t:Occurrence>{occurrence}</t:Occurrence>\
+                             </t:RecurringDayTransition>"
+                        )
+                    })
+                    .collect()
+            }
+        };
+        definitions.push_str(&format!(
+            "\n          <t:TimeZoneDefinition Id=\"{id}\" Name=\"{name}\">\
+             \n            <t:Periods>{periods}\n            </t:Periods>\
+             \n            <t:TransitionsGroups>\
+             \n            <t:TransitionsGroup Id=\"0\">{transitions}\n            </t:TransitionsGroup>\
+             \n            </t:TransitionsGroups>\
+             \n            <t:Transitions>\
+             \n              <t:Transition><t:To Kind=\"Group\">0</t:To></t:Transition>\
+             \n            </t:Transitions>\
+             \n          </t:TimeZoneDefinition>"
+        ));
+    }
+    envelope(
+        sim,
+        &format!(
+            "    <m:GetServerTimeZonesResponse xmlns:m=\"{MESSAGES_NS}\" xmlns:t=\"{TYPES_NS}\">\n\
+             \x20     <m:ResponseMessages>\n\
+             \x20       <m:GetServerTimeZonesResponseMessage ResponseClass=\"Success\">\n\
+             \x20         <m:ResponseCode>NoError</m:ResponseCode>\n\
+             \x20         <m:TimeZoneDefinitions>{definitions}\n\
+             \x20         </m:TimeZoneDefinitions>\n\
+             \x20       </m:GetServerTimeZonesResponseMessage>\n\
+             \x20     </m:ResponseMessages>\n\
+             \x20   </m:GetServerTimeZonesResponse>\n"
+        ),
     )
 }
 

@@ -24,6 +24,8 @@ const DRAIN_LIMIT: u64 = 4 * 1024 * 1024;
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 const EWS_PATH: &str = "/EWS/Exchange.asmx";
+/// POST `mailbox,start,end,busy_type` rows here to change calendars.
+const SIM_CALENDARS: &str = "/sim/calendars";
 const WEBDAV_PREFIX: &str = "/exchange/";
 const XML: &str = "text/xml; charset=utf-8";
 const HTML: &str = "text/html";
@@ -72,6 +74,31 @@ async fn route(request: Request<Incoming>, sim: &Sim, ntlm: &NtlmState) -> Respo
     let path = request.uri().path().to_owned();
     let webdav_rest = strip_prefix_ignore_case(&path, WEBDAV_PREFIX).map(str::to_owned);
     let is_ews = path.eq_ignore_ascii_case(EWS_PATH);
+    // The simulator's own control, for tests and demos: change calendars
+    // while it runs. Not Exchange, so no Exchange authentication.
+    if path == SIM_CALENDARS {
+        if request.method() != hyper::Method::POST {
+            return page(StatusCode::METHOD_NOT_ALLOWED, "POST calendar rows here.");
+        }
+        return match read_body(request).await {
+            Ok(body) => match std::str::from_utf8(&body)
+                .map_err(|e| format!("not UTF-8: {e}"))
+                .and_then(|text| sim.calendars.load(text))
+            {
+                Ok(changed) => respond(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    format!("{} calendars changed\n", changed.len()),
+                ),
+                Err(why) => respond(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain; charset=utf-8",
+                    format!("{why}\n"),
+                ),
+            },
+            Err(_) => page(StatusCode::BAD_REQUEST, "400 - Bad Request."),
+        };
+    }
     if !is_ews && webdav_rest.is_none() {
         return page(StatusCode::NOT_FOUND, "404 - File or directory not found.");
     }
