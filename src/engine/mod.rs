@@ -10,6 +10,7 @@
 
 mod listener;
 pub mod netport;
+pub mod schedule;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,291 @@
+//! The engine's scheduler (EN-3): every watched user's calendar slice in
+//! one sorted queue, not a task per user. Pure and clock-driven: the caller
+//! says what time it is; the scheduler says which users' presence to
+//! publish, and when to ask again.
+//!
+//! A transition at `t` is published at the top of `t`'s minute plus the
+//! user's stable offset within *Calendar Spread*, never before `t`
+//! (`domain::presence::publish_at`).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use crate::domain::presence::{self, CalendarPresence, Slot};
+
+/// A publication the scheduler asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub user: String,
+    pub presence: CalendarPresence,
+    /// When the state began (the transition's instant).
+    pub since: i64,
+    /// When it ends, if the calendar says.
+    pub until: Option<i64>,
+}
+
+struct Watch {
+    slots: Vec<Slot>,
+    offset: u32,
+    /// What was last published, if anything.
+    published: Option<CalendarPresence>,
+    /// Bumped at every change of the calendar, so queue entries made for
+    /// an older calendar are skipped when they come up.
+    generation: u64,
+}
+
+/// Entries: (publication time, transition time, generation, user).
+type Entry = Reverse<(i64, i64, u64, String)>;
+
+pub struct Schedule {
+    display_oof: bool,
+    users: HashMap<String, Watch>,
+    queue: BinaryHeap<Entry>,
+}
+
+impl Schedule {
+    /// `display_oof`: the *Calendar Out of Office Information* parameter.
+    pub fn new(display_oof: bool) -> Schedule {
+        Schedule {
+            display_oof,
+            users: HashMap::new(),
+            queue: BinaryHeap::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// The parameter changed (it applies incrementally): every user's
+    /// state is judged again at the next minute plus their offset.
+    pub fn set_display_oof(&mut self, display_oof: bool, now: i64) {
+        if self.display_oof == display_oof {
+            return;
+        }
+        self.display_oof = display_oof;
+        let users: Vec<String> = self.users.keys().cloned().collect();
+        for user in users {
+            self.reschedule(&user, now);
+        }
+    }
+
+    /// A user's calendar as just read (or first read). A state that differs
+    /// from what was published is published at `now`'s minute plus the
+    /// user's offset; later transitions in their turn.
+    pub fn set_calendar(&mut self, user: &str, slots: Vec<Slot>, offset: u32, now: i64) {
+        let watch = self.users.entry(user.to_owned()).or_insert(Watch {
+            slots: Vec::new(),
+            offset,
+            published: None,
+            generation: 0,
+        });
+        watch.slots = slots;
+        watch.offset = offset;
+        self.reschedule(user, now);
+    }
+
+    /// The user is no longer watched (calendar switched off, moved to
+    /// another node); their queue entries are dropped when they come up.
+    pub fn remove(&mut self, user: &str) {
+        self.users.remove(user);
+    }
+
+    fn reschedule(&mut self, user: &str, now: i64) {
+        let display_oof = self.display_oof;
+        let Some(watch) = self.users.get_mut(user) else {
+            return;
+        };
+        watch.generation += 1;
+        let state = presence::presence_at(&watch.slots, now, display_oof);
+        let transition = if watch.published != Some(state) {
+            Some(now)
+        } else {
+            presence::next_change(&watch.slots, now, display_oof)
+        };
+        if let Some(at) = transition {
+            self.queue.push(Reverse((
+                presence::publish_at(at, watch.offset),
+                at,
+                watch.generation,
+                user.to_owned(),
+            )));
+        }
+    }
+
+    /// When to call [`Schedule::due`] next, if anything is queued.
+    pub fn next_wake(&mut self) -> Option<i64> {
+        // Stale entries at the head would wake the caller for nothing.
+        while let Some(Reverse((_, _, generation, user))) = self.queue.peek() {
+            match self.users.get(user) {
+                Some(watch) if watch.generation == *generation => break,
+                _ => {
+                    self.queue.pop();
+                }
+            }
+        }
+        self.queue.peek().map(|Reverse((at, ..))| *at)
+    }
+
+    /// The publications due at `now`, each user's next one queued.
+    pub fn due(&mut self, now: i64) -> Vec<Due> {
+        let mut out = Vec::new();
+        while let Some(Reverse((at, _, _, _))) = self.queue.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, transition, generation, user))) = self.queue.pop() else {
+                break;
+            };
+            let display_oof = self.display_oof;
+            let Some(watch) = self.users.get_mut(&user) else {
+                continue;
+            };
+            if watch.generation != generation {
+                continue;
+            }
+            let (state, until) = presence::current(&watch.slots, transition, display_oof);
+            if watch.published != Some(state) {
+                watch.published = Some(state);
+                out.push(Due {
+                    user: user.clone(),
+                    presence: state,
+                    since: transition,
+                    until,
+                });
+            }
+            if let Some(next) = until {
+                watch.generation += 1;
+                self.queue.push(Reverse((
+                    presence::publish_at(next, watch.offset),
+                    next,
+                    watch.generation,
+                    user,
+                )));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::presence::BusyType;
+
+    const H: i64 = 3600;
+    const DAY: i64 = 86_400 * 20_000;
+
+    fn meeting(start: i64, end: i64) -> Slot {
+        Slot {
+            start,
+            end,
+            busy: BusyType::Busy,
+        }
+    }
+
+    #[test]
+    fn a_meeting_is_published_at_its_minute_plus_the_offset_and_ends_likewise() {
+        let mut s = Schedule::new(false);
+        let now = DAY + 9 * H;
+        s.set_calendar("alice", vec![meeting(DAY + 10 * H, DAY + 11 * H)], 17, now);
+        // The first read publishes the current state at the minute + offset.
+        assert_eq!(s.next_wake(), Some(now + 17));
+        assert_eq!(s.due(now + 16), vec![]);
+        assert_eq!(
+            s.due(now + 17),
+            vec![Due {
+                user: "alice".into(),
+                presence: CalendarPresence::Available,
+                since: now,
+                until: Some(DAY + 10 * H),
+            }]
+        );
+        // Never early: nothing at 10:00:16, the meeting at 10:00:17.
+        assert_eq!(s.next_wake(), Some(DAY + 10 * H + 17));
+        assert_eq!(s.due(DAY + 10 * H + 16), vec![]);
+        let due = s.due(DAY + 10 * H + 17);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].presence, CalendarPresence::InAMeeting);
+        assert_eq!(due[0].since, DAY + 10 * H);
+        assert_eq!(due[0].until, Some(DAY + 11 * H));
+        let due = s.due(DAY + 11 * H + 17);
+        assert_eq!(due[0].presence, CalendarPresence::Available);
+        assert_eq!(due[0].until, None);
+        assert_eq!(s.next_wake(), None);
+    }
+
+    #[test]
+    fn a_changed_calendar_replaces_what_was_queued() {
+        let mut s = Schedule::new(false);
+        let now = DAY + 9 * H;
+        s.set_calendar("bob", vec![meeting(DAY + 10 * H, DAY + 11 * H)], 0, now);
+        assert_eq!(s.due(now).len(), 1);
+        // The meeting is cancelled: nothing happens at 10:00.
+        s.set_calendar("bob", vec![], 0, now + 60);
+        assert_eq!(s.next_wake(), None);
+        assert_eq!(s.due(DAY + 12 * H), vec![]);
+        // A meeting that already started is published at once (this
+        // minute plus the offset).
+        s.set_calendar(
+            "bob",
+            vec![meeting(DAY + 11 * H, DAY + 13 * H)],
+            5,
+            DAY + 12 * H + 30,
+        );
+        let due = s.due(DAY + 12 * H + 65);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].presence, CalendarPresence::InAMeeting);
+        // A user no longer watched is forgotten.
+        s.remove("bob");
+        assert_eq!(s.next_wake(), None);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn the_out_of_office_parameter_applies_incrementally() {
+        let mut s = Schedule::new(false);
+        let now = DAY + 9 * H;
+        let oof = Slot {
+            start: DAY,
+            end: DAY + 86_400,
+            busy: BusyType::OutOfOffice,
+        };
+        s.set_calendar("carol", vec![oof], 0, now);
+        assert_eq!(s.due(now)[0].presence, CalendarPresence::Available);
+        s.set_display_oof(true, now + 120);
+        let due = s.due(now + 180);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].presence, CalendarPresence::Away);
+    }
+
+    #[test]
+    fn thousands_of_users_share_one_queue() {
+        let mut s = Schedule::new(false);
+        let now = DAY + 9 * H;
+        for i in 0..10_000 {
+            let user = format!("user{i:05}");
+            let offset = presence::offset_seconds(&user, 50);
+            s.set_calendar(
+                &user,
+                vec![meeting(DAY + 10 * H, DAY + 10 * H + 1800)],
+                offset,
+                now,
+            );
+        }
+        assert_eq!(s.due(now + 60).len(), 10_000);
+        // At 10:00 the meetings start, spread over 50 seconds.
+        let mut published = 0;
+        let mut at = DAY + 10 * H;
+        while let Some(wake) = s.next_wake().filter(|w| *w < DAY + 10 * H + 60) {
+            assert!(wake >= at);
+            at = wake;
+            published += s.due(wake).len();
+        }
+        assert_eq!(published, 10_000);
+        assert!(at < DAY + 10 * H + 50, "spread within Calendar Spread");
+    }
+}
