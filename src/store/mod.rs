@@ -9,6 +9,7 @@ pub mod gateways;
 pub mod locales;
 pub mod nodes;
 pub mod params;
+pub mod presence;
 pub mod secrets;
 pub mod throttle;
 pub mod trust;

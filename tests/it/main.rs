@@ -16,6 +16,7 @@ mod gateways;
 mod limbo;
 mod locales;
 mod params;
+mod presence;
 mod process;
 mod shell;
 mod sim;

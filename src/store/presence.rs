@@ -1,0 +1,152 @@
+//! Published calendar presence (EN-5): the current state per user and the
+//! ordered log of every change. A batch of transitions is written in one
+//! transaction: current rows and log entries together.
+
+use sqlx::SqlitePool;
+
+use crate::domain::presence::CalendarPresence;
+use crate::error::{AppError, AppResult};
+
+/// One user's presence to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub user_id: String,
+    pub presence: CalendarPresence,
+    pub since: i64,
+    pub until: Option<i64>,
+    /// The gateway's description.
+    pub gateway: Option<String>,
+    /// Why the state is unknown, when it is.
+    pub reason: Option<String>,
+}
+
+/// A published state, current or from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The log's sequence number (0 for a current row read alone).
+    pub seq: i64,
+    pub user_id: String,
+    pub presence: CalendarPresence,
+    pub since: i64,
+    pub until: Option<i64>,
+    pub gateway: Option<String>,
+    pub reason: Option<String>,
+}
+
+type Row = (
+    i64,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+fn published(row: Row) -> AppResult<Published> {
+    let (seq, user_id, presence, since, until, gateway, reason) = row;
+    let presence = CalendarPresence::parse(&presence).ok_or_else(|| {
+        AppError::Internal(anyhow::anyhow!("stored presence unreadable: {presence:?}"))
+    })?;
+    Ok(Published {
+        seq,
+        user_id,
+        presence,
+        since,
+        until,
+        gateway,
+        reason,
+    })
+}
+
+/// Writes the batch in one transaction: each known user's current row, and
+/// one log entry per publication. Users that no longer exist are skipped.
+/// Returns the log's sequence numbers of what was written.
+pub async fn publish(pool: &SqlitePool, batch: &[Publication], now: i64) -> AppResult<Vec<i64>> {
+    let mut tx = super::begin_write(pool).await?;
+    let mut seqs = Vec::with_capacity(batch.len());
+    for p in batch {
+        let written = sqlx::query(
+            "INSERT INTO calendar_presence
+                 (user_id, presence, since, until, gateway, reason, updated_at)
+             SELECT id, ?2, ?3, ?4, ?5, ?6, ?7 FROM users WHERE user_id = ?1
+             ON CONFLICT (user_id) DO UPDATE SET
+                 presence = excluded.presence, since = excluded.since,
+                 until = excluded.until, gateway = excluded.gateway,
+                 reason = excluded.reason, updated_at = excluded.updated_at",
+        )
+        .bind(&p.user_id)
+        .bind(p.presence.as_str())
+        .bind(p.since)
+        .bind(p.until)
+        .bind(&p.gateway)
+        .bind(&p.reason)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if written == 0 {
+            continue;
+        }
+        let seq = sqlx::query(
+            "INSERT INTO presence_events (user_id, presence, since, until, gateway, at)
+             SELECT user_id, ?2, ?3, ?4, ?5, ?6 FROM users WHERE user_id = ?1",
+        )
+        .bind(&p.user_id)
+        .bind(p.presence.as_str())
+        .bind(p.since)
+        .bind(p.until)
+        .bind(&p.gateway)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        seqs.push(seq);
+    }
+    tx.commit().await?;
+    Ok(seqs)
+}
+
+/// A user's current published presence, if any was published.
+pub async fn current(pool: &SqlitePool, user_id: &str) -> AppResult<Option<Published>> {
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT 0, u.user_id, p.presence, p.since, p.until, p.gateway, p.reason
+         FROM calendar_presence p JOIN users u ON u.id = p.user_id
+         WHERE u.user_id = ?1",
+    )
+    .bind(user_id.trim())
+    .fetch_optional(pool)
+    .await?;
+    row.map(published).transpose()
+}
+
+/// Log entries after `seq`, oldest first, at most `limit`; only `user_id`'s
+/// when given (an end user's stream).
+pub async fn events_after(
+    pool: &SqlitePool,
+    seq: i64,
+    user_id: Option<&str>,
+    limit: i64,
+) -> AppResult<Vec<Published>> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT seq, user_id, presence, since, until, gateway, NULL FROM presence_events
+         WHERE seq > ?1 AND (?2 IS NULL OR user_id = ?2 COLLATE NOCASE)
+         ORDER BY seq LIMIT ?3",
+    )
+    .bind(seq)
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(published).collect()
+}
+
+/// The newest sequence number (0 for an empty log): where a new stream
+/// without `Last-Event-ID` starts.
+pub async fn last_seq(pool: &SqlitePool) -> AppResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM presence_events")
+            .fetch_one(pool)
+            .await?,
+    )
+}

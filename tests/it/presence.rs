@@ -1,0 +1,107 @@
+//! Published calendar presence in the store (EN-5): current rows and the
+//! ordered event log a stream resumes from.
+
+use presence_gateway::domain::presence::CalendarPresence;
+use presence_gateway::store::presence::{self, Publication};
+
+use crate::support::TestApp;
+
+fn publication(user: &str, state: CalendarPresence, since: i64) -> Publication {
+    Publication {
+        user_id: user.to_owned(),
+        presence: state,
+        since,
+        until: Some(since + 1800),
+        gateway: Some("Exchange 1".to_owned()),
+        reason: None,
+    }
+}
+
+#[tokio::test]
+async fn a_batch_writes_current_rows_and_the_log_in_order() {
+    let app = TestApp::spawn().await;
+    let pool = &app.state.pool;
+    app.create_end_user("alice", "alice-password-1").await;
+    app.create_end_user("bob", "bob-password-12").await;
+    assert_eq!(presence::last_seq(pool).await.unwrap(), 0);
+    assert_eq!(presence::current(pool, "alice").await.unwrap(), None);
+
+    let seqs = presence::publish(
+        pool,
+        &[
+            publication("alice", CalendarPresence::InAMeeting, 1000),
+            publication("ghost", CalendarPresence::Away, 1000),
+            publication("BOB", CalendarPresence::Available, 1000),
+        ],
+        1010,
+    )
+    .await
+    .unwrap();
+    // The user that does not exist is skipped.
+    assert_eq!(seqs.len(), 2);
+    assert!(seqs[0] < seqs[1]);
+    let alice = presence::current(pool, "ALICE")
+        .await
+        .unwrap()
+        .expect("alice");
+    assert_eq!(alice.presence, CalendarPresence::InAMeeting);
+    assert_eq!(alice.until, Some(2800));
+    assert_eq!(alice.gateway.as_deref(), Some("Exchange 1"));
+
+    let mut unknown = publication("alice", CalendarPresence::Unknown, 1100);
+    unknown.until = None;
+    unknown.reason = Some("ErrorMailRecipientNotFound".to_owned());
+    presence::publish(pool, &[unknown], 1100).await.unwrap();
+    let alice = presence::current(pool, "alice")
+        .await
+        .unwrap()
+        .expect("alice");
+    assert_eq!(alice.presence, CalendarPresence::Unknown);
+    assert_eq!(alice.reason.as_deref(), Some("ErrorMailRecipientNotFound"));
+
+    // The log: everything after a sequence number, or one user's.
+    let all = presence::events_after(pool, 0, None, 100).await.unwrap();
+    let states: Vec<(&str, CalendarPresence)> = all
+        .iter()
+        .map(|e| (e.user_id.as_str(), e.presence))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("alice", CalendarPresence::InAMeeting),
+            ("bob", CalendarPresence::Available),
+            ("alice", CalendarPresence::Unknown),
+        ]
+    );
+    let after = presence::events_after(pool, all[0].seq, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 2);
+    let hers = presence::events_after(pool, 0, Some("Alice"), 100)
+        .await
+        .unwrap();
+    assert_eq!(hers.len(), 2);
+    assert_eq!(
+        presence::events_after(pool, 0, None, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(presence::last_seq(pool).await.unwrap(), all[2].seq);
+
+    // A deleted user's current row goes with them; the log keeps what was
+    // published.
+    sqlx::query("DELETE FROM users WHERE user_id = 'bob'")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(presence::current(pool, "bob").await.unwrap(), None);
+    assert_eq!(
+        presence::events_after(pool, 0, Some("bob"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
