@@ -63,3 +63,14 @@ pub fn format_time(unix: i64) -> String {
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| unix.to_string())
 }
+
+/// A Unix time as RFC 3339 in UTC (`2026-11-25T14:03:00Z`), as the JSON
+/// the service prints and serves.
+pub fn rfc3339(unix: i64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+}

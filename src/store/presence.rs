@@ -150,3 +150,52 @@ pub async fn last_seq(pool: &SqlitePool) -> AppResult<i64> {
             .await?,
     )
 }
+
+/// An end user's calendar presence as the API and pages show it (EN-5):
+/// the published state while calendar presence is on, `unknown` while it is
+/// off or nothing was read yet. `None` for no such end user.
+pub async fn of_end_user(pool: &SqlitePool, user_id: &str) -> AppResult<Option<Published>> {
+    type Joined = (
+        String,
+        bool,
+        i64,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+    );
+    let row: Option<Joined> = sqlx::query_as(
+        "SELECT u.user_id, u.calendar_enabled, u.updated_at,
+                p.presence, p.since, p.until, p.gateway, p.reason
+         FROM users u LEFT JOIN calendar_presence p ON p.user_id = u.id
+         WHERE u.user_id = ?1 AND u.role = 'end_user'",
+    )
+    .bind(user_id.trim())
+    .fetch_optional(pool)
+    .await?;
+    let Some((user_id, enabled, updated_at, presence, since, until, gateway, reason)) = row else {
+        return Ok(None);
+    };
+    match (enabled, presence, since) {
+        (true, Some(presence), Some(since)) => {
+            published((0, user_id, presence, since, until, gateway, reason)).map(Some)
+        }
+        (enabled, _, _) => Ok(Some(Published {
+            seq: 0,
+            user_id,
+            presence: CalendarPresence::Unknown,
+            since: updated_at,
+            until: None,
+            gateway: None,
+            reason: Some(
+                if enabled {
+                    "no calendar has been read yet"
+                } else {
+                    "calendar presence is off"
+                }
+                .to_owned(),
+            ),
+        })),
+    }
+}

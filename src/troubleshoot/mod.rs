@@ -90,14 +90,7 @@ pub const NETWORK_ERROR: &str = "Failed - Network Error";
 pub const VERIFIED: &str = "Verified";
 const SKIPPED: &str = "Skipped";
 
-fn rfc3339(t: i64) -> Option<String> {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-}
+use crate::clock::rfc3339;
 
 impl Report {
     /// The object `check --json` prints (TS-9).

@@ -12,6 +12,7 @@ pub const STATIC_CSS: &str = "/static/app.css";
 pub const STATIC_FAVICON: &str = "/static/favicon.svg";
 
 pub const API_SESSION: &str = "/api/v1/session";
+pub const API_PRESENCE: &str = "/api/v1/presence/{userid}";
 /// Everything under `/api/` answers JSON, errors included.
 pub const API_PREFIX: &str = "/api/";
 

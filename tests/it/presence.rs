@@ -105,3 +105,101 @@ async fn a_batch_writes_current_rows_and_the_log_in_order() {
         1
     );
 }
+
+async fn json_of(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, serde_json::Value) {
+    let response = client.get(app.url(path)).send().await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+/// `GET /api/v1/presence/{userid}` answers EN-5's object: 401 to anonymous
+/// callers, an end user's own presence only (others are 404), anyone's to
+/// an administrator; `unknown` while calendar presence is off.
+#[tokio::test]
+async fn the_presence_api_answers_en5_json_to_whom_it_may() {
+    let app = TestApp::spawn().await;
+    let pool = &app.state.pool;
+    app.create_end_user("alice", "alice-password-1").await;
+    app.create_end_user("bob", "bob-password-12").await;
+
+    let anonymous = crate::support::bare_client();
+    let (status, body) = json_of(&anonymous, &app, "/api/v1/presence/alice").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].is_string());
+
+    let alice = app.other_client();
+    let response = alice
+        .post(app.url("/login"))
+        .header("Origin", &app.base)
+        .form(&[
+            ("user_id", "alice"),
+            ("password", "alice-password-1"),
+            ("next", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let (status, body) = json_of(&alice, &app, "/api/v1/presence/alice").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["userid"], "alice");
+    assert_eq!(body["calendar_presence"], "unknown");
+    assert!(
+        body["since"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "{body}"
+    );
+    assert!(
+        body["until"].is_null() && body["gateway"].is_null(),
+        "{body}"
+    );
+    let mut keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["calendar_presence", "gateway", "since", "until", "userid"]
+    );
+    // Someone else's: as if it did not exist.
+    let (status, _) = json_of(&alice, &app, "/api/v1/presence/bob").await;
+    assert_eq!(status, 404);
+
+    // Calendar presence on and a meeting published: an administrator sees it.
+    sqlx::query("UPDATE users SET calendar_enabled = 1 WHERE user_id = 'alice'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (_, body) = json_of(&alice, &app, "/api/v1/presence/ALICE").await;
+    assert_eq!(body["calendar_presence"], "unknown", "nothing read yet");
+    presence::publish(
+        pool,
+        &[publication(
+            "alice",
+            CalendarPresence::InAMeeting,
+            1_800_000_000,
+        )],
+        1_800_000_005,
+    )
+    .await
+    .unwrap();
+    app.sign_in_admin().await;
+    let (status, body) = json_of(&app.client, &app, "/api/v1/presence/alice").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "userid": "alice",
+            "calendar_presence": "in_a_meeting",
+            "since": "2027-01-15T08:00:00Z",
+            "until": "2027-01-15T08:30:00Z",
+            "gateway": "Exchange 1",
+        })
+    );
+    let (status, _) = json_of(&app.client, &app, "/api/v1/presence/nobody").await;
+    assert_eq!(status, 404);
+    // Switched off again: unknown, whatever was published.
+    sqlx::query("UPDATE users SET calendar_enabled = 0 WHERE user_id = 'alice'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (_, body) = json_of(&app.client, &app, "/api/v1/presence/alice").await;
+    assert_eq!(body["calendar_presence"], "unknown");
+}
