@@ -26,7 +26,7 @@ use crate::store::users::{EndUserInput, EndUserRow};
 use super::forms::{FieldErrors, SecretField};
 use super::paths;
 use super::session::{Admin, CurrentUser};
-use super::shell::{Shell, render};
+use super::shell::{Shell, format_time, render};
 
 const LIST: &str = paths::END_USERS;
 
@@ -212,8 +212,9 @@ struct FormView {
     locale_warning: Option<String>,
     errors: FieldErrors,
     gateway_exists: bool,
-    /// An existing user's calendar presence (EN-5), from their stored switch.
-    presence: Option<&'static str>,
+    /// An existing user's calendar presence (EN-5): their stored switch and
+    /// what the engine published.
+    presence: Option<String>,
 }
 
 impl FormView {
@@ -305,9 +306,17 @@ async fn form_view(state: &AppState, id: Option<i64>, values: Values<'_>) -> App
     // The stored switch, not a refused form's typed value: presence follows
     // what is saved.
     let presence = match id {
-        Some(id) => store::user_options::load(&state.pool, id)
-            .await?
-            .map(|stored| presence_text(stored.calendar_enabled, gateway_exists)),
+        Some(id) => match store::user_options::load(&state.pool, id).await? {
+            Some(stored) => {
+                let published = store::presence::current(&state.pool, &stored.user_id).await?;
+                Some(presence_text(
+                    stored.calendar_enabled,
+                    gateway_exists,
+                    published.as_ref(),
+                ))
+            }
+            None => None,
+        },
         None => None,
     };
     let (action, submit) = match id {
@@ -340,10 +349,16 @@ async fn form_view(state: &AppState, id: Option<i64>, values: Values<'_>) -> App
 }
 
 /// The End User page's wording of a user's calendar presence, the same
-/// states as User Options (`presence_message`) seen by an administrator.
-/// Nothing publishes presence before the Presence Engine reads calendars.
-fn presence_text(calendar_enabled: bool, gateway_exists: bool) -> &'static str {
-    match super::user_options::presence_message(calendar_enabled, gateway_exists, None) {
+/// states as User Options (`presence_message`) seen by an administrator,
+/// with until when it holds and why it is unknown, when known.
+fn presence_text(
+    calendar_enabled: bool,
+    gateway_exists: bool,
+    published: Option<&store::presence::Published>,
+) -> String {
+    let state = published.map(|p| p.presence.as_str());
+    let text = match super::user_options::presence_message(calendar_enabled, gateway_exists, state)
+    {
         "presence-no-gateway" => "Not available: no presence gateway has been configured.",
         "presence-off" => "Not available: calendar information is switched off for this user.",
         "presence-not-read" => {
@@ -353,7 +368,17 @@ fn presence_text(calendar_enabled: bool, gateway_exists: bool) -> &'static str {
         "presence-in-a-meeting" => "In a meeting",
         "presence-away" => "Away",
         _ => "Unknown",
+    };
+    let mut text = text.to_owned();
+    if let Some(p) = published.filter(|_| calendar_enabled && gateway_exists) {
+        if let Some(until) = p.until {
+            text.push_str(&format!(" until {}", format_time(until)));
+        }
+        if let Some(reason) = &p.reason {
+            text.push_str(&format!(" ({reason})"));
+        }
     }
+    text
 }
 
 /// Parses every field, collecting every message at once. The password is

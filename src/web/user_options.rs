@@ -97,6 +97,8 @@ impl IndexPage {
 struct View {
     options: Options,
     gateways: i64,
+    /// The calendar presence the engine published, if any (EN-5).
+    published: Option<&'static str>,
     lang: &'static str,
     usable: Vec<Locale>,
 }
@@ -107,12 +109,16 @@ impl View {
             .await?
             .ok_or(AppError::NotFound)?;
         let gateways = store::gateways::count(&state.pool).await?;
+        let published = store::presence::current(&state.pool, &options.user_id)
+            .await?
+            .map(|p| p.presence.as_str());
         let mut conn = state.pool.acquire().await?;
         let lang = language(state, &mut conn, &options.locale).await?;
         let usable = store::locales::usable(&mut conn).await?;
         Ok(View {
             options,
             gateways,
+            published,
             lang,
             usable,
         })
@@ -180,9 +186,11 @@ async fn render_page(
             calendar_available: view.gateways > 0,
             errors,
             locales,
-            // The engine publishes no presence yet (EN-5): there is nothing
-            // to read, and the page says so rather than guess.
-            presence: presence_message(view.options.calendar_enabled, view.gateways > 0, None),
+            presence: presence_message(
+                view.options.calendar_enabled,
+                view.gateways > 0,
+                view.published,
+            ),
         },
     )
 }

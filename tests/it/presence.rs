@@ -203,3 +203,73 @@ async fn the_presence_api_answers_en5_json_to_whom_it_may() {
     let (_, body) = json_of(&app.client, &app, "/api/v1/presence/alice").await;
     assert_eq!(body["calendar_presence"], "unknown");
 }
+
+/// The End User page and User Options show what was published, and until
+/// when, once a gateway exists and the user's calendar presence is on.
+#[tokio::test]
+async fn pages_show_the_published_presence() {
+    let app = crate::support::admin_app().await;
+    let pool = &app.state.pool;
+    let id = app.create_end_user("alice", "alice-password-1").await;
+    let response = app
+        .post_form(
+            "/presence/gateways/new",
+            &[
+                ("type", "ews"),
+                ("description", "Exchange 1"),
+                ("server", "ex1.example.com"),
+                ("account_name", "svc@example.com"),
+                ("password", "service-password"),
+                ("confirm", "service-password"),
+                ("port", "443"),
+                ("test_mailbox", ""),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    sqlx::query("UPDATE users SET calendar_enabled = 1 WHERE user_id = 'alice'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (_, page) = app.get_text(&format!("/users/end-users/{id}")).await;
+    assert!(page.contains("Not available yet"), "{page}");
+    presence::publish(
+        pool,
+        &[publication(
+            "alice",
+            CalendarPresence::InAMeeting,
+            1_800_000_000,
+        )],
+        1_800_000_005,
+    )
+    .await
+    .unwrap();
+    let (_, page) = app.get_text(&format!("/users/end-users/{id}")).await;
+    assert!(
+        page.contains("In a meeting until 2027-01-15 08:30 UTC"),
+        "{page}"
+    );
+
+    let alice = app.other_client();
+    let response = alice
+        .post(app.url("/login"))
+        .header("Origin", &app.base)
+        .form(&[
+            ("user_id", "alice"),
+            ("password", "alice-password-1"),
+            ("next", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let page = alice
+        .get(app.url("/user-options"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Calendar presence: In a meeting"), "{page}");
+}
