@@ -106,6 +106,24 @@ async fn a_batch_writes_current_rows_and_the_log_in_order() {
     );
 }
 
+/// A client of its own, signed in as alice.
+async fn signed_in_alice(app: &TestApp) -> reqwest::Client {
+    let alice = app.other_client();
+    let response = alice
+        .post(app.url("/login"))
+        .header("Origin", &app.base)
+        .form(&[
+            ("user_id", "alice"),
+            ("password", "alice-password-1"),
+            ("next", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    alice
+}
+
 async fn json_of(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, serde_json::Value) {
     let response = client.get(app.url(path)).send().await.expect("GET");
     let status = response.status().as_u16();
@@ -127,19 +145,7 @@ async fn the_presence_api_answers_en5_json_to_whom_it_may() {
     assert_eq!(status, 401, "{body}");
     assert!(body["error"].is_string());
 
-    let alice = app.other_client();
-    let response = alice
-        .post(app.url("/login"))
-        .header("Origin", &app.base)
-        .form(&[
-            ("user_id", "alice"),
-            ("password", "alice-password-1"),
-            ("next", ""),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 303);
+    let alice = signed_in_alice(&app).await;
     let (status, body) = json_of(&alice, &app, "/api/v1/presence/alice").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["userid"], "alice");
@@ -250,19 +256,7 @@ async fn pages_show_the_published_presence() {
         "{page}"
     );
 
-    let alice = app.other_client();
-    let response = alice
-        .post(app.url("/login"))
-        .header("Origin", &app.base)
-        .form(&[
-            ("user_id", "alice"),
-            ("password", "alice-password-1"),
-            ("next", ""),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 303);
+    let alice = signed_in_alice(&app).await;
     let page = alice
         .get(app.url("/user-options"))
         .send()

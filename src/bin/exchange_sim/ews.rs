@@ -39,6 +39,16 @@ pub struct Request {
     pub values: Vec<(String, String)>,
 }
 
+impl Request {
+    /// The first value kept under `key`.
+    fn value(&self, key: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// More values than this is no request we answer (100 mailboxes and a
 /// time zone need about 120).
 const MAX_VALUES: usize = 1024;
@@ -294,13 +304,7 @@ const MAX_AVAILABILITY_MAILBOXES: usize = 100;
 /// The request's `TimeZone`, as Exchange reads it: `Bias`, and the
 /// `StandardTime` and `DaylightTime` rules when both are there.
 fn zone(request: &Request) -> Result<Zone, String> {
-    let get = |key: &str| {
-        request
-            .values
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |key: &str| request.value(key);
     let number = |key: &str| -> Result<Option<i32>, String> {
         get(key)
             .map(|v| {
@@ -395,13 +399,7 @@ fn get_user_availability(request: &Request, sim: &Sim) -> (StatusCode, String) {
             );
         }
     };
-    let get = |key: &str| {
-        request
-            .values
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |key: &str| request.value(key);
     let (Some(start), Some(end)) = (
         get("TimeWindow/StartTime").and_then(|t| zone.parse(t)),
         get("TimeWindow/EndTime").and_then(|t| zone.parse(t)),
