@@ -465,6 +465,15 @@ async fn switch_calendar_off_for_everyone(conn: &mut SqliteConnection) -> AppRes
 
 /// Change type in place (GW-5): only for the only gateway; users keep their
 /// calendar setting; the credentials move to the new kind.
+/// What Change Type did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeChanged {
+    pub kind: GatewayKind,
+    /// A Test Mailbox the new type cannot take (a WebDAV alias, for EWS,
+    /// which impersonates by address), cleared.
+    pub cleared_test_mailbox: Option<String>,
+}
+
 pub async fn change_type(
     pool: &SqlitePool,
     id: i64,
@@ -472,7 +481,7 @@ pub async fn change_type(
     password: Option<&Sealed>,
     actor: &str,
     now: i64,
-) -> AppResult<GatewayKind> {
+) -> AppResult<TypeChanged> {
     let mut tx = begin_write(pool).await?;
     let gateway = find_in(&mut tx, id).await?.ok_or(AppError::NotFound)?;
     let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM gateways")
@@ -504,12 +513,23 @@ pub async fn change_type(
         }
     };
     save_credentials(&mut tx, to, account, Some(&password), now).await?;
-    sqlx::query("UPDATE gateways SET kind = ?2, updated_at = ?3 WHERE id = ?1")
-        .bind(id)
-        .bind(to.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    // The Test Mailbox must suit the new type: an alias is a WebDAV mailbox
+    // only, and EWS would send it as an impersonation address.
+    let cleared_test_mailbox = gateway
+        .test_mailbox
+        .clone()
+        .filter(|m| Mailbox::parse_optional(to, m).is_err());
+    sqlx::query(
+        "UPDATE gateways SET kind = ?2, updated_at = ?3,
+             test_mailbox = CASE WHEN ?4 THEN NULL ELSE test_mailbox END
+         WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(to.as_str())
+    .bind(now)
+    .bind(cleared_test_mailbox.is_some())
+    .execute(&mut *tx)
+    .await?;
     let summary = format!(
         "Changed gateway {} from {} to {}",
         gateway.description,
@@ -523,12 +543,19 @@ pub async fn change_type(
             actor,
             action: "gateway type changed",
             target: &gateway.description,
-            before: Some(json!({ "type": from.label() })),
-            after: Some(json!({ "type": to.label(), "account_name": account.as_str() })),
+            before: Some(json!({ "type": from.label(), "test_mailbox": gateway.test_mailbox })),
+            after: Some(json!({
+                "type": to.label(),
+                "account_name": account.as_str(),
+                "test_mailbox": gateway.test_mailbox.as_ref().filter(|_| cleared_test_mailbox.is_none()),
+            })),
         },
         now,
     )
     .await?;
     tx.commit().await?;
-    Ok(to)
+    Ok(TypeChanged {
+        kind: to,
+        cleared_test_mailbox,
+    })
 }

@@ -1,7 +1,7 @@
 //! Sign-in throttling (SY-3): failures per typed user ID; five within fifteen
 //! minutes lock that ID for fifteen minutes.
 
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::error::AppResult;
 
@@ -18,6 +18,17 @@ pub enum Admission {
     Locked(i64),
 }
 
+/// The end of the lockout on `key` in force at `now`, if any.
+async fn lockout(conn: &mut SqliteConnection, key: &str, now: i64) -> AppResult<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT until FROM login_lockouts WHERE user_key = ?1 AND until > ?2")
+            .bind(key)
+            .bind(now)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
 /// A pending attempt's row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt(i64);
@@ -28,12 +39,7 @@ pub struct Attempt(i64);
 /// `MAX_FAILURES` verifications.
 pub async fn admit(pool: &SqlitePool, key: &str, now: i64) -> AppResult<Admission> {
     let mut tx = super::begin_write(pool).await?;
-    let locked: Option<i64> =
-        sqlx::query_scalar("SELECT until FROM login_lockouts WHERE user_key = ?1 AND until > ?2")
-            .bind(key)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let locked = lockout(&mut tx, key, now).await?;
     if let Some(until) = locked {
         tx.commit().await?;
         return Ok(Admission::Locked(until));
@@ -123,12 +129,7 @@ pub async fn succeeded(
         .bind(attempt.0)
         .execute(&mut *tx)
         .await?;
-    let locked: Option<i64> =
-        sqlx::query_scalar("SELECT until FROM login_lockouts WHERE user_key = ?1 AND until > ?2")
-            .bind(key)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let locked = lockout(&mut tx, key, now).await?;
     if let Some(until) = locked {
         tx.commit().await?;
         return Ok(Err(until));

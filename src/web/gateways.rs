@@ -861,11 +861,21 @@ async fn change_type(
         )
         .await
         {
-            Ok(kind) => {
+            Ok(changed) => {
+                let cleared = changed
+                    .cleared_test_mailbox
+                    .map(|m| {
+                        format!(
+                            " The Test Mailbox {m} was cleared: {} names a mailbox by its \
+                             e-mail address; enter one to prove impersonation.",
+                            changed.kind.label()
+                        )
+                    })
+                    .unwrap_or_default();
                 messages.success(format!(
                     "Type changed to {}. Users keep their calendar setting; restart the \
-                     Presence Engine for the change to take effect.",
-                    kind.label()
+                     Presence Engine for the change to take effect.{cleared}",
+                    changed.kind.label()
                 ));
                 return Ok(Redirect::to(&format!("{LIST}/{id}")).into_response());
             }

@@ -858,3 +858,54 @@ async fn sy4_a_new_key_is_adopted_while_no_secret_depends_on_the_old_one() {
     data_dir_with_secret(dir.path(), true).await;
     assert!(key.exists());
 }
+
+/// A WebDAV gateway's Test Mailbox may be an alias; EWS impersonates by
+/// address, so Change Type to EWS clears an alias (and says so) and keeps
+/// an address.
+#[tokio::test]
+async fn change_type_to_ews_clears_an_alias_test_mailbox() {
+    for (mailbox, kept) in [("alice", false), ("alice@example.com", true)] {
+        let app = admin_app().await;
+        let id = add(
+            &app,
+            &[
+                ("type", "webdav"),
+                ("description", "Old Exchange"),
+                ("server", "ex.example.com"),
+                ("account_name", "CORP\\receiveas"),
+                ("password", "dav-pass"),
+                ("confirm", "dav-pass"),
+                ("port", "443"),
+                ("test_mailbox", mailbox),
+            ],
+        )
+        .await;
+        let response = app
+            .post_form(
+                &format!("/presence/gateways/{id}/type"),
+                &[
+                    ("account_name", "svc@example.com"),
+                    ("password", ""),
+                    ("confirm", ""),
+                ],
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 303);
+        let row = store::gateways::find(&app.state.pool, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.kind, "ews");
+        let (_, page) = app.get_text(&format!("/presence/gateways/{id}")).await;
+        if kept {
+            assert_eq!(row.test_mailbox.as_deref(), Some(mailbox));
+            assert!(!page.contains("was cleared"), "{page}");
+        } else {
+            assert_eq!(row.test_mailbox, None);
+            assert!(
+                page.contains("The Test Mailbox alice was cleared"),
+                "{page}"
+            );
+        }
+    }
+}
