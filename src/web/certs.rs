@@ -355,7 +355,17 @@ async fn upload(
             if !raw.pem.trim().is_empty() {
                 match parse_upload(raw.pem.as_bytes()) {
                     Ok(found) => candidates.extend(found),
-                    Err(e) => errors.set("pem", e.replace("The file", "The pasted text")),
+                    Err(e) => {
+                        let mut message = e
+                            .replace("This file", "The pasted text")
+                            .replace("The file", "The pasted text");
+                        if contains(raw.pem.as_bytes(), b"PRIVATE KEY") {
+                            // The box is emptied below; say why it is.
+                            message
+                                .push_str(" The text box was emptied so the key is not sent back.");
+                        }
+                        errors.set("pem", message)
+                    }
                 }
             }
         }

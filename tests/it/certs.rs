@@ -184,6 +184,11 @@ async fn certs_upload_refusals_store_nothing() {
     assert!(page.contains("id=\"pem-error\""), "{page}");
     assert!(page.contains("contains a private key"));
     // The key is not rendered back into the text box.
+    assert!(
+        page.contains("The pasted text contains a private key"),
+        "{page}"
+    );
+    assert!(page.contains("The text box was emptied"), "{page}");
     assert!(!page.contains("PRIVATE KEY"), "{page}");
     assert!(!page.contains(&cert.key.serialize_pem()[40..80]), "{page}");
 
