@@ -84,6 +84,7 @@ impl AppState {
             clock: self.clock.clone(),
             node: self.settings.node_name.clone(),
             wake: self.engine_wake.clone(),
+            cipher: self.cipher.clone(),
         }
     }
 }

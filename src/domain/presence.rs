@@ -148,6 +148,24 @@ pub fn next_change(slots: &[Slot], now: i64, display_oof: bool) -> Option<i64> {
         .find(|&t| presence_at(slots, t, display_oof) != state)
 }
 
+/// When the state at `now` began: the latest slot boundary at or before
+/// `now` with a different state just before it. `None` when the slots do
+/// not say (the state holds from before the first boundary).
+pub fn began(slots: &[Slot], now: i64, display_oof: bool) -> Option<i64> {
+    let state = presence_at(slots, now, display_oof);
+    let mut boundaries: Vec<i64> = slots
+        .iter()
+        .flat_map(|s| [s.start, s.end])
+        .filter(|&t| t <= now)
+        .collect();
+    boundaries.sort_unstable_by(|a, b| b.cmp(a));
+    boundaries.dedup();
+    // Every boundary that kept the state is passed over: it began earlier.
+    boundaries
+        .into_iter()
+        .find(|&t| presence_at(slots, t - 1, display_oof) != state)
+}
+
 /// A user's stable offset within *Calendar Spread* (seconds, 0-59): a hash
 /// of the user ID (FNV-1a, the same on every node and every run), so that
 /// thousands of users changing at one minute are published spread over it.
@@ -179,6 +197,32 @@ pub fn publish_at(at: i64, offset: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_began_at_the_boundary_that_changed_it() {
+        let busy = |start, end| Slot {
+            start,
+            end,
+            busy: BusyType::Busy,
+        };
+        // Two meetings back to back: one state from 100 to 300.
+        let slots = [busy(100, 200), busy(200, 300)];
+        assert_eq!(began(&slots, 250, false), Some(100));
+        assert_eq!(began(&slots, 100, false), Some(100));
+        assert_eq!(began(&slots, 320, false), Some(300));
+        // Available from before anything the slots say.
+        assert_eq!(began(&slots, 50, false), None);
+        // Tentative keeps Available: the state did not change at 400.
+        let mixed = [
+            busy(100, 200),
+            Slot {
+                start: 400,
+                end: 500,
+                busy: BusyType::Tentative,
+            },
+        ];
+        assert_eq!(began(&mixed, 450, false), Some(200));
+    }
 
     const H: i64 = 3600;
 

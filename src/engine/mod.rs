@@ -5,9 +5,11 @@
 //! generation it runs, and follows live configuration without a restart.
 //!
 //! While running, the engine owns its notification-port listeners (TCP for
-//! EWS, UDP for WebDAV's HTTPU). Until calendar synchronization is built
-//! they only acknowledge what arrives.
+//! EWS, UDP for WebDAV's HTTPU) and its calendar work (`calendars`): the
+//! node's calendar users read through the EWS gateways and their presence
+//! published (EN-2 to EN-5).
 
+pub mod calendars;
 mod listener;
 pub mod netport;
 pub mod schedule;
@@ -21,7 +23,10 @@ use tokio::task::JoinHandle;
 use sqlx::SqlitePool;
 
 use crate::clock::SharedClock;
+use crate::domain::gateway::{GatewayKind, ServerLocation};
 use crate::error::AppResult;
+use crate::exchange::client::Credentials;
+use crate::secrets::cipher::Cipher;
 use crate::store::engine::{self as store, Action, EngineState, Live, Snapshot};
 
 /// How often the supervisor looks for commands and live changes: a command
@@ -31,6 +36,11 @@ pub const POLL: Duration = Duration::from_millis(250);
 /// again: counting a node's calendar users reads their rows, which at tens of
 /// thousands of users is worth doing every few seconds, not every poll.
 pub const LIVE_EVERY: Duration = Duration::from_secs(2);
+
+/// Why the engine stopped, as `unknown` presence explains it.
+const STOPPED: &str = "stopped";
+const DEACTIVATED: &str = "deactivated in Service Activation";
+const RESTARTING: &str = "restarting";
 
 /// Wakes the local supervisor at once, for commands given on this node.
 #[derive(Clone, Default)]
@@ -45,6 +55,7 @@ impl Wake {
 struct Running {
     snapshot: Snapshot,
     listener: listener::Listener,
+    calendars: calendars::Calendars,
     live: Option<Live>,
     /// When the live view was last read (None: read it at the next chance).
     live_read: Option<std::time::Instant>,
@@ -59,6 +70,8 @@ pub struct Context {
     pub clock: SharedClock,
     pub node: String,
     pub wake: Wake,
+    /// Opens the Exchange service accounts' passwords.
+    pub cipher: Cipher,
 }
 
 impl Context {
@@ -72,6 +85,8 @@ struct Supervisor {
     running: Option<Running>,
     /// Activation as last seen, to start the engine when a node is activated.
     activated: bool,
+    /// Rung when a calendar read finishes, so its answer is taken at once.
+    ready: Arc<Notify>,
 }
 
 /// Starts the supervisor for this node. At a process start the engine
@@ -81,20 +96,23 @@ struct Supervisor {
 pub fn spawn(ctx: Context) -> JoinHandle<()> {
     tokio::spawn(async move {
         let wake = ctx.wake.clone();
+        let ready = Arc::new(Notify::new());
         let mut supervisor = Supervisor {
             ctx,
             running: None,
             activated: false,
+            ready: ready.clone(),
         };
         if let Err(e) = supervisor.boot().await {
             tracing::warn!(error = %e, "engine boot failed");
         }
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = wake.0.notified() => {}
-            }
-            if let Err(e) = supervisor.tick().await {
+            let outcome = tokio::select! {
+                _ = tokio::time::sleep(POLL) => supervisor.tick().await,
+                _ = wake.0.notified() => supervisor.tick().await,
+                _ = ready.notified() => supervisor.work().await,
+            };
+            if let Err(e) = outcome {
                 tracing::warn!(error = %e, "engine supervisor");
             }
         }
@@ -138,7 +156,7 @@ impl Supervisor {
         if row.activated != self.activated {
             self.activated = row.activated;
             if !row.activated && self.running.is_some() {
-                self.stop("deactivated in Service Activation").await?;
+                self.stop(DEACTIVATED).await?;
             } else if row.activated && row.engine_wanted && self.running.is_none() {
                 self.start(None).await;
             }
@@ -155,7 +173,18 @@ impl Supervisor {
             };
             store::finish(&self.ctx.pool, command.id, &outcome, self.now()).await?;
         }
-        self.follow_live().await
+        self.follow_live().await?;
+        self.work().await
+    }
+
+    /// The calendar work's round: answers taken, reads started, presence
+    /// published.
+    async fn work(&mut self) -> AppResult<()> {
+        let now = self.now();
+        match self.running.as_mut() {
+            Some(running) => running.calendars.tick(&self.ctx.pool, now).await,
+            None => Ok(()),
+        }
     }
 
     async fn act(&mut self, action: Action) -> AppResult<String> {
@@ -170,7 +199,7 @@ impl Supervisor {
             Action::Stop => {
                 store::set_wanted(&pool, self.node(), false).await?;
                 if self.running.is_some() {
-                    self.stop("stopped").await?;
+                    self.stop(STOPPED).await?;
                     "Stopped.".to_owned()
                 } else {
                     store::set_state(&pool, self.node(), EngineState::Stopped, None, self.now())
@@ -182,7 +211,7 @@ impl Supervisor {
             Action::Start | Action::Restart => {
                 store::set_wanted(&pool, self.node(), true).await?;
                 if self.running.is_some() {
-                    self.stop("restarting").await?;
+                    self.stop(RESTARTING).await?;
                 }
                 self.start(None).await
             }
@@ -211,6 +240,10 @@ impl Supervisor {
                 }
             },
         };
+        let calendars = match self.calendars(&snapshot).await {
+            Ok(calendars) => calendars,
+            Err(reason) => return self.failed(&reason).await,
+        };
         let port = snapshot.params.notification_port;
         let listener = match listener::Listener::bind(port).await {
             Ok(listener) => listener,
@@ -225,6 +258,7 @@ impl Supervisor {
         self.running = Some(Running {
             snapshot,
             listener,
+            calendars,
             live: None,
             live_read: None,
         });
@@ -254,9 +288,85 @@ impl Supervisor {
         format!("Failed: {reason}")
     }
 
+    /// The calendar work for `snapshot`: its EWS gateways with the shared
+    /// credentials opened, the trust store, and the limits it runs with.
+    async fn calendars(&self, snapshot: &Snapshot) -> Result<calendars::Calendars, String> {
+        let params = &snapshot.params;
+        let dns_configured = store::dns_configured(&self.ctx.pool, self.node())
+            .await
+            .map_err(|e| format!("cannot read the DNS setting: {e}"))?;
+        let credentials = match snapshot
+            .credentials
+            .iter()
+            .find(|c| c.kind == GatewayKind::Ews.as_str())
+        {
+            Some(stored) => Some(Credentials {
+                account: stored.account_name.clone(),
+                password: secrecy::SecretString::from(
+                    self.ctx
+                        .cipher
+                        .open_password(&stored.password_nonce, &stored.password_ciphertext)
+                        .map_err(|e| {
+                            format!("cannot open the EWS service account's password: {e}")
+                        })?,
+                ),
+            }),
+            None => None,
+        };
+        let trust: Vec<rustls::pki_types::CertificateDer<'static>> = snapshot
+            .trust
+            .iter()
+            .map(|der| rustls::pki_types::CertificateDer::from(der.clone()))
+            .collect();
+        let mut endpoints = Vec::new();
+        for gateway in &snapshot.gateways {
+            if gateway.kind != GatewayKind::Ews.as_str() {
+                continue;
+            }
+            let Some(credentials) = credentials.clone() else {
+                continue;
+            };
+            let host = ServerLocation::parse(&gateway.server).map_err(|e| {
+                format!(
+                    "gateway {} has an unreadable server location: {e}",
+                    gateway.description
+                )
+            })?;
+            endpoints.push(calendars::Endpoint::new(
+                gateway.id,
+                gateway.description.clone(),
+                host,
+                u16::try_from(gateway.port).unwrap_or(443),
+                trust.clone(),
+                credentials,
+                dns_configured,
+                params.exchange_auth,
+                Duration::from_secs(u64::from(params.exchange_timeout_seconds)),
+            ));
+        }
+        Ok(calendars::Calendars::new(
+            self.node(),
+            endpoints,
+            calendars::Limits {
+                threads: usize::try_from(params.exchange_threads).unwrap_or(1).max(1),
+                queue: usize::try_from(params.exchange_queue).unwrap_or(1).max(1),
+                spread: params.calendar_spread_seconds,
+                display_oof: params.display_out_of_office,
+            },
+            self.ready.clone(),
+        ))
+    }
+
     async fn stop(&mut self, why: &str) -> AppResult<()> {
         if let Some(running) = self.running.take() {
             running.listener.stop().await;
+            if why != RESTARTING {
+                // Nothing keeps these users' presence true any more.
+                let reason = format!("the Presence Engine on {} is {why}", self.node());
+                let unknown = running.calendars.all_unknown(&reason, self.now());
+                crate::store::presence::publish(&self.ctx.pool, &unknown, self.now()).await?;
+            }
+            crate::store::health::clear(&self.ctx.pool, self.node()).await?;
             tracing::info!(
                 node = self.node(),
                 generation = running.snapshot.generation,
@@ -289,9 +399,21 @@ impl Supervisor {
         }
         running.live_read = Some(std::time::Instant::now());
         let live = store::read_live(&self.ctx.pool, &node).await?;
+        let now = self.ctx.clock.unix();
         if running.live.as_ref() != Some(&live) {
             store::set_live(&self.ctx.pool, &node, &live).await?;
+            running.calendars.set_live(
+                live.calendar_spread_seconds,
+                live.display_out_of_office,
+                now,
+            );
             running.live = Some(live);
+        }
+        let roster = store::calendar_users(&self.ctx.pool, &node).await?;
+        let left = running.calendars.set_roster(roster, now);
+        if !left.is_empty() {
+            let why = store::departures(&self.ctx.pool, &node, &left).await?;
+            running.calendars.departed(why, now);
         }
         Ok(())
     }

@@ -150,10 +150,14 @@ impl Schedule {
             let (state, until) = presence::current(&watch.slots, transition, display_oof);
             if watch.published != Some(state) {
                 watch.published = Some(state);
+                // A state first seen late (a first read, a calendar changed
+                // under way) began when the calendar says, not when seen.
+                let since =
+                    presence::began(&watch.slots, transition, display_oof).unwrap_or(transition);
                 out.push(Due {
                     user: user.clone(),
                     presence: state,
-                    since: transition,
+                    since,
                     until,
                 });
             }

@@ -132,17 +132,8 @@ pub fn parse(body: &[u8]) -> Result<Vec<MailboxAvailability>, String> {
         .find_descendant(ROOT, "Body")
         .ok_or("not a SOAP message: no Body")?;
     tree.check_closed(body_el)?;
-    if let Some(fault) = tree.find_child(body_el, "Fault") {
-        let text = tree
-            .find_descendant(fault, "faultstring")
-            .or_else(|| tree.find_descendant(fault, "Text"))
-            .map(|n| tree.text(n))
-            .unwrap_or_default();
-        let code = tree
-            .find_descendant(fault, "ResponseCode")
-            .map(|n| tree.text(n))
-            .unwrap_or_else(|| "SOAP fault".to_owned());
-        return Err(format!("{code}: {}", text.trim()));
+    if let Some(fault) = soap_fault(&tree, body_el) {
+        return Err(format!("{}: {}", fault.code, fault.message));
     }
     let response = tree
         .find_descendant(body_el, "GetUserAvailabilityResponse")
@@ -158,6 +149,38 @@ pub fn parse(body: &[u8]) -> Result<Vec<MailboxAvailability>, String> {
         results.push(mailbox(&tree, answer)?);
     }
     Ok(results)
+}
+
+/// The SOAP fault `body` carries, if it is one: its `ResponseCode` (or
+/// "SOAP fault"), its text, and `ErrorServerBusy`'s `BackOffMilliseconds`.
+/// Exchange sends a whole request's refusals this way (busy, schema, rights),
+/// usually with HTTP 500.
+pub fn fault(body: &[u8]) -> Option<MailboxError> {
+    let tree = Tree::parse(body).ok()?;
+    let body_el = tree.find_descendant(ROOT, "Body")?;
+    soap_fault(&tree, body_el)
+}
+
+fn soap_fault(tree: &Tree, body_el: usize) -> Option<MailboxError> {
+    let fault = tree.find_child(body_el, "Fault")?;
+    let text = tree
+        .find_descendant(fault, "faultstring")
+        .or_else(|| tree.find_descendant(fault, "Text"))
+        .map(|n| tree.text(n))
+        .unwrap_or_default();
+    let code = tree
+        .find_descendant(fault, "ResponseCode")
+        .map(|n| tree.text(n).trim().to_owned())
+        .unwrap_or_else(|| "SOAP fault".to_owned());
+    let back_off_ms = tree
+        .descendants(fault)
+        .find(|&n| tree.attr(n, "Name") == Some("BackOffMilliseconds"))
+        .and_then(|n| tree.text(n).trim().parse().ok());
+    Some(MailboxError {
+        code,
+        message: text.trim().to_owned(),
+        back_off_ms,
+    })
 }
 
 fn mailbox(tree: &Tree, answer: usize) -> Result<MailboxAvailability, String> {
@@ -316,5 +339,27 @@ mod tests {
         assert!(e.contains("schema validation"), "{e}");
         assert!(parse(b"<html>hi</html>").is_err());
         assert!(parse(b"").is_err());
+        assert_eq!(super::fault(b"<html>hi</html>"), None);
+    }
+
+    /// The shape Exchange sends when it throttles a whole request (HTTP 500).
+    #[test]
+    fn a_server_busy_fault_carries_its_back_off() {
+        let busy = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault>
+            <faultcode xmlns:a="http://schemas.microsoft.com/exchange/services/2006/types">a:ErrorServerBusy</faultcode>
+            <faultstring xml:lang="en-US">The server cannot service this request right now. Try again later.</faultstring>
+            <detail><e:ResponseCode xmlns:e="http://schemas.microsoft.com/exchange/services/2006/errors">ErrorServerBusy</e:ResponseCode>
+            <e:Message xmlns:e="http://schemas.microsoft.com/exchange/services/2006/errors">The server cannot service this request right now. Try again later.</e:Message>
+            <t:MessageXml xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><t:Value Name="BackOffMilliseconds">2500</t:Value></t:MessageXml>
+            </detail></s:Fault></s:Body></s:Envelope>"#;
+        let found = fault(busy.as_bytes()).expect("a fault");
+        assert_eq!(found.code, "ErrorServerBusy");
+        assert_eq!(found.back_off_ms, Some(2500));
+        assert!(found.message.starts_with("The server cannot service"));
+        assert!(
+            parse(busy.as_bytes())
+                .unwrap_err()
+                .starts_with("ErrorServerBusy: ")
+        );
     }
 }

@@ -205,6 +205,12 @@ impl Connection {
         })
     }
 
+    /// Whether the server may still be sent requests on this connection
+    /// (it has not closed it), so the engine may keep it for the next one.
+    pub fn is_open(&self) -> bool {
+        !self.sender.is_closed()
+    }
+
     /// Sends `request` with an optional `Authorization` value and reads the
     /// whole answer, within the time limit and [`MAX_BODY`].
     pub async fn send(

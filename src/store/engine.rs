@@ -503,3 +503,62 @@ pub async fn dns_configured(pool: &SqlitePool, node: &str) -> AppResult<bool> {
             .unwrap_or(true),
     )
 }
+
+/// A calendar user the engine on a node reads (EN-2).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CalendarUser {
+    pub user_id: String,
+    pub mailbox: Option<String>,
+}
+
+/// The end users assigned to `node` with calendar presence switched on.
+pub async fn calendar_users(pool: &SqlitePool, node: &str) -> AppResult<Vec<CalendarUser>> {
+    Ok(sqlx::query_as(
+        "SELECT user_id, mailbox FROM users
+         WHERE node = ?1 AND calendar_enabled = 1 AND role = 'end_user'",
+    )
+    .bind(node)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Why a user left a node's engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// Calendar presence was switched off.
+    CalendarOff,
+    /// The user is assigned to no node: no engine reads them.
+    NoNode,
+    /// Assigned to another node, whose engine publishes them now.
+    OtherNode,
+    /// Deleted (their published presence went with them).
+    Deleted,
+}
+
+/// Why each of `users` is no longer among `node`'s calendar users.
+pub async fn departures(
+    pool: &SqlitePool,
+    node: &str,
+    users: &[String],
+) -> AppResult<Vec<(String, Departure)>> {
+    let mut out = Vec::with_capacity(users.len());
+    let mut conn = pool.acquire().await?;
+    for user in users {
+        let row: Option<(bool, Option<String>, String)> =
+            sqlx::query_as("SELECT calendar_enabled, node, role FROM users WHERE user_id = ?1")
+                .bind(user)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let why = match row {
+            None => Departure::Deleted,
+            Some((_, _, role)) if role != "end_user" => Departure::Deleted,
+            Some((false, _, _)) => Departure::CalendarOff,
+            Some((true, None, _)) => Departure::NoNode,
+            Some((true, Some(other), _)) if other != node => Departure::OtherNode,
+            // Back on this node already: the next roster read finds them.
+            Some((true, Some(_), _)) => Departure::OtherNode,
+        };
+        out.push((user.clone(), why));
+    }
+    Ok(out)
+}

@@ -6,6 +6,7 @@ pub mod bulk;
 pub mod changes;
 pub mod engine;
 pub mod gateways;
+pub mod health;
 pub mod locales;
 pub mod nodes;
 pub mod params;

@@ -151,6 +151,12 @@ pub async fn last_seq(pool: &SqlitePool) -> AppResult<i64> {
     )
 }
 
+/// Why a calendar user assigned to no node is `unknown`.
+pub const NO_NODE: &str = "assigned to no node, so no Presence Engine reads this calendar";
+
+/// Why a user's presence is `unknown` once calendar presence is off.
+pub const CALENDAR_OFF: &str = "calendar presence is off";
+
 /// An end user's calendar presence as the API and pages show it (EN-5):
 /// the published state while calendar presence is on, `unknown` while it is
 /// off or nothing was read yet. `None` for no such end user.
@@ -158,6 +164,7 @@ pub async fn of_end_user(pool: &SqlitePool, user_id: &str) -> AppResult<Option<P
     type Joined = (
         String,
         bool,
+        Option<String>,
         i64,
         Option<String>,
         Option<i64>,
@@ -166,7 +173,7 @@ pub async fn of_end_user(pool: &SqlitePool, user_id: &str) -> AppResult<Option<P
         Option<String>,
     );
     let row: Option<Joined> = sqlx::query_as(
-        "SELECT u.user_id, u.calendar_enabled, u.updated_at,
+        "SELECT u.user_id, u.calendar_enabled, u.node, u.updated_at,
                 p.presence, p.since, p.until, p.gateway, p.reason
          FROM users u LEFT JOIN calendar_presence p ON p.user_id = u.id
          WHERE u.user_id = ?1 AND u.role = 'end_user'",
@@ -174,10 +181,20 @@ pub async fn of_end_user(pool: &SqlitePool, user_id: &str) -> AppResult<Option<P
     .bind(user_id.trim())
     .fetch_optional(pool)
     .await?;
-    let Some((user_id, enabled, updated_at, presence, since, until, gateway, reason)) = row else {
+    let Some((user_id, enabled, node, updated_at, presence, since, until, gateway, reason)) = row
+    else {
         return Ok(None);
     };
     match (enabled, presence, since) {
+        (true, _, _) if node.is_none() => Ok(Some(Published {
+            seq: 0,
+            user_id,
+            presence: CalendarPresence::Unknown,
+            since: updated_at,
+            until: None,
+            gateway: None,
+            reason: Some(NO_NODE.to_owned()),
+        })),
         (true, Some(presence), Some(since)) => {
             published((0, user_id, presence, since, until, gateway, reason)).map(Some)
         }
@@ -192,7 +209,7 @@ pub async fn of_end_user(pool: &SqlitePool, user_id: &str) -> AppResult<Option<P
                 if enabled {
                     "no calendar has been read yet"
                 } else {
-                    "calendar presence is off"
+                    CALENDAR_OFF
                 }
                 .to_owned(),
             ),

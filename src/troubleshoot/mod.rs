@@ -26,6 +26,7 @@ use crate::tls::chain::ChainEntry;
 
 pub const DEFAULT_CALENDAR_FOLDER: &str = "Calendar";
 
+use crate::exchange::client;
 pub use crate::exchange::client::{AuthMode, Credentials};
 
 /// What to check, parsed and validated by the caller.
@@ -156,6 +157,43 @@ impl Report {
             }
         }
         out
+    }
+}
+
+/// A connection for the engine (EN-2), made by the same steps and judged by
+/// the same rules as the troubleshooter's first six checks: the engine
+/// trusts exactly the servers the troubleshooter calls Verified. Err says
+/// which check failed and why, in the troubleshooter's words.
+pub async fn connect(target: &Target) -> Result<client::Connection, String> {
+    let clock = Clock {
+        deadline: Instant::now() + target.timeout * 3,
+        step: target.timeout,
+    };
+    let mut checks = Vec::with_capacity(6);
+    let addresses = steps::dns(target, &clock, &mut checks).await;
+    let connected = steps::tcp(&addresses, &clock, &mut checks).await;
+    let verifier = CapturingVerifier::new(crate::tls::provider());
+    let tls = steps::tls(
+        target,
+        connected.map(|(s, _)| s),
+        &verifier,
+        &clock,
+        &mut checks,
+    )
+    .await;
+    let judged = steps::judge(target, &verifier.chain(), &mut checks);
+    match tls {
+        Some(stream) if judged.trusted_path => {
+            let peer = steps::peer(target, &stream);
+            client::Connection::handshake(stream, peer, clock.bound())
+                .await
+                .map_err(|e| format!("{NETWORK_ERROR}: {e}"))
+        }
+        _ => Err(checks
+            .iter()
+            .find(|c| c.status == Status::Fail)
+            .map(|c| format!("{}: {}", c.verdict, c.detail))
+            .unwrap_or_else(|| "The server could not be verified.".to_owned())),
     }
 }
 

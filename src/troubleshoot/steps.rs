@@ -396,6 +396,30 @@ pub(super) fn judge(
     }
 }
 
+/// Who the verified connection `stream` reaches, for the `Host` header and
+/// NTLM's target name and channel bindings.
+pub(super) fn peer(target: &Target, stream: &TlsStream<TcpStream>) -> client::Peer {
+    let host_header = match target.port {
+        443 => target.host.to_string(),
+        port => match &target.host {
+            ServerLocation::Ip(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+            other => format!("{other}:{port}"),
+        },
+    };
+    // Extended Protection binds NTLM to this TLS connection's certificate.
+    let leaf = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| leaf.as_ref().to_vec());
+    client::Peer {
+        host_header,
+        host: target.host.to_string(),
+        leaf,
+    }
+}
+
 /// The `auth` check: one request over the verified connection.
 pub(super) async fn authenticate(
     target: &Target,
@@ -406,13 +430,6 @@ pub(super) async fn authenticate(
 ) -> Check {
     let fail = |verdict: &str, detail: String| {
         check("auth", started, Outcome::new(Status::Fail, verdict, detail))
-    };
-    let host = match target.port {
-        443 => target.host.to_string(),
-        port => match &target.host {
-            ServerLocation::Ip(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
-            other => format!("{other}:{port}"),
-        },
     };
     let (method, path, body, content_type) = match target.kind {
         GatewayKind::Ews => (
@@ -434,13 +451,6 @@ pub(super) async fn authenticate(
             )
         }
     };
-    // Extended Protection binds NTLM to this TLS connection's certificate.
-    let leaf = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|leaf| leaf.as_ref().to_vec());
     let mut headers = Vec::new();
     if target.kind == GatewayKind::WebDav {
         headers.push(("Depth", "0".to_owned()));
@@ -456,11 +466,7 @@ pub(super) async fn authenticate(
         body: Bytes::from(body),
         headers,
     };
-    let peer = client::Peer {
-        host_header: host,
-        host: target.host.to_string(),
-        leaf,
-    };
+    let peer = peer(target, &stream);
     // Credentials go only over this verified connection (TS-5).
     let exchange = async {
         let mut connection = client::Connection::handshake(stream, peer, clock.step).await?;

@@ -17,6 +17,7 @@ mod limbo;
 mod locales;
 mod params;
 mod presence;
+mod presence_engine;
 mod process;
 mod shell;
 mod sim;

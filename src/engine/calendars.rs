@@ -1,0 +1,1010 @@
+//! The engine's calendar work over EWS (EN-2 to EN-5): which users it
+//! reads, through which gateway, when; the requests themselves, bounded per
+//! gateway (EN-4); and what the scheduler says to publish.
+//!
+//! Two clocks meet here on purpose. Calendar time (what to read, when a
+//! meeting starts, when to publish) is the injected clock, so tests move
+//! through a day without waiting. Network time (Exchange Timeout, a
+//! server's back-off, retry delays) is real time: it is about a server's
+//! load now, whatever the calendar says.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use rustls::pki_types::CertificateDer;
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::domain::gateway::{GatewayKind, ServerLocation};
+use crate::domain::params::ExchangeAuth;
+use crate::domain::presence::{self, BusyType, Slot};
+use crate::error::AppResult;
+use crate::exchange::availability::{self, MailboxAvailability};
+use crate::exchange::client::{self, AuthMode, Credentials};
+use crate::exchange::ews;
+use crate::store;
+use crate::store::engine::{CalendarUser, Departure};
+use crate::store::health::{GatewayHealth, Minute};
+use crate::store::presence::Publication;
+use crate::troubleshoot::{self, Target};
+
+use super::schedule::Schedule;
+
+/// How often a user's calendar is read again when nothing tells the engine
+/// it changed (calendar seconds). Push notifications, when they arrive,
+/// make reads sooner; this keeps presence right when they do not.
+pub const REFRESH_SECONDS: i64 = 300;
+/// A read covers today and tomorrow (UTC days), so the state's end is known
+/// however late in the day it is read.
+const WINDOW_SECONDS: i64 = 2 * 86_400;
+/// Consecutive failed requests after which a gateway is set aside and its
+/// users move to a healthy one.
+pub const FAILURES_TO_SET_ASIDE: u32 = 3;
+/// How long a gateway set aside takes no new users before it is tried again.
+pub const SET_ASIDE: Duration = Duration::from_secs(60);
+/// `ErrorServerBusy` without a `BackOffMilliseconds`: Exchange's usual hint.
+const DEFAULT_BACK_OFF: Duration = Duration::from_secs(5);
+/// Retry delays after a failed or refused (queue full) request: doubling
+/// from the first to the last.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_LAST: Duration = Duration::from_secs(60);
+/// How often health and counts are written for other nodes to see.
+const HEALTH_EVERY: Duration = Duration::from_secs(3);
+
+/// One EWS gateway as the engine reaches it.
+pub struct Endpoint {
+    pub id: i64,
+    pub description: String,
+    pub host: ServerLocation,
+    pub port: u16,
+    pub trust: Vec<CertificateDer<'static>>,
+    pub credentials: Credentials,
+    pub dns_configured: bool,
+    pub auth: AuthMode,
+    pub timeout: Duration,
+    /// Connections kept open between requests, at most Exchange Threads.
+    idle: Mutex<Vec<client::Connection>>,
+}
+
+impl Endpoint {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: i64,
+        description: String,
+        host: ServerLocation,
+        port: u16,
+        trust: Vec<CertificateDer<'static>>,
+        credentials: Credentials,
+        dns_configured: bool,
+        auth: ExchangeAuth,
+        timeout: Duration,
+    ) -> Endpoint {
+        Endpoint {
+            id,
+            description,
+            host,
+            port,
+            trust,
+            credentials,
+            dns_configured,
+            auth: match auth {
+                ExchangeAuth::Auto => AuthMode::Auto,
+                ExchangeAuth::BasicOnly => AuthMode::Basic,
+            },
+            timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What the troubleshooter's connection steps need; certificate dates
+    /// are judged at `now`.
+    fn target(&self, now: i64) -> Target {
+        Target {
+            kind: GatewayKind::Ews,
+            host: self.host.clone(),
+            port: self.port,
+            connect: None,
+            dns_configured: self.dns_configured,
+            trust: self.trust.clone(),
+            credentials: None,
+            mailbox: None,
+            calendar_folder: troubleshoot::DEFAULT_CALENDAR_FOLDER.to_owned(),
+            auth: self.auth,
+            timeout: self.timeout,
+            now,
+        }
+    }
+
+    fn take_idle(&self) -> Option<client::Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(connection) = idle.pop() {
+            if connection.is_open() {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    fn keep(&self, connection: client::Connection, at_most: usize) {
+        if !connection.is_open() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < at_most {
+            idle.push(connection);
+        }
+    }
+}
+
+/// How one `GetUserAvailability` went.
+#[derive(Debug)]
+pub enum Answer {
+    /// One result per mailbox asked, in order.
+    Read(Vec<MailboxAvailability>),
+    /// The server asked to be left alone this long (`ErrorServerBusy`).
+    Busy { back_off: Duration, text: String },
+    /// Nothing read: no verified connection, a timeout, a refusal, a 5xx.
+    Failed(String),
+}
+
+/// Reads `mailboxes`' free/busy over `[start, end)` through `endpoint`,
+/// on a kept connection when one is open, else on a new verified one.
+pub async fn read(
+    endpoint: &Endpoint,
+    mailboxes: &[String],
+    start: i64,
+    end: i64,
+    now: i64,
+    keep_at_most: usize,
+) -> Answer {
+    let refs: Vec<&str> = mailboxes.iter().map(String::as_str).collect();
+    let body = match availability::request(&refs, start, end) {
+        Ok(body) => body,
+        Err(e) => return Answer::Failed(e),
+    };
+    let request = client::Request {
+        method: "POST",
+        path: ews::EWS_PATH.to_owned(),
+        content_type: ews::SOAP_CONTENT_TYPE,
+        body: Bytes::from(body),
+        headers: Vec::new(),
+    };
+    // A kept connection the server closed meanwhile fails at once; the
+    // request is then sent once more on a new one.
+    let mut kept = endpoint.take_idle();
+    let exchanged = loop {
+        let reused = kept.is_some();
+        let mut connection = match kept.take() {
+            Some(connection) => connection,
+            None => match troubleshoot::connect(&endpoint.target(now)).await {
+                Ok(connection) => connection,
+                Err(reason) => return Answer::Failed(reason),
+            },
+        };
+        match connection
+            .authenticated(&request, &endpoint.credentials, endpoint.auth)
+            .await
+        {
+            Ok(exchanged) => break (exchanged, connection),
+            Err(client::ClientError::Http(_)) if reused => continue,
+            Err(e) => return Answer::Failed(format!("GetUserAvailability: {e}")),
+        }
+    };
+    let (exchanged, connection) = exchanged;
+    let response = exchanged.response;
+    let body = response.body.unwrap_or_default();
+    let answer = judge(response.status, &body);
+    if response.status == StatusCode::OK {
+        endpoint.keep(connection, keep_at_most);
+    }
+    answer
+}
+
+/// An answer's meaning: its status and body.
+pub fn judge(status: StatusCode, body: &[u8]) -> Answer {
+    if status == StatusCode::OK {
+        return match availability::parse(body) {
+            Ok(results) => Answer::Read(results),
+            Err(e) => Answer::Failed(format!("GetUserAvailability answer unreadable: {e}")),
+        };
+    }
+    if let Some(fault) = availability::fault(body) {
+        if fault.code == "ErrorServerBusy" {
+            return Answer::Busy {
+                back_off: fault
+                    .back_off_ms
+                    .map_or(DEFAULT_BACK_OFF, Duration::from_millis),
+                text: format!("ErrorServerBusy: {}", fault.message),
+            };
+        }
+        return Answer::Failed(format!(
+            "HTTP {}: {}: {}",
+            status.as_u16(),
+            fault.code,
+            fault.message
+        ));
+    }
+    Answer::Failed(match status {
+        StatusCode::UNAUTHORIZED => {
+            "HTTP 401: the service account's credentials were refused".to_owned()
+        }
+        other => format!(
+            "HTTP {} {}",
+            other.as_u16(),
+            other.canonical_reason().unwrap_or("")
+        ),
+    })
+}
+
+/// A watched user's read state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Read when calendar time reaches `next` and real time `hold`.
+    Idle { next: i64, hold: Option<Instant> },
+    /// In a gateway's queue or request.
+    Busy,
+}
+
+struct Watched {
+    mailbox: Option<String>,
+    gateway: Option<usize>,
+    reading: Reading,
+    /// Bumped when the mailbox changes, so an answer for the old one is
+    /// not taken for the new.
+    epoch: u64,
+    /// Why the state is unknown, for the End User page.
+    reason: Option<String>,
+    /// Read successfully at least once (a failure keeps what was read).
+    read_once: bool,
+    /// Consecutive failed attempts, for the retry delay.
+    failures: u32,
+}
+
+struct Gateway {
+    endpoint: Arc<Endpoint>,
+    in_flight: usize,
+    /// Batches (user, epoch) waiting for a thread; at most Exchange Queue.
+    queue: VecDeque<Vec<(String, u64)>>,
+    throttled_until: Option<Instant>,
+    failures: u32,
+    set_aside_until: Option<Instant>,
+    users: usize,
+    last_success: Option<i64>,
+    last_error: Option<(i64, String)>,
+    /// Requests started in the current minute and the last full one.
+    requests: (i64, i64, i64),
+}
+
+impl Gateway {
+    fn healthy(&self, at: Instant) -> bool {
+        self.set_aside_until.is_none_or(|until| until <= at)
+    }
+
+    fn throttled(&self, at: Instant) -> bool {
+        self.throttled_until.is_some_and(|until| until > at)
+    }
+
+    fn count_request(&mut self, now: i64) {
+        let minute = now.div_euclid(60) * 60;
+        let (current, count, last) = self.requests;
+        self.requests = if current == minute {
+            (minute, count + 1, last)
+        } else if current + 60 == minute {
+            (minute, 1, count)
+        } else {
+            (minute, 1, 0)
+        };
+    }
+
+    fn per_minute(&self, now: i64) -> i64 {
+        let minute = now.div_euclid(60) * 60;
+        let (current, count, last) = self.requests;
+        if current == minute {
+            last.max(count)
+        } else if current + 60 == minute {
+            count
+        } else {
+            0
+        }
+    }
+}
+
+/// A finished request, back to the engine.
+struct Done {
+    gateway: usize,
+    batch: Vec<(String, u64)>,
+    answer: Answer,
+    finished: Instant,
+}
+
+/// The parameters the work runs with.
+pub struct Limits {
+    /// Exchange Threads: concurrent requests per gateway.
+    pub threads: usize,
+    /// Exchange Queue: requests waiting for a thread, per gateway.
+    pub queue: usize,
+    /// Calendar Spread, seconds (applies live).
+    pub spread: u32,
+    /// Calendar Out of Office Information (applies live).
+    pub display_oof: bool,
+}
+
+pub struct Calendars {
+    node: String,
+    gateways: Vec<Gateway>,
+    users: HashMap<String, Watched>,
+    schedule: Schedule,
+    limits: Limits,
+    next_gateway: usize,
+    tasks: JoinSet<Done>,
+    /// Rung by each finished request, so answers are handled at once.
+    ready: Arc<Notify>,
+    /// Counts per minute not yet written.
+    minutes: Vec<Minute>,
+    health_written: Option<Instant>,
+    /// Something Control Center should see soon happened (a first success,
+    /// an error, a throttle): health is written at the next round.
+    health_dirty: bool,
+    /// Departures to publish as `unknown` at the next tick.
+    leaving: Vec<Publication>,
+}
+
+impl Calendars {
+    pub fn new(node: &str, endpoints: Vec<Endpoint>, limits: Limits, ready: Arc<Notify>) -> Self {
+        Calendars {
+            node: node.to_owned(),
+            gateways: endpoints
+                .into_iter()
+                .map(|endpoint| Gateway {
+                    endpoint: Arc::new(endpoint),
+                    in_flight: 0,
+                    queue: VecDeque::new(),
+                    throttled_until: None,
+                    failures: 0,
+                    set_aside_until: None,
+                    users: 0,
+                    last_success: None,
+                    last_error: None,
+                    requests: (0, 0, 0),
+                })
+                .collect(),
+            users: HashMap::new(),
+            schedule: Schedule::new(limits.display_oof),
+            limits,
+            next_gateway: 0,
+            tasks: JoinSet::new(),
+            ready,
+            minutes: Vec::new(),
+            health_written: None,
+            health_dirty: false,
+            leaving: Vec::new(),
+        }
+    }
+
+    /// Users watched now.
+    pub fn watched(&self) -> usize {
+        self.users.len()
+    }
+
+    /// The live parameters changed (EN-1: without a restart).
+    pub fn set_live(&mut self, spread: u32, display_oof: bool, now: i64) {
+        self.limits.spread = spread;
+        self.limits.display_oof = display_oof;
+        self.schedule.set_display_oof(display_oof, now);
+    }
+
+    /// The node's calendar users as the store has them now: new ones are
+    /// read at once, a changed mailbox is read again, and those who left
+    /// stop being read; `departures` says why they left.
+    pub fn set_roster(&mut self, roster: Vec<CalendarUser>, now: i64) -> Vec<String> {
+        let mut seen: HashMap<String, Option<String>> = roster
+            .into_iter()
+            .map(|u| (u.user_id, u.mailbox.filter(|m| !m.trim().is_empty())))
+            .collect();
+        let mut left = Vec::new();
+        for (user, watched) in self.users.iter_mut() {
+            match seen.remove(user) {
+                None => left.push(user.clone()),
+                Some(mailbox) if mailbox != watched.mailbox => {
+                    watched.mailbox = mailbox;
+                    watched.epoch += 1;
+                    watched.reading = Reading::Idle {
+                        next: now,
+                        hold: None,
+                    };
+                }
+                Some(_) => {}
+            }
+        }
+        for user in &left {
+            if let Some(watched) = self.users.remove(user)
+                && let Some(g) = watched.gateway
+            {
+                self.gateways[g].users = self.gateways[g].users.saturating_sub(1);
+            }
+            self.schedule.remove(user);
+        }
+        for (user, mailbox) in seen {
+            self.users.insert(
+                user,
+                Watched {
+                    mailbox,
+                    gateway: None,
+                    reading: Reading::Idle {
+                        next: now,
+                        hold: None,
+                    },
+                    epoch: 0,
+                    reason: None,
+                    read_once: false,
+                    failures: 0,
+                },
+            );
+        }
+        left
+    }
+
+    /// Departed users whose presence must now read `unknown` (calendar
+    /// switched off, no node); those moved to another node or deleted are
+    /// another engine's or nobody's to publish.
+    pub fn departed(&mut self, why: Vec<(String, Departure)>, now: i64) {
+        for (user, departure) in why {
+            let reason = match departure {
+                Departure::CalendarOff => store::presence::CALENDAR_OFF,
+                Departure::NoNode => store::presence::NO_NODE,
+                Departure::OtherNode | Departure::Deleted => continue,
+            };
+            self.leaving.push(Publication {
+                user_id: user,
+                presence: presence::CalendarPresence::Unknown,
+                since: now,
+                until: None,
+                gateway: None,
+                reason: Some(reason.to_owned()),
+            });
+        }
+    }
+
+    /// Every watched user as `unknown` with `reason` (the engine stops:
+    /// nothing keeps their presence true any more).
+    pub fn all_unknown(&self, reason: &str, now: i64) -> Vec<Publication> {
+        self.users
+            .keys()
+            .map(|user| Publication {
+                user_id: user.clone(),
+                presence: presence::CalendarPresence::Unknown,
+                since: now,
+                until: None,
+                gateway: None,
+                reason: Some(reason.to_owned()),
+            })
+            .collect()
+    }
+
+    /// One round: take finished answers, start due reads, publish what is
+    /// due, and now and then write health. `now` is calendar time.
+    pub async fn tick(&mut self, pool: &SqlitePool, now: i64) -> AppResult<()> {
+        let at = Instant::now();
+        while let Some(done) = self.tasks.try_join_next() {
+            match done {
+                Ok(done) => self.finish(done, now),
+                // A request task panicked or was aborted: its users are read
+                // again at the next round.
+                Err(e) => tracing::warn!(error = %e, "calendar read task ended abnormally"),
+            }
+        }
+        self.recover_lost(now);
+        self.assign(at);
+        self.enqueue(now, at);
+        self.start_requests(now, at);
+        self.publish(pool, now).await?;
+        if self.health_dirty
+            || self
+                .health_written
+                .is_none_or(|t| t.elapsed() >= HEALTH_EVERY)
+        {
+            self.health_written = Some(Instant::now());
+            self.health_dirty = false;
+            self.write_health(pool, now, at).await?;
+        }
+        Ok(())
+    }
+
+    /// Users marked busy whose request is no longer running (a task that
+    /// ended abnormally) are read again.
+    fn recover_lost(&mut self, now: i64) {
+        if !self.tasks.is_empty() || self.gateways.iter().any(|g| !g.queue.is_empty()) {
+            return;
+        }
+        for watched in self.users.values_mut() {
+            if watched.reading == Reading::Busy {
+                watched.reading = Reading::Idle {
+                    next: now,
+                    hold: None,
+                };
+            }
+        }
+    }
+
+    /// Users without a gateway (new, or their gateway was set aside) get
+    /// the next healthy one in turn; they stay on it until it fails.
+    fn assign(&mut self, at: Instant) {
+        let healthy: Vec<usize> = (0..self.gateways.len())
+            .filter(|&g| self.gateways[g].healthy(at))
+            .collect();
+        if healthy.is_empty() {
+            return;
+        }
+        for watched in self.users.values_mut() {
+            let keep = watched
+                .gateway
+                .is_some_and(|g| self.gateways[g].healthy(at) || watched.reading == Reading::Busy);
+            if keep {
+                continue;
+            }
+            if let Some(old) = watched.gateway {
+                self.gateways[old].users = self.gateways[old].users.saturating_sub(1);
+            }
+            let g = healthy[self.next_gateway % healthy.len()];
+            self.next_gateway = self.next_gateway.wrapping_add(1);
+            watched.gateway = Some(g);
+            self.gateways[g].users += 1;
+        }
+    }
+
+    /// Due users into their gateway's queue, in batches of up to 100; when
+    /// the queue is full they fail fast and retry after a delay.
+    fn enqueue(&mut self, now: i64, at: Instant) {
+        let mut due: Vec<Vec<(String, u64)>> = vec![Vec::new(); self.gateways.len()];
+        let mut no_mailbox = Vec::new();
+        let mut no_gateway = Vec::new();
+        for (user, watched) in self.users.iter_mut() {
+            let Reading::Idle { next, hold } = watched.reading else {
+                continue;
+            };
+            if next > now || hold.is_some_and(|h| h > at) {
+                continue;
+            }
+            if watched.mailbox.is_none() {
+                no_mailbox.push(user.clone());
+                watched.reading = Reading::Idle {
+                    next: now + REFRESH_SECONDS,
+                    hold: None,
+                };
+                continue;
+            }
+            match watched.gateway {
+                Some(g) => due[g].push((user.clone(), watched.epoch)),
+                None => {
+                    no_gateway.push(user.clone());
+                    watched.reading = Reading::Idle {
+                        next: now,
+                        hold: Some(at + RETRY_LAST),
+                    };
+                }
+            }
+        }
+        for user in no_mailbox {
+            self.unreadable(&user, "the user has no mailbox address".to_owned(), now);
+        }
+        for user in no_gateway {
+            if !self.users.get(&user).is_some_and(|w| w.read_once) {
+                self.unreadable(
+                    &user,
+                    "no Microsoft Exchange gateway can be reached".to_owned(),
+                    now,
+                );
+            }
+        }
+        for (g, mut users) in due.into_iter().enumerate() {
+            // A stable order, so the same users share batches read to read.
+            users.sort_unstable();
+            for batch in users.chunks(availability::MAX_MAILBOXES) {
+                let gateway = &mut self.gateways[g];
+                if gateway.queue.len() >= self.limits.queue {
+                    gateway.last_error = Some((
+                        now,
+                        format!(
+                            "Exchange Queue full ({} requests waiting): reads retried later",
+                            self.limits.queue
+                        ),
+                    ));
+                    for (user, _) in batch {
+                        if let Some(watched) = self.users.get_mut(user) {
+                            watched.failures += 1;
+                            watched.reading = Reading::Idle {
+                                next: now,
+                                hold: Some(at + retry_delay(watched.failures)),
+                            };
+                        }
+                    }
+                    continue;
+                }
+                for (user, _) in batch {
+                    if let Some(watched) = self.users.get_mut(user) {
+                        watched.reading = Reading::Busy;
+                    }
+                }
+                gateway.queue.push_back(batch.to_vec());
+            }
+        }
+    }
+
+    /// Starts queued requests while threads are free and the gateway has
+    /// not asked to be left alone.
+    fn start_requests(&mut self, now: i64, at: Instant) {
+        let (start, end) = window(now);
+        for (g, gateway) in self.gateways.iter_mut().enumerate() {
+            while gateway.in_flight < self.limits.threads && !gateway.throttled(at) {
+                let Some(batch) = gateway.queue.pop_front() else {
+                    break;
+                };
+                let mailboxes: Vec<String> = batch
+                    .iter()
+                    .map(|(user, _)| {
+                        self.users
+                            .get(user)
+                            .and_then(|w| w.mailbox.clone())
+                            .unwrap_or_else(|| user.clone())
+                    })
+                    .collect();
+                gateway.in_flight += 1;
+                gateway.count_request(now);
+                count(&mut self.minutes, now, |m| m.requests += 1);
+                let endpoint = gateway.endpoint.clone();
+                let ready = self.ready.clone();
+                let keep = self.limits.threads;
+                self.tasks.spawn(async move {
+                    let answer = read(&endpoint, &mailboxes, start, end, now, keep).await;
+                    ready.notify_one();
+                    Done {
+                        gateway: g,
+                        batch,
+                        answer,
+                        finished: Instant::now(),
+                    }
+                });
+            }
+        }
+    }
+
+    fn finish(&mut self, done: Done, now: i64) {
+        let g = done.gateway;
+        self.gateways[g].in_flight = self.gateways[g].in_flight.saturating_sub(1);
+        match done.answer {
+            Answer::Read(results) if results.len() == done.batch.len() => {
+                let gateway = &mut self.gateways[g];
+                gateway.failures = 0;
+                self.health_dirty |= gateway.last_success.is_none();
+                gateway.last_success = Some(now);
+                for ((user, epoch), result) in done.batch.into_iter().zip(results) {
+                    match result {
+                        Err(e) if e.code == "ErrorServerBusy" => {
+                            let back_off = e
+                                .back_off_ms
+                                .map_or(DEFAULT_BACK_OFF, Duration::from_millis);
+                            self.throttle(g, done.finished + back_off, &e.code, now);
+                            self.retry(&user, now, Some(done.finished + back_off), false);
+                        }
+                        result => self.read_one(&user, epoch, result, g, now),
+                    }
+                }
+            }
+            Answer::Read(results) => {
+                let reason = format!(
+                    "GetUserAvailability answered {} mailboxes for {} asked",
+                    results.len(),
+                    done.batch.len()
+                );
+                self.failed(g, done.batch, reason, now, done.finished);
+            }
+            Answer::Busy { back_off, text } => {
+                let until = done.finished + back_off;
+                self.throttle(g, until, &text, now);
+                count(&mut self.minutes, now, |m| m.errors += 1);
+                for (user, _) in done.batch {
+                    self.retry(&user, now, Some(until), false);
+                }
+            }
+            Answer::Failed(reason) => self.failed(g, done.batch, reason, now, done.finished),
+        }
+    }
+
+    fn throttle(&mut self, g: usize, until: Instant, text: &str, now: i64) {
+        let gateway = &mut self.gateways[g];
+        gateway.throttled_until = Some(gateway.throttled_until.map_or(until, |t| t.max(until)));
+        gateway.last_error = Some((now, text.to_owned()));
+        self.health_dirty = true;
+    }
+
+    fn failed(
+        &mut self,
+        g: usize,
+        batch: Vec<(String, u64)>,
+        reason: String,
+        now: i64,
+        at: Instant,
+    ) {
+        count(&mut self.minutes, now, |m| m.errors += 1);
+        let gateway = &mut self.gateways[g];
+        gateway.failures += 1;
+        gateway.last_error = Some((now, reason.clone()));
+        self.health_dirty = true;
+        let set_aside = gateway.failures >= FAILURES_TO_SET_ASIDE;
+        if set_aside {
+            tracing::warn!(
+                node = self.node,
+                gateway = gateway.endpoint.description,
+                reason,
+                "gateway set aside after repeated failures; its users move"
+            );
+            gateway.set_aside_until = Some(at + SET_ASIDE);
+            gateway.failures = 0;
+        }
+        for (user, _) in batch {
+            let never_read = self.users.get(&user).is_some_and(|w| !w.read_once);
+            if never_read {
+                self.unreadable(&user, format!("not read yet: {reason}"), now);
+            }
+            self.retry(&user, now, None, true);
+        }
+        if set_aside {
+            for watched in self.users.values_mut() {
+                if watched.gateway == Some(g) && watched.reading != Reading::Busy {
+                    // Read at once through the gateway `assign` picks next.
+                    watched.reading = Reading::Idle {
+                        next: now,
+                        hold: None,
+                    };
+                }
+            }
+        }
+    }
+
+    /// The user is read again: after `hold`, or after the retry delay.
+    fn retry(&mut self, user: &str, now: i64, hold: Option<Instant>, failed: bool) {
+        if let Some(watched) = self.users.get_mut(user) {
+            if failed {
+                watched.failures += 1;
+            }
+            watched.reading = Reading::Idle {
+                next: now,
+                hold: Some(hold.unwrap_or_else(|| Instant::now() + retry_delay(watched.failures))),
+            };
+        }
+    }
+
+    fn read_one(
+        &mut self,
+        user: &str,
+        epoch: u64,
+        result: MailboxAvailability,
+        g: usize,
+        now: i64,
+    ) {
+        let Some(watched) = self.users.get_mut(user) else {
+            return;
+        };
+        if watched.epoch != epoch {
+            // The mailbox changed while this was read: read the new one.
+            watched.reading = Reading::Idle {
+                next: now,
+                hold: None,
+            };
+            return;
+        }
+        watched.reading = Reading::Idle {
+            next: now + REFRESH_SECONDS,
+            hold: None,
+        };
+        watched.failures = 0;
+        watched.gateway = Some(g);
+        match result {
+            Ok(slots) => {
+                watched.reason = None;
+                watched.read_once = true;
+                let offset = presence::offset_seconds(user, self.limits.spread);
+                self.schedule.set_calendar(user, slots, offset, now);
+            }
+            Err(e) => {
+                let reason = if e.message.trim().is_empty() {
+                    e.code
+                } else {
+                    format!("{}: {}", e.code, e.message.trim())
+                };
+                self.unreadable(user, reason, now);
+            }
+        }
+    }
+
+    /// The user's calendar cannot be read: `unknown` with `reason`, at the
+    /// minute plus their offset like any change.
+    fn unreadable(&mut self, user: &str, reason: String, now: i64) {
+        let Some(watched) = self.users.get_mut(user) else {
+            return;
+        };
+        watched.reason = Some(reason);
+        let (start, end) = window(now);
+        let offset = presence::offset_seconds(user, self.limits.spread);
+        self.schedule.set_calendar(
+            user,
+            vec![Slot {
+                start,
+                end,
+                busy: BusyType::NoData,
+            }],
+            offset,
+            now,
+        );
+    }
+
+    async fn publish(&mut self, pool: &SqlitePool, now: i64) -> AppResult<()> {
+        let mut batch = std::mem::take(&mut self.leaving);
+        for due in self.schedule.due(now) {
+            let watched = self.users.get(&due.user);
+            let unknown = due.presence == presence::CalendarPresence::Unknown;
+            batch.push(Publication {
+                gateway: if unknown {
+                    None
+                } else {
+                    watched
+                        .and_then(|w| w.gateway)
+                        .map(|g| self.gateways[g].endpoint.description.clone())
+                },
+                reason: if unknown {
+                    watched.and_then(|w| w.reason.clone())
+                } else {
+                    None
+                },
+                user_id: due.user,
+                presence: due.presence,
+                // Unknown began when it was found out, not at the window's
+                // start its stand-in slot begins with.
+                since: if unknown { now } else { due.since },
+                until: if unknown { None } else { due.until },
+            });
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let written = store::presence::publish(pool, &batch, now).await?;
+        let n = i64::try_from(written.len()).unwrap_or(i64::MAX);
+        count(&mut self.minutes, now, |m| m.transitions += n);
+        Ok(())
+    }
+
+    async fn write_health(&mut self, pool: &SqlitePool, now: i64, at: Instant) -> AppResult<()> {
+        let rows: Vec<GatewayHealth> = self
+            .gateways
+            .iter()
+            .map(|g| GatewayHealth {
+                node: self.node.clone(),
+                gateway_id: g.endpoint.id,
+                description: g.endpoint.description.clone(),
+                users: i64::try_from(g.users).unwrap_or(i64::MAX),
+                healthy: g.healthy(at),
+                last_success: g.last_success,
+                last_error_at: g.last_error.as_ref().map(|(t, _)| *t),
+                last_error: g.last_error.as_ref().map(|(_, e)| e.clone()),
+                throttled_until: g
+                    .throttled_until
+                    .filter(|&t| t > at)
+                    .map(|t| now + i64::try_from((t - at).as_secs()).unwrap_or(0) + 1),
+                requests_per_minute: g.per_minute(now),
+                updated_at: now,
+            })
+            .collect();
+        let minutes = std::mem::take(&mut self.minutes);
+        store::health::write(pool, &self.node, &rows, &minutes, now).await
+    }
+}
+
+/// The window a read covers: from the start of `now`'s UTC day, two days.
+pub fn window(now: i64) -> (i64, i64) {
+    let start = now.div_euclid(86_400) * 86_400;
+    (start, start + WINDOW_SECONDS)
+}
+
+fn retry_delay(failures: u32) -> Duration {
+    let doubled = RETRY_FIRST.saturating_mul(1u32 << failures.saturating_sub(1).min(8));
+    doubled.min(RETRY_LAST)
+}
+
+fn count(minutes: &mut Vec<Minute>, now: i64, add: impl FnOnce(&mut Minute)) {
+    let minute = now.div_euclid(60) * 60;
+    if minutes.last().is_none_or(|m| m.minute != minute) {
+        minutes.push(Minute {
+            minute,
+            ..Minute::default()
+        });
+    }
+    if let Some(last) = minutes.last_mut() {
+        add(last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_today_and_tomorrow_in_utc() {
+        let noon = 20_000 * 86_400 + 12 * 3600;
+        assert_eq!(window(noon), (20_000 * 86_400, 20_002 * 86_400));
+        assert_eq!(window(20_000 * 86_400), (20_000 * 86_400, 20_002 * 86_400));
+    }
+
+    #[test]
+    fn retries_double_up_to_a_minute() {
+        assert_eq!(retry_delay(1), Duration::from_secs(2));
+        assert_eq!(retry_delay(2), Duration::from_secs(4));
+        assert_eq!(retry_delay(3), Duration::from_secs(8));
+        assert_eq!(retry_delay(30), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn answers_are_judged_by_status_and_fault() {
+        let busy = br#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault><faultcode>a:ErrorServerBusy</faultcode><faultstring>Try again later.</faultstring><detail><e:ResponseCode xmlns:e="e">ErrorServerBusy</e:ResponseCode><t:MessageXml xmlns:t="t"><t:Value Name="BackOffMilliseconds">1500</t:Value></t:MessageXml></detail></s:Fault></s:Body></s:Envelope>"#;
+        match judge(StatusCode::INTERNAL_SERVER_ERROR, busy) {
+            Answer::Busy { back_off, text } => {
+                assert_eq!(back_off, Duration::from_millis(1500));
+                assert!(text.starts_with("ErrorServerBusy"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match judge(StatusCode::SERVICE_UNAVAILABLE, b"") {
+            Answer::Failed(why) => assert_eq!(why, "HTTP 503 Service Unavailable"),
+            other => panic!("{other:?}"),
+        }
+        match judge(StatusCode::UNAUTHORIZED, b"") {
+            Answer::Failed(why) => assert!(why.contains("credentials were refused"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            judge(StatusCode::OK, b"<html/>"),
+            Answer::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn requests_per_minute_count_the_last_full_minute() {
+        let endpoint = Endpoint::new(
+            1,
+            "g".into(),
+            ServerLocation::parse("127.0.0.1").expect("location"),
+            443,
+            Vec::new(),
+            Credentials {
+                account: "a".into(),
+                password: secrecy::SecretString::from("p".to_owned()),
+            },
+            true,
+            ExchangeAuth::Auto,
+            Duration::from_secs(5),
+        );
+        let mut g = Gateway {
+            endpoint: Arc::new(endpoint),
+            in_flight: 0,
+            queue: VecDeque::new(),
+            throttled_until: None,
+            failures: 0,
+            set_aside_until: None,
+            users: 0,
+            last_success: None,
+            last_error: None,
+            requests: (0, 0, 0),
+        };
+        for _ in 0..7 {
+            g.count_request(600);
+        }
+        assert_eq!(g.per_minute(610), 7);
+        g.count_request(660);
+        assert_eq!(g.per_minute(670), 7);
+        assert_eq!(g.per_minute(725), 1);
+        assert_eq!(g.per_minute(900), 0);
+    }
+}

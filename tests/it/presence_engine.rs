@@ -1,0 +1,420 @@
+//! The presence engine over EWS, end to end (EN-2 to EN-5): exchange-sim's
+//! scripted calendars read through a gateway configured in the console,
+//! published at the minute plus the user's offset, seen in the API and on
+//! the End User page. Calendar time is the injected clock; the tests move
+//! it instead of waiting for minutes.
+
+use std::time::{Duration, Instant};
+
+use presence_gateway::domain::presence::{offset_seconds, publish_at};
+use presence_gateway::store;
+
+use crate::engine::{Engine, with_engine};
+use crate::sim::{ACCOUNT, PASSWORD, PASSWORD_ENV, SimProcess};
+use crate::support::{TestApp, admin_app, location, tls_config};
+
+/// Calendar Spread's default (SPEC 4).
+const SPREAD: u32 = 50;
+
+pub(crate) struct Rig {
+    pub(crate) app: TestApp,
+    pub(crate) sim: SimProcess,
+    sim_client: reqwest::Client,
+}
+
+impl Rig {
+    /// exchange-sim with `args`, its CA trusted, and a console with no
+    /// gateway yet.
+    pub(crate) async fn new(args: &[&str]) -> Rig {
+        let mut all = vec!["--account", ACCOUNT, "--password-env", PASSWORD_ENV];
+        all.extend_from_slice(args);
+        let sim = SimProcess::start(&all);
+        let app = admin_app().await;
+        let pem = std::fs::read(sim.dir.path().join("ca.pem")).expect("CA written");
+        let mut roots = rustls::RootCertStore::empty();
+        for der in rustls_pemfile::certs(&mut &pem[..]) {
+            let der = der.expect("PEM");
+            let info = presence_gateway::tls::certinfo::parse(&der).expect("certificate");
+            store::trust::insert(&app.state.pool, &der, &info, "admin", app.state.now())
+                .await
+                .expect("trust");
+            roots.add(der).expect("root");
+        }
+        let sim_client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config(roots))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        Rig {
+            app,
+            sim,
+            sim_client,
+        }
+    }
+
+    /// An EWS gateway to `port` on loopback (the sim's unless said).
+    pub(crate) async fn add_gateway(&self, description: &str, port: u16) -> i64 {
+        let port = port.to_string();
+        let response = self
+            .app
+            .post_form(
+                "/presence/gateways/new",
+                &[
+                    ("type", "ews"),
+                    ("description", description),
+                    ("server", "127.0.0.1"),
+                    ("account_name", ACCOUNT),
+                    ("password", PASSWORD),
+                    ("confirm", PASSWORD),
+                    ("port", &port),
+                    ("test_mailbox", ""),
+                ],
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 303, "add gateway");
+        location(&response)
+            .rsplit('/')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .expect("id")
+    }
+
+    /// An end user on this node with calendar presence on; returns the row
+    /// id.
+    pub(crate) async fn add_user(&self, user_id: &str, mailbox: &str) -> i64 {
+        let response = self
+            .app
+            .post_form(
+                "/users/end-users/new",
+                &[
+                    ("user_id", user_id),
+                    ("first_name", "Cal"),
+                    ("last_name", "Endar"),
+                    ("mailbox", mailbox),
+                    ("node", "test-node"),
+                    ("locale", "en-US"),
+                    ("calendar_enabled", "on"),
+                    ("password", "end-user-pass-1"),
+                    ("confirm", "end-user-pass-1"),
+                ],
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 303, "add user {user_id}");
+        location(&response)
+            .rsplit('/')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .expect("id")
+    }
+
+    /// Replaces the named mailboxes' calendars in the sim with `rows`
+    /// (`mailbox,start,end,busy_type`, times as Unix seconds here).
+    pub(crate) async fn script(&self, rows: &[(&str, i64, i64, &str)]) {
+        let mut text = String::from("mailbox,start,end,busy_type\n");
+        for (mailbox, start, end, busy) in rows {
+            text.push_str(&format!(
+                "{mailbox},{},{},{busy}\n",
+                rfc3339(*start),
+                rfc3339(*end)
+            ));
+        }
+        let answer = self
+            .sim_client
+            .post(format!(
+                "https://127.0.0.1:{}/sim/calendars",
+                self.sim.port()
+            ))
+            .body(text)
+            .send()
+            .await
+            .expect("POST /sim/calendars");
+        assert_eq!(answer.status().as_u16(), 200);
+    }
+
+    /// Moves the injected clock forward to `at` (never back).
+    pub(crate) fn advance_to(&self, at: i64) {
+        let now = self.app.state.now();
+        assert!(at >= now, "the clock only moves forward ({at} < {now})");
+        self.app.clock.advance(time::Duration::seconds(at - now));
+    }
+
+    pub(crate) async fn presence(&self, user: &str) -> serde_json::Value {
+        let path = format!("/api/v1/presence/{user}");
+        let mut response = self.app.get(&path).await;
+        if response.status().as_u16() == 401 {
+            // Calendar time moved past the session's 30 idle minutes.
+            self.app.sign_in_admin().await;
+            response = self.app.get(&path).await;
+        }
+        assert_eq!(response.status().as_u16(), 200);
+        response.json().await.expect("JSON")
+    }
+
+    /// Polls the API (at most `secs` seconds) until `user`'s presence is
+    /// `state`; returns the object.
+    pub(crate) async fn wait_presence(
+        &self,
+        user: &str,
+        state: &str,
+        secs: u64,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let seen = self.presence(user).await;
+            if seen["calendar_presence"] == state {
+                return seen;
+            }
+            if Instant::now() >= deadline {
+                let stored = store::presence::current(&self.app.state.pool, user).await;
+                let health = store::health::gateways(&self.app.state.pool).await;
+                panic!("{user} is not {state} within {secs} s: {seen}\n{stored:?}\n{health:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(crate) async fn start_engine(&self) -> Engine {
+        with_engine(&self.app).await.0
+    }
+
+    /// Waits (at most 10 s) until the engine has had an answer from a
+    /// gateway: what it read is then scheduled at the current minute plus
+    /// each user's offset, so moving the clock a minute on publishes it.
+    pub(crate) async fn wait_first_read(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let health = store::health::gateways(&self.app.state.pool)
+                .await
+                .expect("health");
+            if health.iter().any(|h| h.last_success.is_some()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no read within 10 s: {health:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Like [`Rig::wait_presence`], moving the clock a minute on every half
+    /// second, for reads whose time the test does not control (retries).
+    pub(crate) async fn wait_presence_moving(
+        &self,
+        user: &str,
+        state: &str,
+        secs: u64,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let seen = self.presence(user).await;
+            if seen["calendar_presence"] == state {
+                return seen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{user} is not {state} within {secs} s: {seen}"
+            );
+            self.app.clock.advance(time::Duration::minutes(1));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+pub(crate) fn rfc3339(unix: i64) -> String {
+    presence_gateway::clock::rfc3339(unix).expect("time")
+}
+
+/// The minute `minutes` from the clock's current minute.
+fn minute_from_now(app: &TestApp, minutes: i64) -> i64 {
+    app.state.now().div_euclid(60) * 60 + minutes * 60
+}
+
+#[tokio::test]
+async fn a_scripted_meeting_is_published_at_its_minute_plus_the_offset_and_not_before() {
+    let rig = Rig::new(&[]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    let user_id = rig.add_user("alice", "alice@example.com").await;
+    let start = minute_from_now(&rig.app, 10);
+    let end = start + 30 * 60;
+    rig.script(&[("alice@example.com", start, end, "Busy")])
+        .await;
+    let offset = i64::from(offset_seconds("alice", SPREAD));
+    let _engine = rig.start_engine().await;
+    rig.wait_first_read().await;
+
+    // The first read publishes the current state at this minute + offset.
+    let first = publish_at(rig.app.state.now(), offset as u32);
+    rig.advance_to(first);
+    let seen = rig.wait_presence("alice", "available", 10).await;
+    assert_eq!(seen["until"], rfc3339(start), "{seen}");
+    assert_eq!(seen["gateway"], "Sim");
+
+    // One second before 10:00 + offset: still available, however long the
+    // engine looks.
+    let due = publish_at(start, offset as u32);
+    assert_eq!(due, start + offset);
+    rig.advance_to(due - 1);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        rig.presence("alice").await["calendar_presence"],
+        "available"
+    );
+
+    rig.advance_to(due);
+    let seen = rig.wait_presence("alice", "in_a_meeting", 5).await;
+    assert_eq!(
+        seen,
+        serde_json::json!({
+            "userid": "alice",
+            "calendar_presence": "in_a_meeting",
+            "since": rfc3339(start),
+            "until": rfc3339(end),
+            "gateway": "Sim",
+        })
+    );
+    let (_, page) = rig
+        .app
+        .get_text(&format!("/users/end-users/{user_id}"))
+        .await;
+    assert!(
+        page.contains("In a meeting"),
+        "End User page shows it: {page}"
+    );
+
+    // The meeting's end, likewise.
+    rig.advance_to(publish_at(end, offset as u32));
+    let seen = rig.wait_presence("alice", "available", 5).await;
+    assert_eq!(seen["since"], rfc3339(end));
+    // Three changes in the log: available, in a meeting, available.
+    assert_eq!(
+        rig.app
+            .count("SELECT COUNT(*) FROM presence_events WHERE user_id = 'alice'")
+            .await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_mailbox_exchange_does_not_know_is_unknown_with_the_reason() {
+    let rig = Rig::new(&[]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    let user_id = rig.add_user("ghost", "nobody@example.com").await;
+    let _engine = rig.start_engine().await;
+    rig.wait_first_read().await;
+    rig.advance_to(rig.app.state.now() + 60);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let published = loop {
+        if let Some(p) = store::presence::current(&rig.app.state.pool, "ghost")
+            .await
+            .expect("current")
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "nothing published for ghost");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(published.presence.as_str(), "unknown");
+    let reason = published.reason.expect("a reason");
+    assert!(reason.starts_with("ErrorMailRecipientNotFound"), "{reason}");
+    assert_eq!(published.gateway, None);
+    let seen = rig.presence("ghost").await;
+    assert_eq!(seen["calendar_presence"], "unknown");
+    assert_eq!(seen["until"], serde_json::Value::Null);
+    let (_, page) = rig
+        .app
+        .get_text(&format!("/users/end-users/{user_id}"))
+        .await;
+    assert!(
+        page.contains("ErrorMailRecipientNotFound"),
+        "the page says why"
+    );
+}
+
+#[tokio::test]
+async fn switching_calendar_presence_off_publishes_unknown_without_a_restart() {
+    let rig = Rig::new(&[]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    let user_id = rig.add_user("carol", "carol@example.com").await;
+    let start = minute_from_now(&rig.app, -5);
+    rig.script(&[("carol@example.com", start, start + 3600, "Busy")])
+        .await;
+    let _engine = rig.start_engine().await;
+    rig.wait_first_read().await;
+    rig.advance_to(rig.app.state.now() + 60);
+    let seen = rig.wait_presence("carol", "in_a_meeting", 10).await;
+    // Read after it began: since when the calendar says.
+    assert_eq!(seen["since"], rfc3339(start));
+
+    let response = rig
+        .app
+        .post_form(
+            &format!("/users/end-users/{user_id}"),
+            &[
+                ("user_id", "carol"),
+                ("first_name", "Cal"),
+                ("last_name", "Endar"),
+                ("mailbox", "carol@example.com"),
+                ("node", "test-node"),
+                ("locale", "en-US"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    rig.wait_presence("carol", "unknown", 10).await;
+    // The stream's log says so too, with no gateway.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = store::presence::events_after(&rig.app.state.pool, 0, Some("carol"), 10)
+            .await
+            .expect("events");
+        if events
+            .last()
+            .is_some_and(|e| e.presence.as_str() == "unknown")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no unknown event: {events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_gateways_users_move_to_a_healthy_one() {
+    let rig = Rig::new(&[]).await;
+    // Nothing listens on this port: every connection is refused.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    rig.add_gateway("A dead one", dead).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    let now = rig.app.state.now();
+    let mut rows = Vec::new();
+    let names: Vec<(String, String)> = (0..6)
+        .map(|i| (format!("mover{i}"), format!("mover{i}@example.com")))
+        .collect();
+    for (user, mailbox) in &names {
+        rig.add_user(user, mailbox).await;
+        rows.push((mailbox.as_str(), now - 60, now + 3600, "Busy"));
+    }
+    rig.script(&rows).await;
+    let _engine = rig.start_engine().await;
+    // Round-robin put half on the dead gateway; after three failed tries
+    // (retried after 2 s and 4 s) it is set aside and they move.
+    for (user, _) in &names {
+        let seen = rig.wait_presence_moving(user, "in_a_meeting", 30).await;
+        assert_eq!(seen["gateway"], "Sim", "{seen}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = store::health::gateways(&rig.app.state.pool)
+            .await
+            .expect("health");
+        let dead = health.iter().find(|h| h.description == "A dead one");
+        if let Some(dead) = dead.filter(|d| !d.healthy && d.users == 0) {
+            let error = dead.last_error.clone().unwrap_or_default();
+            assert!(error.contains("Network Error"), "{error}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "health not written: {health:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
