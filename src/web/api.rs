@@ -70,36 +70,55 @@ fn invalid_token() -> Response {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// A signed-in administrator: reads anyone's presence.
-    Admin { id: i64, epoch: i64 },
+    Admin(SessionCaller),
     /// A signed-in end user: reads only their own.
-    EndUser {
-        id: i64,
-        epoch: i64,
-        user_id: String,
-    },
+    EndUser(SessionCaller),
     /// An API token: reads anyone's presence, like an administrator.
     Token { id: i64 },
+}
+
+/// A caller signed in to the console, with what an open stream checks
+/// again later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCaller {
+    id: i64,
+    user_id: String,
+    epoch: i64,
+    session: Option<tower_sessions::session::Id>,
 }
 
 impl Caller {
     /// Whose presence this caller may read: `None` for anyone's.
     fn only(&self) -> Option<&str> {
         match self {
-            Caller::EndUser { user_id, .. } => Some(user_id),
-            Caller::Admin { .. } | Caller::Token { .. } => None,
+            Caller::EndUser(user) => Some(&user.user_id),
+            Caller::Admin(_) | Caller::Token { .. } => None,
         }
     }
 
     /// Whether the caller may still read: an open stream asks now and
-    /// then, so a revoked token, a password change or a deleted user ends
-    /// it.
+    /// then, so a revoked token, a sign-out, an expired session, a password
+    /// change or a deleted user ends it.
     async fn still_valid(&self, pool: &SqlitePool) -> AppResult<bool> {
+        use tower_sessions::SessionStore as _;
         match self {
             Caller::Token { id } => store::tokens::is_live(pool, *id).await,
-            Caller::Admin { id, epoch } | Caller::EndUser { id, epoch, .. } => {
-                Ok(store::users::find_signed_in(pool, *id)
+            Caller::Admin(user) | Caller::EndUser(user) => {
+                let epoch_holds = store::users::find_signed_in(pool, user.id)
                     .await?
-                    .is_some_and(|(row, _)| row.session_epoch == *epoch))
+                    .is_some_and(|(row, _)| row.session_epoch == user.epoch);
+                let Some(session) = user.session else {
+                    return Ok(false);
+                };
+                // The stored session, not the in-memory cache: sign-out on
+                // another node deletes the row, and the row's expiry is the
+                // idle limit.
+                let session_lives = store::session_store(pool)
+                    .load(&session)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("reading the session: {e}"))?
+                    .is_some();
+                Ok(epoch_holds && session_lives)
             }
         }
     }
@@ -127,16 +146,22 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Option<Call
         parts, state,
     )
     .await?;
-    Ok(user.map(|SignedIn(user)| match user.role {
-        Role::Admin => Caller::Admin {
-            id: user.row.id,
-            epoch: user.row.session_epoch,
-        },
-        Role::EndUser => Caller::EndUser {
-            id: user.row.id,
-            epoch: user.row.session_epoch,
-            user_id: user.row.user_id,
-        },
+    let Some(SignedIn(user)) = user else {
+        return Ok(None);
+    };
+    let session = tower_sessions::Session::from_request_parts(parts, state)
+        .await
+        .map_err(|(status, message)| json_error(status, message))?
+        .id();
+    let caller = SessionCaller {
+        id: user.row.id,
+        user_id: user.row.user_id,
+        epoch: user.row.session_epoch,
+        session,
+    };
+    Ok(Some(match user.role {
+        Role::Admin => Caller::Admin(caller),
+        Role::EndUser => Caller::EndUser(caller),
     }))
 }
 
@@ -162,8 +187,7 @@ where
 /// A server-side failure as JSON (the chain goes to the log, as for pages).
 fn api_failure(error: crate::error::AppError) -> Response {
     let status = error.status();
-    // The page rendering logs the chain; the caller gets JSON instead.
-    let _ = error.into_response();
+    tracing::error!(error = ?error, "API request failed");
     json_error(
         status,
         "Something went wrong on the server; the details are in the service log.",
@@ -419,13 +443,14 @@ mod tests {
 
     #[test]
     fn only_end_users_are_limited_to_their_own() {
-        let user = Caller::EndUser {
+        let caller = SessionCaller {
             id: 1,
-            epoch: 0,
             user_id: "alice".to_owned(),
+            epoch: 0,
+            session: None,
         };
-        assert_eq!(user.only(), Some("alice"));
-        assert_eq!(Caller::Admin { id: 1, epoch: 0 }.only(), None);
+        assert_eq!(Caller::EndUser(caller.clone()).only(), Some("alice"));
+        assert_eq!(Caller::Admin(caller).only(), None);
         assert_eq!(Caller::Token { id: 1 }.only(), None);
     }
 }

@@ -683,6 +683,35 @@ async fn an_end_users_stream_carries_only_their_own_changes() {
     let mut resumed = SseReader::new(open_stream(&alice, &app, "?last_event_id=0", &[]).await);
     assert_eq!(resumed.next().await.id, seqs[1].to_string());
     assert_eq!(resumed.next().await.id, seqs[3].to_string());
+
+    // Signing out ends her open streams (checked every 15 s).
+    let response = alice
+        .post(app.url("/logout"))
+        .header("Origin", &app.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    assert!(
+        ends_within(&app, &mut stream, Duration::from_secs(25)).await,
+        "the stream outlived the sign-out"
+    );
+}
+
+/// Whether the stream ends within `wait`, publishing meanwhile so that it
+/// keeps polling.
+async fn ends_within(app: &TestApp, stream: &mut SseReader, wait: Duration) -> bool {
+    tokio::time::timeout(wait, async {
+        loop {
+            publish(app, &[("alice", CalendarPresence::Away)]).await;
+            let chunk = tokio::time::timeout(Duration::from_secs(1), stream.response.chunk()).await;
+            if let Ok(Ok(None) | Err(_)) = chunk {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok()
 }
 
 #[tokio::test]
@@ -698,19 +727,12 @@ async fn a_revoked_tokens_stream_ends() {
         .post_form(&format!("/system/api-tokens/{id}/revoke"), &[])
         .await;
     assert_eq!(response.status().as_u16(), 303);
-    // The stream checks its caller every 15 s; keep publishing so the
-    // stream polls, and expect the end within that and a margin.
-    let ended = tokio::time::timeout(Duration::from_secs(25), async {
-        loop {
-            publish(&app, &[("alice", CalendarPresence::Away)]).await;
-            let chunk = tokio::time::timeout(Duration::from_secs(1), stream.response.chunk()).await;
-            if let Ok(Ok(None) | Err(_)) = chunk {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(ended.is_ok(), "the stream did not end after revocation");
+    // The stream checks its caller every 15 s: expect the end within that
+    // and a margin.
+    assert!(
+        ends_within(&app, &mut stream, Duration::from_secs(25)).await,
+        "the stream did not end after revocation"
+    );
 }
 
 #[tokio::test]
