@@ -259,7 +259,7 @@ async fn malformed_and_unknown_bearer_headers_get_401() {
         format!("Basic {token}"),
         format!("Bearer {token}x"),
         format!("Bearer {unknown}"),
-        format!("{token}"),
+        token.clone(),
     ] {
         let outcome = json_get(&caller, &app, "/api/v1/presence/alice", Some(&header)).await;
         assert_unauthorized(&outcome, &header);
@@ -722,6 +722,10 @@ async fn a_revoked_tokens_stream_ends() {
     let bearer = format!("Bearer {token}");
     let mut stream =
         SseReader::new(open_stream(&caller, &app, "", &[("Authorization", bearer.as_str())]).await);
+    // A session's stream beside it, which must outlive the checks.
+    let admin = streaming_signed_in(&app, support::ADMIN, support::ADMIN_PASSWORD).await;
+    let mut session_stream = SseReader::new(open_stream(&admin, &app, "", &[]).await);
+    let session_opened = tokio::time::Instant::now();
     let id = token_id(&app, "Short-lived").await;
     let response = app
         .post_form(&format!("/system/api-tokens/{id}/revoke"), &[])
@@ -732,6 +736,23 @@ async fn a_revoked_tokens_stream_ends() {
     assert!(
         ends_within(&app, &mut stream, Duration::from_secs(25)).await,
         "the stream did not end after revocation"
+    );
+    // Past its own check (15 s after it opened), the session's stream still
+    // carries changes; it skips what `ends_within` published meanwhile.
+    tokio::time::sleep_until(session_opened + Duration::from_secs(16)).await;
+    let seq = publish(&app, &[("bob", CalendarPresence::InAMeeting)]).await[0];
+    let mut last = None;
+    while let Some(event) = session_stream.next_within(EVENT_WAIT).await {
+        let done = event.id == seq.to_string();
+        last = Some(event);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        last.map(|e| e.id),
+        Some(seq.to_string()),
+        "the session's stream ended with the token's"
     );
 }
 
