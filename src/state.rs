@@ -53,6 +53,22 @@ impl<K: PartialEq + Clone, V: Clone> KeyedCache<K, V> {
     }
 }
 
+/// The server-sent event streams this process may hold open at once
+/// (EN-5): each polls the database, so beyond this many a caller gets 503
+/// instead of slowing every stream and page down.
+#[derive(Clone)]
+pub struct StreamPermits(pub Arc<tokio::sync::Semaphore>);
+
+impl StreamPermits {
+    pub const MAX: usize = 1_000;
+}
+
+impl Default for StreamPermits {
+    fn default() -> Self {
+        StreamPermits(Arc::new(tokio::sync::Semaphore::new(Self::MAX)))
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub pool: SqlitePool,
@@ -70,6 +86,8 @@ pub struct AppState {
     pub gateway_rows_html: KeyedCache<(i64, i64), Arc<String>>,
     /// Wakes this node's engine supervisor for a command given here.
     pub engine_wake: crate::engine::Wake,
+    /// Open presence streams on this process.
+    pub streams: StreamPermits,
 }
 
 impl AppState {

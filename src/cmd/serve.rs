@@ -66,6 +66,7 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
             gateways: Default::default(),
             gateway_rows_html: Default::default(),
             engine_wake: Default::default(),
+            streams: Default::default(),
         },
         first_admin,
     })

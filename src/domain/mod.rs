@@ -7,6 +7,7 @@ pub mod names;
 pub mod params;
 pub mod presence;
 pub mod refusal;
+pub mod token;
 pub mod user;
 
 /// "1 gateway", "2 gateways": a count with its noun, for messages.

@@ -13,6 +13,7 @@ pub enum Refusal {
     Gateway(GatewayRefusal),
     User(UserRefusal),
     Locale(LocaleRefusal),
+    Token(TokenRefusal),
 }
 
 /// Presence gateways (GW-2..GW-7).
@@ -75,6 +76,15 @@ pub enum LocaleRefusal {
     },
 }
 
+/// API tokens (EN-5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// An unrevoked token already has this name (case aside).
+    NameTaken,
+    /// The token was revoked already (by someone else, or in another tab).
+    AlreadyRevoked { by: String },
+}
+
 impl From<GatewayRefusal> for Refusal {
     fn from(r: GatewayRefusal) -> Refusal {
         Refusal::Gateway(r)
@@ -93,6 +103,12 @@ impl From<LocaleRefusal> for Refusal {
     }
 }
 
+impl From<TokenRefusal> for Refusal {
+    fn from(r: TokenRefusal) -> Refusal {
+        Refusal::Token(r)
+    }
+}
+
 // The wording of each rule, for whoever shows it (web pages, bulk reports,
 // the shell).
 
@@ -102,6 +118,7 @@ impl fmt::Display for Refusal {
             Refusal::Gateway(r) => r.fmt(f),
             Refusal::User(r) => r.fmt(f),
             Refusal::Locale(r) => r.fmt(f),
+            Refusal::Token(r) => r.fmt(f),
         }
     }
 }
@@ -180,6 +197,19 @@ impl fmt::Display for LocaleRefusal {
                 locale.label(),
                 missing.join(", ")
             ),
+        }
+    }
+}
+
+impl fmt::Display for TokenRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenRefusal::NameTaken => {
+                f.write_str("Another token in use has this name: names tell the callers apart.")
+            }
+            TokenRefusal::AlreadyRevoked { by } => {
+                write!(f, "This token was already revoked by {by}.")
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! SY-1), sealing with that key (`cipher`) and password hashing
 //! (`password`).
 
+pub mod api_token;
 pub mod cipher;
 pub mod password;
 

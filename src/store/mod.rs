@@ -13,6 +13,7 @@ pub mod params;
 pub mod presence;
 pub mod secrets;
 pub mod throttle;
+pub mod tokens;
 pub mod trust;
 pub mod user_options;
 pub mod users;

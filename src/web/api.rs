@@ -1,14 +1,26 @@
 //! The JSON API under /api/. Anonymous callers get 401 JSON, never a redirect
-//! to the sign-in page (EN-5).
+//! to the sign-in page (EN-5). Callers authenticate with a console session
+//! or with `Authorization: Bearer <token>` (System > API Tokens).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Deserialize;
+use sqlx::SqlitePool;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::domain::user::Role;
 use crate::error::AppResult;
+use crate::secrets::api_token;
 use crate::state::AppState;
 use crate::store;
 
@@ -19,16 +31,166 @@ use super::session::SignedIn;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(paths::API_SESSION, get(whoami))
+        // Before the `{userid}` route would be tried: "stream" is not a
+        // User ID the API serves (axum prefers the static segment anyway).
+        .route(paths::API_PRESENCE_STREAM, get(stream))
         .route(paths::API_PRESENCE, get(presence))
         .route("/api/{*rest}", axum::routing::any(unknown))
         .route("/api", axum::routing::any(unknown))
         .route(paths::API_PREFIX, axum::routing::any(unknown))
 }
 
+/// The `WWW-Authenticate` challenge of a 401 (RFC 6750): which scheme to
+/// use, and for a token that was sent but refused, that it was the token.
+fn unauthorized_with(challenge: &'static str, message: &str) -> Response {
+    let mut response = json_error(StatusCode::UNAUTHORIZED, message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
 fn unauthorized() -> Response {
-    json_error(
-        StatusCode::UNAUTHORIZED,
+    unauthorized_with(
+        "Bearer realm=\"presence-gateway\"",
         "Sign in, or send Authorization: Bearer <token>.",
+    )
+}
+
+fn invalid_token() -> Response {
+    unauthorized_with(
+        "Bearer realm=\"presence-gateway\", error=\"invalid_token\"",
+        "The Authorization header does not carry a valid API token: it is malformed, unknown \
+         or revoked.",
+    )
+}
+
+/// Who is calling the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A signed-in administrator: reads anyone's presence.
+    Admin(SessionCaller),
+    /// A signed-in end user: reads only their own.
+    EndUser(SessionCaller),
+    /// An API token: reads anyone's presence, like an administrator.
+    Token { id: i64 },
+}
+
+/// A caller signed in to the console, with what an open stream checks
+/// again later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCaller {
+    id: i64,
+    user_id: String,
+    epoch: i64,
+    session: Option<tower_sessions::session::Id>,
+}
+
+impl Caller {
+    /// Whose presence this caller may read: `None` for anyone's.
+    fn only(&self) -> Option<&str> {
+        match self {
+            Caller::EndUser(user) => Some(&user.user_id),
+            Caller::Admin(_) | Caller::Token { .. } => None,
+        }
+    }
+
+    /// Whether the caller may still read: an open stream asks now and
+    /// then, so a revoked token, a sign-out, an expired session, a password
+    /// change or a deleted user ends it.
+    async fn still_valid(&self, pool: &SqlitePool) -> AppResult<bool> {
+        use tower_sessions::SessionStore as _;
+        match self {
+            Caller::Token { id } => store::tokens::is_live(pool, *id).await,
+            Caller::Admin(user) | Caller::EndUser(user) => {
+                let epoch_holds = store::users::find_signed_in(pool, user.id)
+                    .await?
+                    .is_some_and(|(row, _)| row.session_epoch == user.epoch);
+                let Some(session) = user.session else {
+                    return Ok(false);
+                };
+                // The stored session, not the in-memory cache: sign-out on
+                // another node deletes the row, and the row's expiry is the
+                // idle limit.
+                let session_lives = store::session_store(pool)
+                    .load(&session)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("reading the session: {e}"))?
+                    .is_some();
+                Ok(epoch_holds && session_lives)
+            }
+        }
+    }
+}
+
+/// The caller of an API request: `Ok(None)` for anonymous, `Err` with the
+/// 401 for an `Authorization` header that does not hold a live token. A
+/// request that sends that header is judged by it alone, never by a session
+/// cookie that came with it, so a script learns its token is bad.
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Option<Caller>, Response> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(api_token::from_authorization)
+            .ok_or_else(invalid_token)?;
+        let hash = api_token::hash_secret(&token);
+        return match store::tokens::authenticate(&state.pool, &hash, state.now()).await {
+            Ok(Some(row)) => Ok(Some(Caller::Token { id: row.id })),
+            Ok(None) => Err(invalid_token()),
+            Err(e) => Err(api_failure(e)),
+        };
+    }
+    let user = <SignedIn as axum::extract::OptionalFromRequestParts<AppState>>::from_request_parts(
+        parts, state,
+    )
+    .await?;
+    let Some(SignedIn(user)) = user else {
+        return Ok(None);
+    };
+    let session = tower_sessions::Session::from_request_parts(parts, state)
+        .await
+        .map_err(|(status, message)| json_error(status, message))?
+        .id();
+    let caller = SessionCaller {
+        id: user.row.id,
+        user_id: user.row.user_id,
+        epoch: user.row.session_epoch,
+        session,
+    };
+    Ok(Some(match user.role {
+        Role::Admin => Caller::Admin(caller),
+        Role::EndUser => Caller::EndUser(caller),
+    }))
+}
+
+/// An authenticated API caller; anyone else gets 401 JSON.
+pub struct ApiCaller(pub Caller);
+
+impl<S> FromRequestParts<S> for ApiCaller
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        authenticate(parts, &state)
+            .await?
+            .map(ApiCaller)
+            .ok_or_else(unauthorized)
+    }
+}
+
+/// A server-side failure as JSON (the chain goes to the log, as for pages).
+fn api_failure(error: crate::error::AppError) -> Response {
+    let status = error.status();
+    tracing::error!(error = ?error, "API request failed");
+    json_error(
+        status,
+        "Something went wrong on the server; the details are in the service log.",
     )
 }
 
@@ -46,11 +208,8 @@ async fn whoami(user: Option<SignedIn>) -> Response {
 
 /// Unknown API paths: 401 to anonymous callers (so nothing about the API is
 /// revealed before authentication), 404 JSON otherwise.
-async fn unknown(user: Option<SignedIn>) -> Response {
-    match user {
-        Some(_) => json_error(StatusCode::NOT_FOUND, "No such API endpoint."),
-        None => unauthorized(),
-    }
+async fn unknown(ApiCaller(_): ApiCaller) -> Response {
+    json_error(StatusCode::NOT_FOUND, "No such API endpoint.")
 }
 
 /// A published presence as EN-5's JSON object.
@@ -64,25 +223,234 @@ pub fn presence_json(p: &store::presence::Published) -> serde_json::Value {
     })
 }
 
-/// `GET /api/v1/presence/{userid}` (EN-5): an administrator reads anyone's;
-/// an end user reads only their own (anyone else's is 404, as if it did not
-/// exist); anonymous callers get 401.
+/// `GET /api/v1/presence/{userid}` (EN-5): an administrator or a token
+/// reads anyone's; an end user reads only their own (anyone else's is 404,
+/// as if it did not exist); anonymous callers get 401.
 async fn presence(
     State(state): State<AppState>,
-    user: Option<SignedIn>,
+    ApiCaller(caller): ApiCaller,
     Path(userid): Path<String>,
-) -> AppResult<Response> {
-    let Some(SignedIn(caller)) = user else {
-        return Ok(unauthorized());
-    };
+) -> Response {
     let not_found = || json_error(StatusCode::NOT_FOUND, "No such user.");
-    if caller.role == Role::EndUser && !caller.row.user_id.eq_ignore_ascii_case(userid.trim()) {
-        return Ok(not_found());
+    if let Some(own) = caller.only()
+        && !own.eq_ignore_ascii_case(userid.trim())
+    {
+        return not_found();
     }
-    Ok(
-        match store::presence::of_end_user(&state.pool, &userid).await? {
-            Some(published) => axum::Json(presence_json(&published)).into_response(),
-            None => not_found(),
+    match store::presence::of_end_user(&state.pool, &userid).await {
+        Ok(Some(published)) => axum::Json(presence_json(&published)).into_response(),
+        Ok(None) => not_found(),
+        Err(e) => api_failure(e),
+    }
+}
+
+// ------------------------------------------------------------------- stream
+
+/// How often a stream looks for new events: the log is the only channel
+/// between nodes, so a change made on any node reaches every stream within
+/// this.
+const POLL_EVERY: Duration = Duration::from_millis(250);
+/// Events read per query; a stream that falls behind catches up page by
+/// page without waiting for the next poll.
+const PAGE: i64 = 100;
+/// A comment line this often keeps proxies and clients from closing an
+/// idle stream, and lets the server notice a client that went away.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often a stream checks that its caller may still read.
+const RECHECK_EVERY: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Default, Deserialize)]
+struct StreamQuery {
+    /// For clients that cannot set the `Last-Event-ID` header.
+    last_event_id: Option<String>,
+}
+
+/// Where a stream resumes: the `Last-Event-ID` header (which a browser's
+/// EventSource sends when it reconnects, so it wins), else the query
+/// parameter; `None` for a new stream. `Err` for a value that is not a
+/// sequence number.
+fn resume_after(headers: &HeaderMap, query: &StreamQuery) -> Result<Option<i64>, ()> {
+    let raw = match headers.get("last-event-id") {
+        Some(value) => Some(value.to_str().map_err(|_| ())?),
+        None => query.last_event_id.as_deref(),
+    };
+    match raw.map(str::trim) {
+        // An empty id is how the SSE spec resets it: start afresh.
+        None | Some("") => Ok(None),
+        Some(id) => id
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(Some)
+            .ok_or(()),
+    }
+}
+
+/// One open stream's position in the log.
+struct Tail {
+    pool: SqlitePool,
+    caller: Caller,
+    after: i64,
+    pending: VecDeque<store::presence::Published>,
+    /// The last page was full: read the next one at once.
+    behind: bool,
+    ticker: Interval,
+    recheck_at: Instant,
+    /// Released when the stream is dropped, i.e. when the client goes away.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Tail {
+    /// The next event to send, waiting for one; `None` ends the stream.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(p) = self.pending.pop_front() {
+                return Some(
+                    Event::default()
+                        .event("presence")
+                        .id(p.seq.to_string())
+                        .data(presence_json(&p).to_string()),
+                );
+            }
+            if !self.behind {
+                self.ticker.tick().await;
+            }
+            if Instant::now() >= self.recheck_at {
+                match self.caller.still_valid(&self.pool).await {
+                    Ok(true) => self.recheck_at = Instant::now() + RECHECK_EVERY,
+                    Ok(false) => return None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "presence stream: checking the caller failed");
+                        return None;
+                    }
+                }
+            }
+            let page =
+                store::presence::events_after(&self.pool, self.after, self.caller.only(), PAGE)
+                    .await;
+            match page {
+                Ok(page) => {
+                    self.behind = page.len() as i64 == PAGE;
+                    if let Some(last) = page.last() {
+                        self.after = last.seq;
+                    }
+                    self.pending.extend(page);
+                }
+                Err(e) => {
+                    // The client reconnects with Last-Event-ID and loses
+                    // nothing.
+                    tracing::warn!(error = %e, "presence stream: reading the log failed");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// `GET /api/v1/presence/stream` (EN-5): server-sent events named
+/// `presence`, one per change, `id` the log's sequence number and `data`
+/// the same JSON object as the single-user endpoint. Resumes after
+/// `Last-Event-ID` (or `?last_event_id=`); without one, sends changes from
+/// now on. An end user's stream carries only their own changes.
+async fn stream(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let Ok(resume) = resume_after(&headers, &query) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "Last-Event-ID must be the id of an event this stream sent (a sequence number).",
+        );
+    };
+    let Ok(permit) = state.streams.0.clone().try_acquire_owned() else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many presence streams are open on this node; try again later or another node.",
+        );
+    };
+    let after = match resume {
+        Some(seq) => seq,
+        None => match store::presence::last_seq(&state.pool).await {
+            Ok(seq) => seq,
+            Err(e) => return api_failure(e),
         },
-    )
+    };
+    let mut ticker = tokio::time::interval(POLL_EVERY);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let tail = Tail {
+        pool: state.pool.clone(),
+        caller,
+        after,
+        pending: VecDeque::new(),
+        behind: false,
+        ticker,
+        recheck_at: Instant::now() + RECHECK_EVERY,
+        _permit: permit,
+    };
+    // The stream owns the tail: when the client disconnects, hyper drops the
+    // body, the stream and its permit with it; no task is left behind.
+    let events = futures_util::stream::unfold(tail, |mut tail| async move {
+        let event = tail.next().await?;
+        Some((Ok::<Event, Infallible>(event), tail))
+    });
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response();
+    // Reverse proxies (nginx) otherwise buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(last_event_id: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(id) = last_event_id {
+            headers.insert("last-event-id", HeaderValue::from_str(id).unwrap());
+        }
+        headers
+    }
+
+    fn query(id: Option<&str>) -> StreamQuery {
+        StreamQuery {
+            last_event_id: id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn resume_point_prefers_the_header() {
+        assert_eq!(resume_after(&headers(None), &query(None)), Ok(None));
+        assert_eq!(
+            resume_after(&headers(Some("42")), &query(None)),
+            Ok(Some(42))
+        );
+        assert_eq!(resume_after(&headers(None), &query(Some("7"))), Ok(Some(7)));
+        assert_eq!(
+            resume_after(&headers(Some("42")), &query(Some("7"))),
+            Ok(Some(42))
+        );
+        assert_eq!(resume_after(&headers(Some("")), &query(None)), Ok(None));
+        assert_eq!(resume_after(&headers(Some("x")), &query(None)), Err(()));
+        assert_eq!(resume_after(&headers(None), &query(Some("-1"))), Err(()));
+    }
+
+    #[test]
+    fn only_end_users_are_limited_to_their_own() {
+        let caller = SessionCaller {
+            id: 1,
+            user_id: "alice".to_owned(),
+            epoch: 0,
+            session: None,
+        };
+        assert_eq!(Caller::EndUser(caller.clone()).only(), Some("alice"));
+        assert_eq!(Caller::Admin(caller).only(), None);
+        assert_eq!(Caller::Token { id: 1 }.only(), None);
+    }
 }

@@ -23,6 +23,7 @@ pub mod paths;
 pub mod refusals;
 pub mod session;
 pub mod shell;
+pub mod tokens;
 pub mod troubleshooter;
 pub mod user_options;
 
@@ -83,6 +84,7 @@ pub fn app(state: AppState) -> Router {
         .merge(app_users::router())
         .merge(api::router())
         .merge(bulk::router())
+        .merge(tokens::router())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
     // Certificate uploads may be sent larger than the 1 MiB they may hold,
     // so the page can say so beside the field: the multipart reader stops

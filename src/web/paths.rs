@@ -13,6 +13,7 @@ pub const STATIC_FAVICON: &str = "/static/favicon.svg";
 
 pub const API_SESSION: &str = "/api/v1/session";
 pub const API_PRESENCE: &str = "/api/v1/presence/{userid}";
+pub const API_PRESENCE_STREAM: &str = "/api/v1/presence/stream";
 /// Everything under `/api/` answers JSON, errors included.
 pub const API_PREFIX: &str = "/api/";
 
@@ -49,6 +50,8 @@ pub const CERTIFICATES: &str = "/system/certificates";
 pub const CERTIFICATE_IMPORT: &str = "/system/certificates/import";
 pub const CERTIFICATE_IMPORT_ACCEPT: &str = "/system/certificates/import/accept";
 pub const CERTIFICATE_DELETE: &str = "/system/certificates/{id}/delete";
+pub const API_TOKENS: &str = "/system/api-tokens";
+pub const API_TOKEN_REVOKE: &str = "/system/api-tokens/{id}/revoke";
 pub const AUDIT_LOG: &str = "/system/audit-log";
 
 pub const CONTROL_CENTER: &str = "/serviceability/control-center";

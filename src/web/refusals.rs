@@ -2,7 +2,7 @@
 //! each refusal belongs beside (`FORM` for the page's top), in the words of
 //! the rule it broke.
 
-use crate::domain::refusal::{GatewayRefusal, LocaleRefusal, Refusal, UserRefusal};
+use crate::domain::refusal::{GatewayRefusal, LocaleRefusal, Refusal, TokenRefusal, UserRefusal};
 
 use super::forms::{FORM, FieldErrors};
 
@@ -29,6 +29,10 @@ pub fn field(refusal: &Refusal) -> &'static str {
             | LocaleRefusal::NotInstalled { .. }
             | LocaleRefusal::InUse { .. }
             | LocaleRefusal::NotOnEveryNode { .. } => "locale",
+        },
+        Refusal::Token(r) => match r {
+            TokenRefusal::NameTaken => "name",
+            TokenRefusal::AlreadyRevoked { .. } => FORM,
         },
     }
 }

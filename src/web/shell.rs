@@ -54,6 +54,7 @@ const CONSOLE_MENU: &[Section] = &[
                 "Security > Certificate Management",
                 Some(paths::CERTIFICATES),
             ),
+            entry("API Tokens", Some(paths::API_TOKENS)),
             entry("Audit Log", Some(paths::AUDIT_LOG)),
         ],
     },

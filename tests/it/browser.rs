@@ -1811,3 +1811,116 @@ async fn browser_console_over_https() {
     drop(server);
     assert_no_problems(&problems);
 }
+
+/// System > API Tokens as an administrator uses it (EN-5): a refused name,
+/// a token created and shown once, working against the API, gone from the
+/// page when it is reloaded, then revoked after the confirmation page and
+/// refused by the API.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_api_tokens_flow() {
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    let app = TestApp::spawn().await;
+    app.create_end_user("erin", "erin-password-1").await;
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+    browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;
+
+    browser.click("nav a[href='/system/api-tokens']").await;
+    browser.wait_for_path("/system/api-tokens").await;
+    browser.assert_shows("No token has been created yet.").await;
+    browser.axe("tokens-empty", &mut problems).await;
+
+    // No name: refused beside the field.
+    browser.click_button("Create").await;
+    browser
+        .wait_for_text("Enter a name that says who uses the token.")
+        .await;
+    browser.axe("tokens-refused", &mut problems).await;
+
+    browser.type_into("#name", "Presence server").await;
+    browser.click_button("Create").await;
+    browser
+        .wait_for_text("Copy it now; it will not be shown again.")
+        .await;
+    let token = browser.value_of("#new-token").await;
+    assert!(token.starts_with("pgw_"), "{token}");
+    browser.axe("tokens-created", &mut problems).await;
+    let api = support::bare_client();
+    let presence = |authorization: String| {
+        api.get(app.url("/api/v1/presence/erin"))
+            .header("Authorization", authorization)
+            .send()
+    };
+    let answer = presence(format!("Bearer {token}")).await.expect("API call");
+    assert_eq!(
+        answer.status().as_u16(),
+        200,
+        "the new token reads presence"
+    );
+
+    // Shown once: the list again has it nowhere.
+    browser.goto(&app, "/system/api-tokens").await;
+    browser.wait_for_path("/system/api-tokens").await;
+    browser.assert_shows("Presence server").await;
+    let html = browser.client.source().await.expect("page source");
+    assert!(!html.contains(&token), "the token was shown again");
+
+    // Revoke, after the confirmation page.
+    browser.click("a[href$='/revoke']").await;
+    browser
+        .wait_for_text("You are about to revoke the token")
+        .await;
+    browser.axe("tokens-revoke", &mut problems).await;
+    browser.click_button("Revoke").await;
+    browser.wait_for_text("Revoke successful").await;
+    browser.wait_for_path("/system/api-tokens").await;
+    browser.assert_shows("Revoked ").await;
+    browser.axe("tokens-revoked", &mut problems).await;
+    browser.close().await;
+    let answer = presence(format!("Bearer {token}")).await.expect("API call");
+    assert_eq!(
+        answer.status().as_u16(),
+        401,
+        "the revoked token is refused"
+    );
+
+    // The Nu HTML Checker over each state of the pages.
+    app.sign_in_admin().await;
+    let mut pages = vec![Page {
+        name: "tokens-list",
+        html: fetch(&app.client, &app, "/system/api-tokens", 200).await,
+    }];
+    let created = app
+        .post_form("/system/api-tokens", &[("name", "Dashboard")])
+        .await;
+    assert_eq!(created.status().as_u16(), 200);
+    pages.push(Page {
+        name: "tokens-created",
+        html: created.text().await.expect("page body"),
+    });
+    let refused = app.post_form("/system/api-tokens", &[("name", "")]).await;
+    assert_eq!(refused.status().as_u16(), 422);
+    pages.push(Page {
+        name: "tokens-refused",
+        html: refused.text().await.expect("page body"),
+    });
+    let id: i64 = sqlx::query_scalar("SELECT MAX(id) FROM api_tokens")
+        .fetch_one(&app.state.pool)
+        .await
+        .expect("token id");
+    pages.push(Page {
+        name: "tokens-revoke",
+        html: fetch(
+            &app.client,
+            &app,
+            &format!("/system/api-tokens/{id}/revoke"),
+            200,
+        )
+        .await,
+    });
+    vnu(&tools, &pages, &mut problems).await;
+
+    assert_no_problems(&problems);
+}

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api;
 mod app_users;
 mod auth;
 mod browser;
