@@ -49,6 +49,43 @@ struct GatewayHealth {
     health: String,
 }
 
+/// A gateway as the running engine sees it (EN-4, EN-7).
+struct EngineGateway {
+    id: i64,
+    description: String,
+    users: i64,
+    health: &'static str,
+    last_success: String,
+    last_error: Option<String>,
+    throttled_until: Option<String>,
+    requests_per_minute: i64,
+}
+
+impl EngineGateway {
+    fn from_row(row: &store::health::GatewayHealth, now: i64) -> EngineGateway {
+        EngineGateway {
+            id: row.gateway_id,
+            description: row.description.clone(),
+            users: row.users,
+            health: if row.healthy {
+                "Healthy"
+            } else {
+                "Set aside after repeated failures; its users moved"
+            },
+            last_success: row.last_success.map_or("Never".to_owned(), format_time),
+            last_error: match (&row.last_error, row.last_error_at) {
+                (Some(text), Some(at)) => Some(format!("{} ({})", text, format_time(at))),
+                _ => None,
+            },
+            throttled_until: row
+                .throttled_until
+                .filter(|&until| until > now)
+                .map(format_time),
+            requests_per_minute: row.requests_per_minute,
+        }
+    }
+}
+
 struct NodePanel {
     name: String,
     slug: String,
@@ -65,6 +102,11 @@ struct NodePanel {
     live: Option<String>,
     gateways: Vec<GatewayHealth>,
     requested: Vec<String>,
+    /// Published calendar presence: in a meeting, away, available, unknown.
+    counts: [i64; 4],
+    engine_gateways: Vec<EngineGateway>,
+    /// The last hour's chart, SVG (numbers only).
+    chart: String,
 }
 
 #[derive(Template)]
@@ -85,8 +127,12 @@ async fn control_center(
     let rows = store::engine::nodes(&state.pool).await?;
     let gateways = store::gateways::list(&state.pool, None).await?;
     let open = store::engine::open_commands(&state.pool).await?;
+    let health = store::health::gateways(&state.pool).await?;
     let mut nodes = Vec::with_capacity(rows.len());
     for row in rows {
+        let minutes =
+            store::health::minutes(&state.pool, &row.name, now - super::chart::MINUTES * 60)
+                .await?;
         let snapshot = store::engine::stored_snapshot(&state.pool, &row.name).await?;
         let running = row.state() == EngineState::Running;
         // The gateways the engine runs with, each with its last verdict;
@@ -147,6 +193,17 @@ async fn control_center(
                 )
             }),
             gateways,
+            counts: store::health::presence_counts(&state.pool, &row.name).await?,
+            engine_gateways: if running {
+                health
+                    .iter()
+                    .filter(|h| h.node == row.name)
+                    .map(|h| EngineGateway::from_row(h, now))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            chart: super::chart::svg(&super::chart::series(&minutes, now), &row.name),
             requested: open
                 .iter()
                 .filter(|c| c.node == row.name)

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod bulk;
 pub mod certs;
+pub mod chart;
 pub mod console;
 pub mod control;
 pub mod end_users;

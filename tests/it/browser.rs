@@ -1924,3 +1924,76 @@ async fn browser_api_tokens_flow() {
 
     assert_no_problems(&problems);
 }
+
+/// EN-7 in a browser: a user's presence read from exchange-sim shows in the
+/// home page's glance and Control Center's figures and chart; a gateway
+/// that cannot be reached is listed under "Needs attention" with a link.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_presence_dashboard_flow() {
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    let rig = crate::presence_engine::Rig::new(&[]).await;
+    let dead = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let dead_id = rig.add_gateway("Unreachable", dead).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    let now = rig.app.state.now();
+    rig.add_user("dana", "dana@example.com").await;
+    rig.script(&[("dana@example.com", now - 120, now + 3600, "Busy")])
+        .await;
+    let _engine = rig.start_engine().await;
+    rig.wait_presence_moving("dana", "in_a_meeting", 40).await;
+
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+    browser.sign_in(&rig.app, ADMIN, ADMIN_PASSWORD, "/").await;
+    browser.assert_shows("Presence at a glance").await;
+    browser.assert_shows("Needs attention").await;
+    browser.axe("home-dashboard", &mut problems).await;
+    let text = browser.body_text().await;
+    assert!(text.contains("Unreachable"), "{text}");
+    browser
+        .click(&format!("a[href='/presence/gateways/{dead_id}']"))
+        .await;
+    browser
+        .wait_for_path(&format!("/presence/gateways/{dead_id}"))
+        .await;
+
+    browser
+        .goto(&rig.app, "/serviceability/control-center")
+        .await;
+    browser
+        .wait_for_path("/serviceability/control-center")
+        .await;
+    browser
+        .assert_shows("Exchange gateways as the Presence Engine on test-node reaches them")
+        .await;
+    browser.axe("control-center-figures", &mut problems).await;
+    browser.close().await;
+
+    rig.app.sign_in_admin().await;
+    let mut pages = Vec::new();
+    for (path, name) in [
+        ("/", "home-dashboard"),
+        ("/serviceability/control-center", "control-center-figures"),
+    ] {
+        pages.push(Page {
+            name,
+            html: fetch(&rig.app.client, &rig.app, path, 200).await,
+        });
+    }
+    let center = &pages[1].html;
+    assert!(
+        center.contains("<svg class=\"chart\""),
+        "the chart is drawn"
+    );
+    assert!(
+        center.contains(r#"<tr class="presence-counts" data-node="test-node"><td>1</td><td>0</td><td>0</td><td>0</td></tr>"#),
+        "one user in a meeting"
+    );
+    vnu(&tools, &pages, &mut problems).await;
+    assert_no_problems(&problems);
+}

@@ -279,6 +279,31 @@ async fn a_scripted_meeting_is_published_at_its_minute_plus_the_offset_and_not_b
         "End User page shows it: {page}"
     );
 
+    // Control Center's figures: one user in a meeting, the gateway healthy
+    // with its requests counted, and the chart.
+    let (_, center) = rig.app.get_text("/serviceability/control-center").await;
+    assert!(
+        center.contains(r#"<tr class="presence-counts" data-node="test-node"><td>1</td><td>0</td><td>0</td><td>0</td></tr>"#),
+        "{center}"
+    );
+    let gateways = center
+        .split("engine-gateways")
+        .nth(1)
+        .expect("the engine's gateway table");
+    assert!(
+        gateways.contains(">Sim</a></th><td>1</td><td>Healthy</td>"),
+        "{gateways}"
+    );
+    assert!(center.contains("Transitions and Exchange requests per minute, last hour"));
+    // The serve process's heartbeat task is not running here; calendar time
+    // moved on, so beat once as it would.
+    store::nodes::heartbeat(&rig.app.state.pool, "test-node", rig.app.state.now())
+        .await
+        .expect("heartbeat");
+    let (_, home) = rig.app.get_text("/").await;
+    assert!(home.contains("Presence at a glance"));
+    assert!(home.contains("Nothing needs attention"), "{home}");
+
     // The meeting's end, likewise.
     rig.advance_to(publish_at(end, offset as u32));
     let seen = rig.wait_presence("alice", "available", 5).await;
