@@ -820,7 +820,12 @@ fn subscribe(request: &Request, sim: &Sim) -> (StatusCode, String) {
         );
     }
     let Some(mailbox) = request.impersonating.as_deref() else {
-        return if folders.iter().any(|(owner, _)| owner.is_some()) {
+        // Naming another person's mailbox is delegate access; naming none,
+        // or the service account's own address, leaves no mailbox at all.
+        return if folders
+            .iter()
+            .any(|(owner, _)| owner.as_deref().is_some_and(|o| sim.calendars.knows(o)))
+        {
             subscribe_error(
                 sim,
                 "ErrorSubscriptionDelegateAccessNotSupported",
