@@ -82,7 +82,8 @@ application/x-www-form-urlencoded body):
                                  (mailbox,,, empties it) and its push
                                  subscribers are notified. 200 \"N calendars changed\"
   DELETE /sim/calendars?mailbox=ADDRESS   empties one calendar, notifying
-  POST   /sim/faults             kind=server-busy|http-500|http-503
+  POST   /sim/faults             kind=server-busy (ErrorServerBusy with MessageXml
+                                 Value Name=\"BackOffMilliseconds\") | http-500 | http-503
                                  [count=N] [for_ms=D] (neither: the next request)
                                  [operation=GetUserAvailability (default)|NAME|any]
                                  [back_off_ms=B (default 30000)]
