@@ -98,7 +98,7 @@ application/x-www-form-urlencoded body):
                                  status_frequency, event_types, delivered),
                                  fault, now_unix_ms
   POST   /sim/status[?mailbox=ADDRESS]   status notifications now; {\"asked\": N}
-  POST   /sim/subscriptions/drop?mailbox=ADDRESS (or ?id=ID)   forgets push
+  POST   /sim/subscriptions/drop?mailbox=ADDRESS (or ?id=ID, URL-encoded)   forgets
                                  subscriptions without telling their
                                  subscribers (a lost subscription); {\"dropped\": N}
 
@@ -222,6 +222,12 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     push_timeout_ms: u64,
+
+    /// At most N live subscriptions (push and pull together); Subscribe beyond
+    /// it answers ErrorExceededSubscriptionCount. Set it low to see that.
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_subscriptions: u64,
 }
 
 /// The answer to an NTLM NEGOTIATE (--ntlm-challenge).
@@ -431,6 +437,7 @@ async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
         push: Arc::new(push::Push::new(
             Duration::from_millis(cli.minute_ms),
             Duration::from_millis(cli.push_timeout_ms),
+            usize::try_from(cli.max_subscriptions).context("--max-subscriptions")?,
         )),
         faults: control::Faults::default(),
         stats: control::Stats::default(),

@@ -553,6 +553,7 @@ fn sim_help_explains_every_flag_and_the_check_example() {
         "--calendar",
         "--minute-ms",
         "--push-timeout-ms",
+        "--max-subscriptions",
         "/sim/calendars",
         "/sim/faults",
         "/sim/stats",
@@ -1357,4 +1358,38 @@ fn exchangelib_subscribes_to_push_and_parses_sendnotification() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[tokio::test]
+async fn sim_push_subscriptions_are_bounded_by_max_subscriptions() {
+    let sim = SimProcess::start(&[
+        "--account",
+        ACCOUNT,
+        "--password-env",
+        PASSWORD_ENV,
+        "--max-subscriptions",
+        "1",
+    ]);
+    sim.control("POST", "/sim/calendars", &format!("{CAROL},,,\n"))
+        .await;
+    let url = "http://127.0.0.1:9/x";
+    let (id, _) = sim.subscribe(url, "5").await;
+    let answer = sim
+        .ews(subscribe_request(Some(CAROL), None, "5", Some(url)))
+        .await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer
+            .body
+            .contains("<m:ResponseCode>ErrorExceededSubscriptionCount</m:ResponseCode>"),
+        "{}",
+        answer.body
+    );
+    // Room again once the first is gone (ids are base64: encoded here).
+    let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+    let (status, body) = sim
+        .control("POST", &format!("/sim/subscriptions/drop?id={id}"), "")
+        .await;
+    assert_eq!((status, body.as_str()), (200, r#"{"dropped":1}"#));
+    sim.subscribe(url, "5").await;
 }

@@ -21,6 +21,10 @@ use crate::service::read_body;
 
 /// GetUserAvailability requests remembered for /sim/stats, newest last.
 const AVAILABILITY_KEPT: usize = 1000;
+/// Of each, at most this many mailboxes (Exchange's limit per request), each
+/// at most this long (an SMTP address's limit).
+const MAX_KEPT_MAILBOXES: usize = 100;
+const MAX_ADDRESS: usize = 320;
 /// Fault counts and durations beyond these are typing mistakes.
 const MAX_FAULT_COUNT: u64 = 1_000_000;
 const MAX_FAULT_MS: u64 = 24 * 3600 * 1000;
@@ -140,6 +144,13 @@ impl Stats {
             if counts.availability.len() == AVAILABILITY_KEPT {
                 counts.availability.pop_front();
             }
+            // A request may name more (it is refused) and addresses are
+            // the client's text: keep what a real request can hold.
+            let mailboxes = mailboxes
+                .into_iter()
+                .take(MAX_KEPT_MAILBOXES)
+                .map(|m| m.chars().take(MAX_ADDRESS).collect())
+                .collect();
             counts.availability.push_back(AvailabilityRequest {
                 at_unix_ms: unix_ms(),
                 mailboxes,

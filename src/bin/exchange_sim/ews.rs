@@ -866,6 +866,14 @@ fn subscribe(request: &Request, sim: &Sim) -> (StatusCode, String) {
             );
         }
     }
+    if !sim.push.has_room() {
+        return subscribe_error(
+            sim,
+            "ErrorExceededSubscriptionCount",
+            "You have exceeded the maximum number of subscriptions (exchange-sim \
+             --max-subscriptions).",
+        );
+    }
     let (id, watermark) = match push {
         Some((frequency, url)) => match push::Target::parse(url) {
             Ok(target) => sim

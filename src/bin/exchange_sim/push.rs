@@ -134,15 +134,19 @@ struct Subscriber {
 pub struct Push {
     /// How long the sim's minute lasts (--minute-ms), for StatusFrequency.
     minute: Duration,
+    /// --max-subscriptions: beyond it Subscribe is refused, which also
+    /// bounds the memory and tasks subscribers can make the sim hold.
+    max: usize,
     /// Bounds one delivery: connecting, sending, and reading the answer.
     timeout: Duration,
     subscriptions: Mutex<HashMap<String, Entry>>,
 }
 
 impl Push {
-    pub fn new(minute: Duration, timeout: Duration) -> Push {
+    pub fn new(minute: Duration, timeout: Duration, max: usize) -> Push {
         Push {
             minute,
+            max,
             timeout,
             subscriptions: Mutex::new(HashMap::new()),
         }
@@ -158,6 +162,12 @@ impl Push {
     /// another's, and as long as Exchange's.
     fn new_id() -> String {
         STANDARD.encode(rand::random::<[u8; 32]>())
+    }
+
+    /// Whether another subscription may be made (EWS answers
+    /// ErrorExceededSubscriptionCount when not).
+    pub fn has_room(&self) -> bool {
+        self.lock().len() < self.max
     }
 
     /// Creates a push subscription on `owner`'s calendar and starts
@@ -248,20 +258,23 @@ impl Push {
     /// Wakes the push subscriptions of each changed mailbox with the event
     /// Exchange would raise for its calendar.
     pub fn changed(&self, changes: &[Change]) {
-        let subscriptions = self.lock();
-        for change in changes {
-            let event = match (change.had_events, change.has_events) {
-                (false, true) => "CreatedEvent",
-                (true, false) => "DeletedEvent",
-                _ => "ModifiedEvent",
-            };
-            for entry in subscriptions.values() {
-                if let Some(wake) = &entry.wake
-                    && entry.info.mailbox == change.mailbox
-                {
-                    // A full queue means a notification is due anyway.
-                    let _ = wake.try_send(Wake::Changed(event));
-                }
+        let events: HashMap<&str, &'static str> = changes
+            .iter()
+            .map(|change| {
+                let event = match (change.had_events, change.has_events) {
+                    (false, true) => "CreatedEvent",
+                    (true, false) => "DeletedEvent",
+                    _ => "ModifiedEvent",
+                };
+                (change.mailbox.as_str(), event)
+            })
+            .collect();
+        for entry in self.lock().values() {
+            if let (Some(wake), Some(event)) =
+                (&entry.wake, events.get(entry.info.mailbox.as_str()))
+            {
+                // A full queue means a notification is due anyway.
+                let _ = wake.try_send(Wake::Changed(event));
             }
         }
     }
@@ -494,8 +507,9 @@ async fn post(target: &Target, body: Bytes) -> Result<Answer, String> {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .map_err(|e| format!("HTTP handshake: {e}"))?;
-    // Ends with the exchange or when the caller's timeout drops this future.
-    let driver = tokio::spawn(connection);
+    // The connection's task ends with this exchange, or when the caller's
+    // timeout drops this future (and with it the guard).
+    let _driver = AbortOnDrop(tokio::spawn(connection));
     let request = Request::post(target.path_and_query.as_str())
         .header(
             header::HOST,
@@ -525,8 +539,17 @@ async fn post(target: &Target, body: Bytes) -> Result<Answer, String> {
         subscription_status(&answer)
     }
     .await;
-    driver.abort();
     result
+}
+
+/// Aborts a spawned task when dropped, so no connection outlives its
+/// delivery attempt.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The SubscriptionStatus of a SendNotificationResult.
