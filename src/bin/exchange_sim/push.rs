@@ -522,24 +522,20 @@ async fn post(target: &Target, body: Bytes) -> Result<Answer, String> {
         )
         .body(Full::new(body))
         .map_err(|e| e.to_string())?;
-    let result = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("no answer: {e}"))?;
-        let status = response.status();
-        let answer = Limited::new(response.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!("HTTP {status}"));
-        }
-        subscription_status(&answer)
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
+    let status = response.status();
+    let answer = Limited::new(response.into_body(), MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
     }
-    .await;
-    result
+    subscription_status(&answer)
 }
 
 /// Aborts a spawned task when dropped, so no connection outlives its
