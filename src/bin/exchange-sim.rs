@@ -1,13 +1,19 @@
 //! exchange-sim: an Exchange stand-in on loopback for tests and newcomers
-//! (EN-6). EWS GetFolder and WebDAV PROPFIND over TLS, behind IIS-like
-//! authentication, answering as scripted by --behave.
+//! (EN-6). EWS (GetFolder, GetUserAvailability, GetServerTimeZones,
+//! Subscribe with push notifications, Unsubscribe) and WebDAV PROPFIND over
+//! TLS, behind IIS-like authentication, answering as scripted by --behave,
+//! with faults on demand and counts of what reached it under /sim/.
 
 #[path = "exchange_sim/calendars.rs"]
 mod calendars;
 #[path = "exchange_sim/certs.rs"]
 mod certs;
+#[path = "exchange_sim/control.rs"]
+mod control;
 #[path = "exchange_sim/ews.rs"]
 mod ews;
+#[path = "exchange_sim/push.rs"]
+mod push;
 #[path = "exchange_sim/service.rs"]
 mod service;
 
@@ -48,6 +54,54 @@ Example: try the troubleshooter against a simulated Exchange server
       --trust ca.pem --account svc@example.com --password-env EX_PASSWORD \\
       --mailbox user@example.com
 
+Push subscriptions (EWS Subscribe with PushSubscriptionRequest):
+  Accepted only under ExchangeImpersonation (ConnectingSID PrimarySmtpAddress or
+  SmtpAddress) of a known mailbox, on that mailbox's calendar; without it the
+  answer is ErrorMissingEmailAddress (a Mailbox in the folder id, i.e. delegate
+  access: ErrorSubscriptionDelegateAccessNotSupported). StatusFrequency must be
+  1-1440 and URL present (else ErrorSchemaValidation), URL plain http://
+  (else ErrorInvalidPushSubscriptionUrl). When a mailbox's calendar changes
+  (POST or DELETE /sim/calendars), its subscribers get a SendNotification POST
+  (CreatedEvent, ModifiedEvent or DeletedEvent, or FreeBusyChangedEvent when
+  only that was asked for); with no change for StatusFrequency minutes (see
+  --minute-ms), a StatusEvent. A SendNotificationResult SubscriptionStatus OK
+  keeps the subscription, Unsubscribe ends it; a delivery that fails (no
+  answer within --push-timeout-ms, not 2xx, no SubscriptionStatus) is tried 3
+  times, a twelfth of a minute apart, then the subscription is dropped.
+  Pull subscriptions (PullSubscriptionRequest, Timeout 1-1440) are accepted
+  alike but never fed (no GetEvents). Streaming ones are refused.
+  Unsubscribe, as Exchange: NoError for a pull subscription of the
+  impersonated mailbox; ErrorInvalidSubscription for a push subscription
+  (answer a notification with Unsubscribe instead); ErrorSubscriptionNotFound
+  for an unknown id; ErrorSubscriptionAccessDenied for another mailbox's.
+
+Control endpoints (no authentication; parameters in the query string or an
+application/x-www-form-urlencoded body):
+  POST   /sim/calendars          mailbox,start,end,busy_type rows (as --calendar);
+                                 each mailbox named gets exactly its rows
+                                 (mailbox,,, empties it) and its push
+                                 subscribers are notified. 200 \"N calendars changed\"
+  DELETE /sim/calendars?mailbox=ADDRESS   empties one calendar, notifying
+  POST   /sim/faults             kind=server-busy (ErrorServerBusy with MessageXml
+                                 Value Name=\"BackOffMilliseconds\") | http-500 | http-503
+                                 [count=N] [for_ms=D] (neither: the next request)
+                                 [operation=GetUserAvailability (default)|NAME|any]
+                                 [back_off_ms=B (default 30000)]
+                                 [shape=fault (SOAP fault, default)|mailbox
+                                 (ErrorServerBusy per GetUserAvailability mailbox)]
+                                 200 JSON {\"fault\": {...}}; a new fault replaces the old
+  DELETE /sim/faults             clears the fault
+  GET    /sim/stats              JSON: operations (count per EWS operation),
+                                 availability_requests (last 1000
+                                 GetUserAvailability: at_unix_ms, mailboxes,
+                                 fault), subscriptions (id, mailbox, kind, url,
+                                 status_frequency, event_types, delivered),
+                                 fault, now_unix_ms
+  POST   /sim/status[?mailbox=ADDRESS]   status notifications now; {\"asked\": N}
+  POST   /sim/subscriptions/drop?mailbox=ADDRESS (or ?id=ID, URL-encoded)   forgets
+                                 subscriptions without telling their
+                                 subscribers (a lost subscription); {\"dropped\": N}
+
 Stop it with Ctrl-C or SIGTERM (exit status 0).";
 
 #[derive(Parser, Debug)]
@@ -55,7 +109,8 @@ Stop it with Ctrl-C or SIGTERM (exit status 0).";
     name = "exchange-sim",
     version,
     about = "An Exchange stand-in: EWS (POST /EWS/Exchange.asmx: GetFolder, \
-             GetUserAvailability over scripted calendars) and WebDAV (PROPFIND \
+             GetUserAvailability over scripted calendars, GetServerTimeZones, \
+             Subscribe with push notifications, Unsubscribe) and WebDAV (PROPFIND \
              /exchange/<mailbox>/<folder>/) over TLS, for tests and demos.",
     after_help = EXAMPLE
 )]
@@ -154,6 +209,25 @@ struct Cli {
     /// simulator runs, POST such rows to /sim/calendars to change calendars.
     #[arg(long, value_name = "FILE")]
     calendar: Option<PathBuf>,
+
+    /// How many real milliseconds the simulator counts as one minute, for push
+    /// subscriptions' StatusFrequency (and the pause between delivery
+    /// attempts, a twelfth of it), so tests need not wait minutes.
+    #[arg(long, value_name = "N", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    minute_ms: u64,
+
+    /// Give up one push notification delivery attempt (connect, send, read the
+    /// SendNotificationResult) after N milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    push_timeout_ms: u64,
+
+    /// At most N live subscriptions (push and pull together); Subscribe beyond
+    /// it answers ErrorExceededSubscriptionCount. Set it low to see that.
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_subscriptions: u64,
 }
 
 /// The answer to an NTLM NEGOTIATE (--ntlm-challenge).
@@ -242,6 +316,12 @@ pub struct Sim {
     pub ntlm_challenge: NtlmChallenge,
     /// Every mailbox with its scripted calendar.
     pub calendars: calendars::Calendars,
+    /// Push and pull subscriptions, and the tasks notifying subscribers.
+    pub push: Arc<push::Push>,
+    /// The fault injected by POST /sim/faults, if any.
+    pub faults: control::Faults,
+    /// What reached EWS, for GET /sim/stats.
+    pub stats: control::Stats,
     /// The channel bindings of a TLS connection to this server (its leaf
     /// certificate's `tls-server-end-point`), which NTLM answers must carry
     /// when they carry any.
@@ -354,6 +434,13 @@ async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
         extended_protection: cli.extended_protection,
         ntlm_challenge: cli.ntlm_challenge,
         calendars,
+        push: Arc::new(push::Push::new(
+            Duration::from_millis(cli.minute_ms),
+            Duration::from_millis(cli.push_timeout_ms),
+            usize::try_from(cli.max_subscriptions).context("--max-subscriptions")?,
+        )),
+        faults: control::Faults::default(),
+        stats: control::Stats::default(),
         channel_bindings,
     });
 

@@ -15,6 +15,15 @@ use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, Weekday};
 /// Most rows one load may carry (a file or a POST).
 pub const MAX_ROWS: usize = 1_000_000;
 
+/// One mailbox's calendar replaced by a load: whether it held events before
+/// and after, so a push notification can tell a creation from a deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub mailbox: String,
+    pub had_events: bool,
+    pub has_events: bool,
+}
+
 /// Every mailbox the simulator knows, with its calendar.
 #[derive(Default)]
 pub struct Calendars {
@@ -73,8 +82,8 @@ impl Calendars {
     /// line starting with `mailbox` is a header): each mailbox named gets
     /// exactly the rows given, others keep theirs. A mailbox with an empty
     /// start and end (`mailbox,,,`) gets an empty calendar. All or nothing.
-    /// Returns the mailboxes changed.
-    pub fn load(&self, text: &str) -> Result<Vec<String>, String> {
+    /// Returns the mailboxes changed, in address order.
+    pub fn load(&self, text: &str) -> Result<Vec<Change>, String> {
         let mut parsed: HashMap<String, Vec<Slot>> = HashMap::new();
         for (n, line) in text.lines().enumerate().take(MAX_ROWS + 1) {
             if n == MAX_ROWS {
@@ -111,14 +120,29 @@ impl Calendars {
                 .ok_or_else(|| format!("line {}: unknown busy type {busy:?}", n + 1))?;
             slots.push(Slot { start, end, busy });
         }
-        let mut changed: Vec<String> = parsed.keys().cloned().collect();
-        changed.sort();
         let mut mailboxes = self
             .mailboxes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut changed: Vec<Change> = parsed
+            .iter()
+            .map(|(mailbox, slots)| Change {
+                mailbox: mailbox.clone(),
+                had_events: mailboxes.get(mailbox).is_some_and(|s| !s.is_empty()),
+                has_events: !slots.is_empty(),
+            })
+            .collect();
+        changed.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
         mailboxes.extend(parsed);
         Ok(changed)
+    }
+
+    /// Whether the simulator has a mailbox at this address.
+    pub fn knows(&self, mailbox: &str) -> bool {
+        self.mailboxes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(&mailbox.to_ascii_lowercase())
     }
 
     /// The mailbox's slots overlapping `[start, end)`, or `None` for a
@@ -394,7 +418,22 @@ mod tests {
                  new@example.com,,,\n",
             )
             .expect("load");
-        assert_eq!(changed, vec!["new@example.com", "user00001@example.com"]);
+        assert_eq!(
+            changed,
+            vec![
+                Change {
+                    mailbox: "new@example.com".to_owned(),
+                    had_events: false,
+                    has_events: false
+                },
+                Change {
+                    mailbox: "user00001@example.com".to_owned(),
+                    had_events: true,
+                    has_events: true
+                },
+            ]
+        );
+        assert!(calendars.knows("New@Example.com"));
         let slots = calendars
             .window("user00001@example.com", 0, i64::MAX)
             .expect("known");

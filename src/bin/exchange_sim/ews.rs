@@ -11,7 +11,7 @@ use quick_xml::events::Event;
 use presence_gateway::domain::presence::BusyType;
 
 use crate::calendars::{Rule, Zone, time_of_day, weekday};
-use crate::{Behave, Sim};
+use crate::{Behave, Sim, push};
 
 const SOAP_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const MESSAGES_NS: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
@@ -60,6 +60,26 @@ fn value_key(stack: &[String], name: &str) -> Option<String> {
     if stack.iter().any(|s| s == "GetServerTimeZones") {
         return (parent == "Ids" && name == "Id").then(|| "tzid".to_owned());
     }
+    if stack.iter().any(|s| s == "Subscribe") {
+        return match (grandparent, parent, name) {
+            (
+                _,
+                "PushSubscriptionRequest"
+                | "PullSubscriptionRequest"
+                | "StreamingSubscriptionRequest",
+                "StatusFrequency" | "URL" | "Timeout" | "Watermark",
+            ) => Some(format!("subscribe/{name}")),
+            (_, "EventTypes", "EventType") => Some("subscribe/EventType".to_owned()),
+            (Some("DistinguishedFolderId"), "Mailbox", "EmailAddress") => {
+                Some("folder/mailbox".to_owned())
+            }
+            _ => None,
+        };
+    }
+    if stack.iter().any(|s| s == "Unsubscribe") {
+        return (parent == "Unsubscribe" && name == "SubscriptionId")
+            .then(|| "SubscriptionId".to_owned());
+    }
     let in_request = stack.iter().any(|s| s == "GetUserAvailabilityRequest");
     if !in_request {
         return None;
@@ -104,6 +124,39 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
                 let grandparent = stack.len().checked_sub(2).map(|i| stack[i].as_str());
                 if parent == Some("Body") && grandparent == Some("Envelope") {
                     request.operation.get_or_insert_with(|| name.clone());
+                }
+                // Subscribe's shape: which kind of subscription, and its
+                // folders in order (a folder's Mailbox follows its folder).
+                if stack.iter().any(|s| s == "Subscribe") {
+                    let attribute = |key: &str| -> Result<Option<String>, String> {
+                        match e.try_get_attribute(key) {
+                            Ok(Some(a)) => a
+                                .unescape_value()
+                                .map(|v| Some(v.into_owned()))
+                                .map_err(|e| format!("an attribute is malformed: {e}")),
+                            _ => Ok(None),
+                        }
+                    };
+                    let mut found = Vec::new();
+                    if parent == Some("Subscribe") {
+                        found.push(("subscribe/kind", Some(name.clone())));
+                        found.push(("subscribe/all", attribute("SubscribeToAllFolders")?));
+                    }
+                    match name.as_str() {
+                        "FolderId" => found.push(("folder/id", attribute("Id")?)),
+                        "DistinguishedFolderId" => {
+                            found.push(("folder/distinguished", attribute("Id")?));
+                        }
+                        _ => {}
+                    }
+                    for (key, value) in found {
+                        if let Some(value) = value {
+                            if request.values.len() >= MAX_VALUES {
+                                return Err(format!("more than {MAX_VALUES} values"));
+                            }
+                            request.values.push((key.to_owned(), value));
+                        }
+                    }
                 }
                 if parent == Some("ConnectingSID")
                     && matches!(
@@ -198,10 +251,35 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
     Ok(request)
 }
 
-/// The status and SOAP body answering `body` under the simulator's behaviour
-/// (the HTTP-level behaviours were answered before).
-pub fn answer(body: &[u8], sim: &Sim) -> (StatusCode, String) {
-    let request = match parse(body) {
+/// The operation's name as counted in /sim/stats: the soap:Body element's
+/// local name, except `GetUserAvailabilityRequest`, which is the
+/// `GetUserAvailability` operation.
+pub fn operation_name(request: &Result<Request, String>) -> &str {
+    match request {
+        Ok(r) => match r.operation.as_deref() {
+            Some("GetUserAvailabilityRequest") => "GetUserAvailability",
+            Some(other) => other,
+            None => "(none)",
+        },
+        Err(_) => "(malformed)",
+    }
+}
+
+/// The mailboxes a GetUserAvailability request asks for.
+pub fn availability_mailboxes(request: &Request) -> Vec<String> {
+    request
+        .values
+        .iter()
+        .filter(|(k, _)| k == "address")
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// The status and SOAP body answering a parsed request (or the reason it
+/// did not parse) under the simulator's behaviour (the HTTP-level
+/// behaviours were answered before).
+pub fn answer(request: Result<Request, String>, sim: &Sim) -> (StatusCode, String) {
+    let request = match request {
         Ok(request) => request,
         Err(why) => {
             return fault(
@@ -220,6 +298,8 @@ pub fn answer(body: &[u8], sim: &Sim) -> (StatusCode, String) {
         Some("GetFolder") => (StatusCode::OK, get_folder(&request, sim)),
         Some("GetUserAvailabilityRequest") => get_user_availability(&request, sim),
         Some("GetServerTimeZones") => (StatusCode::OK, get_server_time_zones(&request, sim)),
+        Some("Subscribe") => subscribe(&request, sim),
+        Some("Unsubscribe") => unsubscribe(&request, sim),
         Some(other) => fault(
             "ErrorInvalidRequest",
             &format!("The request is invalid: exchange-sim does not implement {other}."),
@@ -267,14 +347,28 @@ fn get_folder(request: &Request, sim: &Sim) -> String {
     )
 }
 
+/// A folder's FolderId Id: stable per mailbox and folder, like a real one,
+/// and opaque (Subscribe reads it back with [`folder_of`]).
+pub fn folder_id(owner: &str, distinguished_id: &str) -> String {
+    STANDARD.encode(format!("exchange-sim:{owner}:{distinguished_id}"))
+}
+
+/// The (mailbox, distinguished folder) a [`folder_id`] names.
+fn folder_of(id: &str) -> Option<(String, String)> {
+    let decoded = STANDARD.decode(id.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let rest = text.strip_prefix("exchange-sim:")?;
+    let (owner, folder) = rest.rsplit_once(':')?;
+    Some((owner.to_owned(), folder.to_owned()))
+}
+
 fn success_message(owner: &str, distinguished_id: &str, sim: &Sim) -> String {
     let (class, name) = if distinguished_id.eq_ignore_ascii_case("calendar") {
         ("IPF.Appointment", sim.calendar_folder.clone())
     } else {
         ("IPF.Note", capitalized(distinguished_id))
     };
-    // Stable per mailbox and folder, like a real FolderId, and opaque.
-    let id = STANDARD.encode(format!("exchange-sim:{owner}:{distinguished_id}"));
+    let id = folder_id(owner, distinguished_id);
     let change_key = STANDARD.encode(format!("ck:{distinguished_id}"));
     let folder_element = if class == "IPF.Appointment" {
         "CalendarFolder"
@@ -627,6 +721,251 @@ fn get_server_time_zones(request: &Request, sim: &Sim) -> String {
     )
 }
 
+/// Subscribe (push and pull; streaming is not simulated), as Exchange
+/// answers a service account: only under ExchangeImpersonation of a known
+/// mailbox, on that mailbox's own calendar (a folder of another mailbox is
+/// delegate access, which subscriptions refuse).
+fn subscribe(request: &Request, sim: &Sim) -> (StatusCode, String) {
+    let schema = |why: &str| {
+        fault(
+            "ErrorSchemaValidation",
+            &format!("The request failed schema validation: {why}"),
+        )
+    };
+    let Some(kind) = request.value("subscribe/kind") else {
+        return schema("Subscribe holds no subscription request.");
+    };
+    let event_types: Vec<String> = request
+        .values
+        .iter()
+        .filter(|(k, _)| k == "subscribe/EventType")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if event_types.is_empty() {
+        return schema("EventTypes holds no EventType.");
+    }
+    if let Some(bad) = event_types
+        .iter()
+        .find(|t| !push::EVENT_TYPES.contains(&t.as_str()))
+    {
+        return schema(&format!("{bad:?} is not a valid EventType."));
+    }
+    // Both frequencies are SubscriptionStatusFrequencyType /
+    // SubscriptionTimeoutType: integers from 1 to 1440 minutes.
+    let minutes = |key: &str, element: &str| -> Result<u32, (StatusCode, String)> {
+        let Some(text) = request.value(key) else {
+            return Err(schema(&format!("{kind} has no {element}.")));
+        };
+        text.parse::<u32>()
+            .ok()
+            .filter(|m| (1..=1440).contains(m))
+            .ok_or_else(|| {
+                schema(&format!(
+                    "The '{element}' element is invalid - the value '{text}' is not an \
+                     integer from 1 to 1440."
+                ))
+            })
+    };
+    let push = match kind {
+        "PushSubscriptionRequest" => {
+            let frequency = match minutes("subscribe/StatusFrequency", "StatusFrequency") {
+                Ok(f) => f,
+                Err(answer) => return answer,
+            };
+            let Some(url) = request.value("subscribe/URL").filter(|u| !u.is_empty()) else {
+                return schema("PushSubscriptionRequest has no URL.");
+            };
+            Some((frequency, url))
+        }
+        "PullSubscriptionRequest" => {
+            if let Err(answer) = minutes("subscribe/Timeout", "Timeout") {
+                return answer;
+            }
+            None
+        }
+        "StreamingSubscriptionRequest" => {
+            return subscribe_error(
+                sim,
+                "ErrorInvalidSubscriptionRequest",
+                "exchange-sim does not simulate streaming subscriptions.",
+            );
+        }
+        other => return schema(&format!("{other} is not a subscription request.")),
+    };
+
+    // The folders in order: (explicit owner, distinguished folder name).
+    let mut folders: Vec<(Option<String>, String)> = Vec::new();
+    for (key, value) in &request.values {
+        match key.as_str() {
+            "folder/distinguished" => folders.push((None, value.clone())),
+            "folder/mailbox" => {
+                if let Some(last) = folders.last_mut() {
+                    last.0 = Some(value.clone());
+                }
+            }
+            "folder/id" => match folder_of(value) {
+                Some((owner, folder)) => folders.push((Some(owner), folder)),
+                None => {
+                    return subscribe_error(sim, "ErrorInvalidIdMalformed", "Id is malformed.");
+                }
+            },
+            _ => {}
+        }
+    }
+    if request.value("subscribe/all") == Some("true") || folders.is_empty() {
+        return subscribe_error(
+            sim,
+            "ErrorInvalidSubscriptionRequest",
+            "exchange-sim subscribes to calendar folders named in FolderIds only.",
+        );
+    }
+    let Some(mailbox) = request.impersonating.as_deref() else {
+        // Naming another person's mailbox is delegate access; naming none,
+        // or the service account's own address, leaves no mailbox at all.
+        return if folders
+            .iter()
+            .any(|(owner, _)| owner.as_deref().is_some_and(|o| sim.calendars.knows(o)))
+        {
+            subscribe_error(
+                sim,
+                "ErrorSubscriptionDelegateAccessNotSupported",
+                "Subscriptions are not supported for delegate user access.",
+            )
+        } else {
+            // The service account has no mailbox of its own to subscribe to.
+            subscribe_error(
+                sim,
+                "ErrorMissingEmailAddress",
+                "When making a request as an account that does not have a mailbox, you must \
+                 specify the mailbox primary SMTP address for any distinguished folder Ids.",
+            )
+        };
+    };
+    if !sim.calendars.knows(mailbox) {
+        return fault(
+            "ErrorNonExistentMailbox",
+            "The SMTP address has no mailbox associated with it.",
+        );
+    }
+    for (owner, folder) in &folders {
+        if owner
+            .as_deref()
+            .is_some_and(|o| !o.eq_ignore_ascii_case(mailbox))
+        {
+            return subscribe_error(
+                sim,
+                "ErrorSubscriptionDelegateAccessNotSupported",
+                "Subscriptions are not supported for delegate user access.",
+            );
+        }
+        if !folder.eq_ignore_ascii_case("calendar") {
+            return subscribe_error(
+                sim,
+                "ErrorInvalidSubscriptionRequest",
+                "exchange-sim notifies of calendar changes only: subscribe to the calendar folder.",
+            );
+        }
+    }
+    if !sim.push.has_room() {
+        return subscribe_error(
+            sim,
+            "ErrorExceededSubscriptionCount",
+            "You have exceeded the maximum number of subscriptions (exchange-sim \
+             --max-subscriptions).",
+        );
+    }
+    let (id, watermark) = match push {
+        Some((frequency, url)) => match push::Target::parse(url) {
+            Ok(target) => sim
+                .push
+                .subscribe_push(mailbox, target, frequency, event_types),
+            Err(why) => {
+                return subscribe_error(
+                    sim,
+                    "ErrorInvalidPushSubscriptionUrl",
+                    &format!("The push subscription URL is invalid: {why}"),
+                );
+            }
+        },
+        None => sim.push.subscribe_pull(mailbox, event_types),
+    };
+    (
+        StatusCode::OK,
+        envelope(
+            sim,
+            &format!(
+                "    <m:SubscribeResponse xmlns:m=\"{MESSAGES_NS}\" xmlns:t=\"{TYPES_NS}\">\n\
+                 \x20     <m:ResponseMessages>\n\
+                 \x20       <m:SubscribeResponseMessage ResponseClass=\"Success\">\n\
+                 \x20         <m:ResponseCode>NoError</m:ResponseCode>\n\
+                 \x20         <m:SubscriptionId>{id}</m:SubscriptionId>\n\
+                 \x20         <m:Watermark>{watermark}</m:Watermark>\n\
+                 \x20       </m:SubscribeResponseMessage>\n\
+                 \x20     </m:ResponseMessages>\n\
+                 \x20   </m:SubscribeResponse>\n"
+            ),
+        ),
+    )
+}
+
+/// A response-level error of `operation` (200, ResponseClass Error), as EWS
+/// answers what is well-formed but refused.
+fn response_error(sim: &Sim, operation: &str, code: &str, text: &str) -> (StatusCode, String) {
+    (
+        StatusCode::OK,
+        envelope(
+            sim,
+            &format!(
+                "    <m:{operation}Response xmlns:m=\"{MESSAGES_NS}\" xmlns:t=\"{TYPES_NS}\">\n\
+                 \x20     <m:ResponseMessages>\n\
+                 \x20       <m:{operation}ResponseMessage ResponseClass=\"Error\">\n\
+                 \x20         <m:MessageText>{}</m:MessageText>\n\
+                 \x20         <m:ResponseCode>{code}</m:ResponseCode>\n\
+                 \x20         <m:DescriptiveLinkKey>0</m:DescriptiveLinkKey>\n\
+                 \x20       </m:{operation}ResponseMessage>\n\
+                 \x20     </m:ResponseMessages>\n\
+                 \x20   </m:{operation}Response>\n",
+                escape(text)
+            ),
+        ),
+    )
+}
+
+fn subscribe_error(sim: &Sim, code: &str, text: &str) -> (StatusCode, String) {
+    response_error(sim, "Subscribe", code, text)
+}
+
+/// Unsubscribe, as Exchange answers it: ends a pull subscription of the
+/// impersonated mailbox; ErrorInvalidSubscription for a push subscription
+/// (a push subscriber answers a notification with Unsubscribe instead);
+/// ErrorSubscriptionNotFound for an id it does not hold.
+fn unsubscribe(request: &Request, sim: &Sim) -> (StatusCode, String) {
+    let Some(id) = request.value("SubscriptionId").filter(|v| !v.is_empty()) else {
+        return fault(
+            "ErrorSchemaValidation",
+            "The request failed schema validation: Unsubscribe has no SubscriptionId.",
+        );
+    };
+    match sim.push.unsubscribe(id, request.impersonating.as_deref()) {
+        Ok(()) => (
+            StatusCode::OK,
+            envelope(
+                sim,
+                &format!(
+                    "    <m:UnsubscribeResponse xmlns:m=\"{MESSAGES_NS}\" xmlns:t=\"{TYPES_NS}\">\n\
+                     \x20     <m:ResponseMessages>\n\
+                     \x20       <m:UnsubscribeResponseMessage ResponseClass=\"Success\">\n\
+                     \x20         <m:ResponseCode>NoError</m:ResponseCode>\n\
+                     \x20       </m:UnsubscribeResponseMessage>\n\
+                     \x20     </m:ResponseMessages>\n\
+                     \x20   </m:UnsubscribeResponse>\n"
+                ),
+            ),
+        ),
+        Err((code, text)) => response_error(sim, "Unsubscribe", code, text),
+    }
+}
+
 fn capitalized(id: &str) -> String {
     let mut chars = id.chars();
     match chars.next() {
@@ -656,6 +995,50 @@ fn envelope(sim: &Sim, body: &str) -> String {
 /// A 500 with a SOAP fault, as EWS sends for request-level errors: the
 /// ResponseCode in the fault code and again in the detail.
 pub fn fault(code: &str, message: &str) -> (StatusCode, String) {
+    fault_with(code, message, "")
+}
+
+/// The throttling fault: `ErrorServerBusy` with the back-off in the
+/// detail's `MessageXml`, where exchangelib and the EWS Managed API read it.
+pub fn server_busy(back_off_ms: u64) -> (StatusCode, String) {
+    fault_with(
+        "ErrorServerBusy",
+        "The server cannot service this request right now. Try again later.",
+        &format!(
+            "\x20       <t:MessageXml xmlns:t=\"{TYPES_NS}\">\n\
+             \x20         <t:Value Name=\"BackOffMilliseconds\">{back_off_ms}</t:Value>\n\
+             \x20       </t:MessageXml>\n"
+        ),
+    )
+}
+
+/// GetUserAvailability answered, but every mailbox's answer is
+/// `ErrorServerBusy` with its back-off (the per-mailbox form of throttling).
+pub fn server_busy_per_mailbox(mailboxes: &[String], back_off_ms: u64, sim: &Sim) -> String {
+    let one = format!(
+        "        <FreeBusyResponse>\n\
+         \x20         <ResponseMessage ResponseClass=\"Error\">\n\
+         \x20           <MessageText>The server cannot service this request right now. Try again later.</MessageText>\n\
+         \x20           <ResponseCode>ErrorServerBusy</ResponseCode>\n\
+         \x20           <DescriptiveLinkKey>0</DescriptiveLinkKey>\n\
+         \x20           <MessageXml><t:Value xmlns:t=\"{TYPES_NS}\" Name=\"BackOffMilliseconds\">{back_off_ms}</t:Value></MessageXml>\n\
+         \x20         </ResponseMessage>\n\
+         \x20       </FreeBusyResponse>\n"
+    );
+    envelope(
+        sim,
+        &format!(
+            "    <GetUserAvailabilityResponse xmlns=\"{MESSAGES_NS}\">\n\
+             \x20     <FreeBusyResponseArray>\n\
+             {}\
+             \x20     </FreeBusyResponseArray>\n\
+             \x20   </GetUserAvailabilityResponse>\n",
+            one.repeat(mailboxes.len().max(1))
+        ),
+    )
+}
+
+fn fault_with(code: &str, message: &str, extra_detail: &str) -> (StatusCode, String) {
     let message = escape(message);
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
@@ -668,6 +1051,7 @@ pub fn fault(code: &str, message: &str) -> (StatusCode, String) {
          \x20       <e:ResponseCode xmlns:e=\"{ERRORS_NS}\">{code}</e:ResponseCode>\n\
          \x20       <e:Message xmlns:e=\"{ERRORS_NS}\">{message}</e:Message>\n\
          \x20       <e:MessageText xmlns:e=\"{ERRORS_NS}\">{message}</e:MessageText>\n\
+         {extra_detail}\
          \x20     </detail>\n\
          \x20   </s:Fault>\n\
          \x20 </s:Body>\n\

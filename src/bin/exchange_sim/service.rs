@@ -14,6 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use presence_gateway::exchange::ntlm;
 use quick_xml::escape::escape;
 
+use crate::control::{self, FaultAnswer};
 use crate::{Behave, NtlmChallenge, Sim, ews};
 
 /// Largest request body answered (SOAP requests are a few KiB).
@@ -24,8 +25,8 @@ const DRAIN_LIMIT: u64 = 4 * 1024 * 1024;
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 const EWS_PATH: &str = "/EWS/Exchange.asmx";
-/// POST `mailbox,start,end,busy_type` rows here to change calendars.
-const SIM_CALENDARS: &str = "/sim/calendars";
+/// The simulator's control endpoints (control.rs).
+const SIM_PREFIX: &str = "/sim/";
 const WEBDAV_PREFIX: &str = "/exchange/";
 const XML: &str = "text/xml; charset=utf-8";
 const HTML: &str = "text/html";
@@ -74,30 +75,10 @@ async fn route(request: Request<Incoming>, sim: &Sim, ntlm: &NtlmState) -> Respo
     let path = request.uri().path().to_owned();
     let webdav_rest = strip_prefix_ignore_case(&path, WEBDAV_PREFIX).map(str::to_owned);
     let is_ews = path.eq_ignore_ascii_case(EWS_PATH);
-    // The simulator's own control, for tests and demos: change calendars
-    // while it runs. Not Exchange, so no Exchange authentication.
-    if path == SIM_CALENDARS {
-        if request.method() != hyper::Method::POST {
-            return page(StatusCode::METHOD_NOT_ALLOWED, "POST calendar rows here.");
-        }
-        return match read_body(request).await {
-            Ok(body) => match std::str::from_utf8(&body)
-                .map_err(|e| format!("not UTF-8: {e}"))
-                .and_then(|text| sim.calendars.load(text))
-            {
-                Ok(changed) => respond(
-                    StatusCode::OK,
-                    "text/plain; charset=utf-8",
-                    format!("{} calendars changed\n", changed.len()),
-                ),
-                Err(why) => respond(
-                    StatusCode::BAD_REQUEST,
-                    "text/plain; charset=utf-8",
-                    format!("{why}\n"),
-                ),
-            },
-            Err(_) => page(StatusCode::BAD_REQUEST, "400 - Bad Request."),
-        };
+    // The simulator's own control, for tests and demos: not Exchange, so
+    // no Exchange authentication.
+    if path.starts_with(SIM_PREFIX) {
+        return control::handle(request, sim).await;
     }
     if !is_ews && webdav_rest.is_none() {
         return page(StatusCode::NOT_FOUND, "404 - File or directory not found.");
@@ -160,11 +141,46 @@ async fn route(request: Request<Incoming>, sim: &Sim, ntlm: &NtlmState) -> Respo
     };
 
     match webdav_rest {
+        None => ews_answer(&body, sim),
+        Some(rest) => propfind(&rest, &path, &host, sim),
+    }
+}
+
+/// An EWS request: counted for /sim/stats, answered by an injected fault
+/// when one applies, else by ews.rs.
+fn ews_answer(body: &[u8], sim: &Sim) -> Response<Full<Bytes>> {
+    let request = ews::parse(body);
+    let operation = ews::operation_name(&request).to_owned();
+    let mailboxes = match &request {
+        Ok(r) if operation == "GetUserAvailability" => ews::availability_mailboxes(r),
+        _ => Vec::new(),
+    };
+    let fault = sim.faults.take(&operation);
+    sim.stats.record(&operation, mailboxes.clone(), fault);
+    match fault {
         None => {
-            let (status, xml) = ews::answer(&body, sim);
+            let (status, xml) = ews::answer(request, sim);
             respond(status, XML, xml)
         }
-        Some(rest) => propfind(&rest, &path, &host, sim),
+        Some(FaultAnswer::ServerBusy {
+            back_off_ms,
+            per_mailbox,
+        }) => {
+            if per_mailbox && operation == "GetUserAvailability" {
+                respond(
+                    StatusCode::OK,
+                    XML,
+                    ews::server_busy_per_mailbox(&mailboxes, back_off_ms, sim),
+                )
+            } else {
+                let (status, xml) = ews::server_busy(back_off_ms);
+                respond(status, XML, xml)
+            }
+        }
+        Some(FaultAnswer::Http(StatusCode::SERVICE_UNAVAILABLE)) => {
+            page(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+        }
+        Some(FaultAnswer::Http(status)) => page(status, "500 - Internal server error."),
     }
 }
 
@@ -297,14 +313,14 @@ fn challenge(sim: &Sim, ntlm: Option<String>) -> Response<Full<Bytes>> {
     response
 }
 
-enum BodyError {
+pub enum BodyError {
     TooLarge,
     Failed,
     TimedOut,
 }
 
 /// Reads at most MAX_BODY bytes, within BODY_READ_TIMEOUT.
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, BodyError> {
+pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, BodyError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
