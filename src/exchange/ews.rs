@@ -18,7 +18,7 @@ pub const SOAP_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
 /// before SP2 fail schema validation on `Exchange2010_SP2`), while every
 /// later server, Exchange Online included, still accepts this one, and
 /// GetFolder with impersonation by PrimarySmtpAddress is all in it.
-const REQUEST_SERVER_VERSION: &str = "Exchange2007_SP1";
+pub(super) const REQUEST_SERVER_VERSION: &str = "Exchange2007_SP1";
 
 /// SOAP GetFolder of the calendar. With `impersonate`, an
 /// ExchangeImpersonation header asks for that mailbox's calendar (proving

@@ -7,4 +7,5 @@ pub mod availability;
 pub mod client;
 pub mod ews;
 pub mod ntlm;
+pub mod push;
 pub mod webdav;

@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn the_chart_says_its_totals_in_words_and_draws_both_series() {
-        let now = 600_000;
+        let now: i64 = 600_000;
         let rows = [Minute {
             minute: now.div_euclid(60) * 60,
             transitions: 40,
