@@ -7,6 +7,8 @@ CREATE TABLE gateway_health (
     description     TEXT    NOT NULL,
     -- Calendar users the engine reads through this gateway.
     users           INTEGER NOT NULL DEFAULT 0,
+    -- Push subscriptions the engine holds through it (EWS).
+    subscriptions   INTEGER NOT NULL DEFAULT 0,
     -- 0 while the engine has set the gateway aside after repeated failures.
     healthy         INTEGER NOT NULL DEFAULT 1 CHECK (healthy IN (0, 1)),
     last_success    INTEGER,

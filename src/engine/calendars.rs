@@ -26,13 +26,16 @@ use crate::error::AppResult;
 use crate::exchange::availability::{self, MailboxAvailability};
 use crate::exchange::client::{self, AuthMode, Credentials};
 use crate::exchange::ews;
+use crate::exchange::push as ews_push;
 use crate::store;
 use crate::store::engine::{CalendarUser, Departure};
 use crate::store::health::{GatewayHealth, Minute};
 use crate::store::presence::Publication;
 use crate::troubleshoot::{self, Target};
 
+use super::push::{self, Heard, Registry};
 use super::schedule::Schedule;
+use tokio::sync::mpsc;
 
 /// How often a user's calendar is read again when nothing tells the engine
 /// it changed (calendar seconds). Push notifications, when they arrive,
@@ -52,6 +55,15 @@ const DEFAULT_BACK_OFF: Duration = Duration::from_secs(5);
 /// from the first to the last.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_LAST: Duration = Duration::from_secs(60);
+/// How often a subscribed user's calendar is read when no notification
+/// asks: a guard against notifications lost while the subscription still
+/// looks alive.
+pub const SUBSCRIBED_REFRESH_SECONDS: i64 = 3600;
+/// Notifications arriving within this are read in one request.
+const BATCH_WINDOW: Duration = Duration::from_millis(300);
+/// After Exchange refuses a subscription (rights, too many), how long the
+/// user is only polled before asking again (calendar seconds).
+const SUBSCRIBE_RETRY_SECONDS: i64 = 900;
 /// How often health and counts are written for other nodes to see.
 const HEALTH_EVERY: Duration = Duration::from_secs(3);
 
@@ -151,8 +163,53 @@ pub enum Answer {
     Failed(String),
 }
 
-/// Reads `mailboxes`' free/busy over `[start, end)` through `endpoint`,
-/// on a kept connection when one is open, else on a new verified one.
+/// Sends one EWS request through `endpoint`, on a kept connection when
+/// one is open, else on a new verified one; `anchor` routes an impersonated
+/// request to its mailbox (Exchange 2013 and later). The connection is kept
+/// for the next request after a 200.
+async fn exchange(
+    endpoint: &Endpoint,
+    operation: &str,
+    body: String,
+    anchor: Option<&str>,
+    now: i64,
+    keep_at_most: usize,
+) -> Result<(StatusCode, Bytes), String> {
+    let request = client::Request {
+        method: "POST",
+        path: ews::EWS_PATH.to_owned(),
+        content_type: ews::SOAP_CONTENT_TYPE,
+        body: Bytes::from(body),
+        headers: anchor
+            .map(|mailbox| vec![("X-AnchorMailbox", mailbox.to_owned())])
+            .unwrap_or_default(),
+    };
+    // A kept connection the server closed meanwhile fails at once; the
+    // request is then sent once more on a new one.
+    let mut kept = endpoint.take_idle();
+    let (exchanged, connection) = loop {
+        let reused = kept.is_some();
+        let mut connection = match kept.take() {
+            Some(connection) => connection,
+            None => troubleshoot::connect(&endpoint.target(now)).await?,
+        };
+        match connection
+            .authenticated(&request, &endpoint.credentials, endpoint.auth)
+            .await
+        {
+            Ok(exchanged) => break (exchanged, connection),
+            Err(client::ClientError::Http(_)) if reused => continue,
+            Err(e) => return Err(format!("{operation}: {e}")),
+        }
+    };
+    let response = exchanged.response;
+    if response.status == StatusCode::OK {
+        endpoint.keep(connection, keep_at_most);
+    }
+    Ok((response.status, response.body.unwrap_or_default()))
+}
+
+/// Reads `mailboxes`' free/busy over `[start, end)` through `endpoint`.
 pub async fn read(
     endpoint: &Endpoint,
     mailboxes: &[String],
@@ -166,42 +223,79 @@ pub async fn read(
         Ok(body) => body,
         Err(e) => return Answer::Failed(e),
     };
-    let request = client::Request {
-        method: "POST",
-        path: ews::EWS_PATH.to_owned(),
-        content_type: ews::SOAP_CONTENT_TYPE,
-        body: Bytes::from(body),
-        headers: Vec::new(),
-    };
-    // A kept connection the server closed meanwhile fails at once; the
-    // request is then sent once more on a new one.
-    let mut kept = endpoint.take_idle();
-    let exchanged = loop {
-        let reused = kept.is_some();
-        let mut connection = match kept.take() {
-            Some(connection) => connection,
-            None => match troubleshoot::connect(&endpoint.target(now)).await {
-                Ok(connection) => connection,
-                Err(reason) => return Answer::Failed(reason),
-            },
-        };
-        match connection
-            .authenticated(&request, &endpoint.credentials, endpoint.auth)
-            .await
-        {
-            Ok(exchanged) => break (exchanged, connection),
-            Err(client::ClientError::Http(_)) if reused => continue,
-            Err(e) => return Answer::Failed(format!("GetUserAvailability: {e}")),
-        }
-    };
-    let (exchanged, connection) = exchanged;
-    let response = exchanged.response;
-    let body = response.body.unwrap_or_default();
-    let answer = judge(response.status, &body);
-    if response.status == StatusCode::OK {
-        endpoint.keep(connection, keep_at_most);
+    match exchange(
+        endpoint,
+        "GetUserAvailability",
+        body,
+        None,
+        now,
+        keep_at_most,
+    )
+    .await
+    {
+        Ok((status, body)) => judge(status, &body),
+        Err(reason) => Answer::Failed(reason),
     }
-    answer
+}
+
+/// How one push `Subscribe` went.
+#[derive(Debug)]
+pub enum SubAnswer {
+    Made(ews_push::Subscribed),
+    Busy {
+        back_off: Duration,
+        text: String,
+    },
+    /// Exchange refused this one (rights, too many subscriptions, ...).
+    Refused(String),
+    /// Nothing learnt: no verified connection, a timeout, a 5xx.
+    Failed(String),
+}
+
+/// Subscribes to `mailbox`'s calendar as that mailbox, with call-backs to
+/// `url`.
+pub async fn subscribe(
+    endpoint: &Endpoint,
+    mailbox: &str,
+    url: &str,
+    status_minutes: u32,
+    now: i64,
+    keep_at_most: usize,
+) -> SubAnswer {
+    let body = ews_push::subscribe_request(mailbox, url, status_minutes);
+    match exchange(
+        endpoint,
+        "Subscribe",
+        body,
+        Some(mailbox),
+        now,
+        keep_at_most,
+    )
+    .await
+    {
+        Err(reason) => SubAnswer::Failed(reason),
+        Ok((status, body)) => match ews_push::parse_subscribe(&body) {
+            Ok(made) if status == StatusCode::OK => SubAnswer::Made(made),
+            Ok(_) => SubAnswer::Failed(format!("Subscribe: HTTP {}", status.as_u16())),
+            Err(e) if e.code == "ErrorServerBusy" => SubAnswer::Busy {
+                back_off: e
+                    .back_off_ms
+                    .map_or(DEFAULT_BACK_OFF, Duration::from_millis),
+                text: format!("ErrorServerBusy: {}", e.message),
+            },
+            Err(e)
+                if e.code == "ErrorInvalidResponse"
+                    || status.is_server_error() && e.code == "SOAP fault" =>
+            {
+                SubAnswer::Failed(format!(
+                    "Subscribe: HTTP {}: {}",
+                    status.as_u16(),
+                    e.message
+                ))
+            }
+            Err(e) => SubAnswer::Refused(format!("{}: {}", e.code, e.message)),
+        },
+    }
 }
 
 /// An answer's meaning: its status and body.
@@ -249,6 +343,34 @@ enum Reading {
     Busy,
 }
 
+/// A watched user's push subscription (EN-2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Push {
+    /// None (yet): made after the first read, when a call-back URL is set.
+    Off,
+    /// Asked for, with this call-back token.
+    Pending { token: String },
+    /// Held; `heard` is when a notification last came (calendar time).
+    Active { token: String, heard: i64 },
+}
+
+impl Push {
+    fn token(&self) -> Option<&str> {
+        match self {
+            Push::Off => None,
+            Push::Pending { token } | Push::Active { token, .. } => Some(token),
+        }
+    }
+}
+
+/// A push `Subscribe` waiting for a thread.
+struct SubJob {
+    user: String,
+    epoch: u64,
+    token: String,
+    mailbox: String,
+}
+
 struct Watched {
     mailbox: Option<String>,
     gateway: Option<usize>,
@@ -262,13 +384,40 @@ struct Watched {
     read_once: bool,
     /// Consecutive failed attempts, for the retry delay.
     failures: u32,
+    push: Push,
+    /// When to try subscribing again after a refusal (calendar time).
+    push_retry_at: i64,
+    /// A change was notified while a read was under way: read again.
+    reread: bool,
+}
+
+impl Watched {
+    fn new(mailbox: Option<String>, now: i64) -> Watched {
+        Watched {
+            mailbox,
+            gateway: None,
+            reading: Reading::Idle {
+                next: now,
+                hold: None,
+            },
+            epoch: 0,
+            reason: None,
+            read_once: false,
+            failures: 0,
+            push: Push::Off,
+            push_retry_at: now,
+            reread: false,
+        }
+    }
 }
 
 struct Gateway {
     endpoint: Arc<Endpoint>,
     in_flight: usize,
-    /// Batches (user, epoch) waiting for a thread; at most Exchange Queue.
+    /// Batches (user, epoch) waiting for a thread. With `subs`, at most
+    /// Exchange Queue requests wait; reads go first.
     queue: VecDeque<Vec<(String, u64)>>,
+    subs: VecDeque<SubJob>,
     throttled_until: Option<Instant>,
     failures: u32,
     set_aside_until: Option<Instant>,
@@ -280,6 +429,10 @@ struct Gateway {
 }
 
 impl Gateway {
+    fn waiting(&self) -> usize {
+        self.queue.len() + self.subs.len()
+    }
+
     fn healthy(&self, at: Instant) -> bool {
         self.set_aside_until.is_none_or(|until| until <= at)
     }
@@ -313,11 +466,30 @@ impl Gateway {
     }
 }
 
+/// What a finished request was and how it went.
+enum Outcome {
+    Read {
+        batch: Vec<(String, u64)>,
+        answer: Answer,
+    },
+    Subscribe {
+        user: String,
+        epoch: u64,
+        token: String,
+        answer: SubAnswer,
+    },
+}
+
+/// A finished read.
+struct ReadDone {
+    batch: Vec<(String, u64)>,
+    finished: Instant,
+}
+
 /// A finished request, back to the engine.
 struct Done {
     gateway: usize,
-    batch: Vec<(String, u64)>,
-    answer: Answer,
+    outcome: Outcome,
     finished: Instant,
 }
 
@@ -331,6 +503,11 @@ pub struct Limits {
     pub spread: u32,
     /// Calendar Out of Office Information (applies live).
     pub display_oof: bool,
+    /// Where Exchange posts notifications, `http://<Notification
+    /// Host>:<port>`; none: calendars are only polled.
+    pub callback: Option<String>,
+    /// EWS Status Frequency, minutes.
+    pub status_minutes: u32,
 }
 
 pub struct Calendars {
@@ -351,10 +528,21 @@ pub struct Calendars {
     health_dirty: bool,
     /// Departures to publish as `unknown` at the next tick.
     leaving: Vec<Publication>,
+    /// The call-back paths the listener answers for.
+    registry: Arc<Registry>,
+    /// Notifications the listener heard for subscriptions held.
+    heard: mpsc::Receiver<Heard>,
 }
 
 impl Calendars {
-    pub fn new(node: &str, endpoints: Vec<Endpoint>, limits: Limits, ready: Arc<Notify>) -> Self {
+    pub fn new(
+        node: &str,
+        endpoints: Vec<Endpoint>,
+        limits: Limits,
+        ready: Arc<Notify>,
+        registry: Arc<Registry>,
+        heard: mpsc::Receiver<Heard>,
+    ) -> Self {
         Calendars {
             node: node.to_owned(),
             gateways: endpoints
@@ -363,6 +551,7 @@ impl Calendars {
                     endpoint: Arc::new(endpoint),
                     in_flight: 0,
                     queue: VecDeque::new(),
+                    subs: VecDeque::new(),
                     throttled_until: None,
                     failures: 0,
                     set_aside_until: None,
@@ -382,6 +571,8 @@ impl Calendars {
             health_written: None,
             health_dirty: false,
             leaving: Vec::new(),
+            registry,
+            heard,
         }
     }
 
@@ -391,8 +582,10 @@ impl Calendars {
     }
 
     /// The live parameters changed (EN-1: without a restart).
-    pub fn set_live(&mut self, spread: u32, display_oof: bool, now: i64) {
+    pub fn set_live(&mut self, spread: u32, display_oof: bool, status_minutes: u32, now: i64) {
         self.limits.spread = spread;
+        // New subscriptions take it; held ones keep theirs until renewed.
+        self.limits.status_minutes = status_minutes;
         self.limits.display_oof = display_oof;
         self.schedule.set_display_oof(display_oof, now);
     }
@@ -412,6 +605,11 @@ impl Calendars {
                 Some(mailbox) if mailbox != watched.mailbox => {
                     watched.mailbox = mailbox;
                     watched.epoch += 1;
+                    // The subscription was on the old mailbox.
+                    if let Some(token) = watched.push.token() {
+                        self.registry.close(token);
+                    }
+                    watched.push = Push::Off;
                     watched.reading = Reading::Idle {
                         next: now,
                         hold: None,
@@ -421,29 +619,20 @@ impl Calendars {
             }
         }
         for user in &left {
-            if let Some(watched) = self.users.remove(user)
-                && let Some(g) = watched.gateway
-            {
+            let Some(watched) = self.users.remove(user) else {
+                continue;
+            };
+            // Its next notification is answered Unsubscribe.
+            if let Some(token) = watched.push.token() {
+                self.registry.close(token);
+            }
+            if let Some(g) = watched.gateway {
                 self.gateways[g].users = self.gateways[g].users.saturating_sub(1);
             }
             self.schedule.remove(user);
         }
         for (user, mailbox) in seen {
-            self.users.insert(
-                user,
-                Watched {
-                    mailbox,
-                    gateway: None,
-                    reading: Reading::Idle {
-                        next: now,
-                        hold: None,
-                    },
-                    epoch: 0,
-                    reason: None,
-                    read_once: false,
-                    failures: 0,
-                },
-            );
+            self.users.insert(user, Watched::new(mailbox, now));
         }
         left
     }
@@ -497,9 +686,12 @@ impl Calendars {
                 Err(e) => tracing::warn!(error = %e, "calendar read task ended abnormally"),
             }
         }
+        self.hear(now, at);
+        self.check_subscriptions(now);
         self.recover_lost(now);
         self.assign(at);
         self.enqueue(now, at);
+        self.enqueue_subscriptions(now);
         self.start_requests(now, at);
         self.publish(pool, now).await?;
         if self.health_dirty
@@ -514,10 +706,101 @@ impl Calendars {
         Ok(())
     }
 
+    /// Notifications heard since the last round: a status keeps the
+    /// subscription alive; a change reads the calendar, batched with others
+    /// that arrive within [`BATCH_WINDOW`].
+    fn hear(&mut self, now: i64, at: Instant) {
+        for _ in 0..push::QUEUE {
+            let Ok(heard) = self.heard.try_recv() else {
+                break;
+            };
+            let Some(watched) = self.users.get_mut(&heard.user) else {
+                continue;
+            };
+            match &mut watched.push {
+                Push::Active { token, heard: last } if *token == heard.token => *last = now,
+                Push::Pending { token } if *token == heard.token => {}
+                _ => continue,
+            }
+            if !heard.changed {
+                continue;
+            }
+            match watched.reading {
+                Reading::Busy => watched.reread = true,
+                Reading::Idle { .. } => {
+                    watched.reading = Reading::Idle {
+                        next: now,
+                        hold: Some(at + BATCH_WINDOW),
+                    }
+                }
+            }
+        }
+    }
+
+    /// EN-2: a subscription silent for two status periods is presumed lost
+    /// (Exchange restarted, dropped it): made again, and the calendar read.
+    fn check_subscriptions(&mut self, now: i64) {
+        let silence = 2 * 60 * i64::from(self.limits.status_minutes.max(1));
+        let mut lost = 0usize;
+        for watched in self.users.values_mut() {
+            if let Push::Active { token, heard } = &watched.push
+                && now - *heard > silence
+            {
+                self.registry.close(token);
+                watched.push = Push::Off;
+                watched.push_retry_at = now;
+                if let Reading::Idle { .. } = watched.reading {
+                    watched.reading = Reading::Idle {
+                        next: now,
+                        hold: None,
+                    };
+                }
+                lost += 1;
+            }
+        }
+        if lost > 0 {
+            tracing::info!(
+                node = self.node,
+                lost,
+                "push subscriptions silent for two status periods: subscribing again"
+            );
+        }
+    }
+
+    /// Users read at least once without a subscription get one, through
+    /// their gateway's queue after its reads.
+    fn enqueue_subscriptions(&mut self, now: i64) {
+        if self.limits.callback.is_none() {
+            return;
+        }
+        for (user, watched) in self.users.iter_mut() {
+            if watched.push != Push::Off || !watched.read_once || watched.push_retry_at > now {
+                continue;
+            }
+            let (Some(g), Some(mailbox)) = (watched.gateway, watched.mailbox.clone()) else {
+                continue;
+            };
+            let gateway = &mut self.gateways[g];
+            if gateway.waiting() >= self.limits.queue {
+                continue;
+            }
+            let token = self.registry.open(user);
+            watched.push = Push::Pending {
+                token: token.clone(),
+            };
+            gateway.subs.push_back(SubJob {
+                user: user.clone(),
+                epoch: watched.epoch,
+                token,
+                mailbox,
+            });
+        }
+    }
+
     /// Users marked busy whose request is no longer running (a task that
-    /// ended abnormally) are read again.
+    /// ended abnormally) are read again, and subscriptions asked again.
     fn recover_lost(&mut self, now: i64) {
-        if !self.tasks.is_empty() || self.gateways.iter().any(|g| !g.queue.is_empty()) {
+        if !self.tasks.is_empty() || self.gateways.iter().any(|g| g.waiting() > 0) {
             return;
         }
         for watched in self.users.values_mut() {
@@ -526,6 +809,10 @@ impl Calendars {
                     next: now,
                     hold: None,
                 };
+            }
+            if let Push::Pending { token } = &watched.push {
+                self.registry.close(token);
+                watched.push = Push::Off;
             }
         }
     }
@@ -605,7 +892,7 @@ impl Calendars {
             users.sort_unstable();
             for batch in users.chunks(availability::MAX_MAILBOXES) {
                 let gateway = &mut self.gateways[g];
-                if gateway.queue.len() >= self.limits.queue {
+                if gateway.waiting() >= self.limits.queue {
                     gateway.last_error = Some((
                         now,
                         format!(
@@ -663,8 +950,37 @@ impl Calendars {
                     ready.notify_one();
                     Done {
                         gateway: g,
-                        batch,
-                        answer,
+                        outcome: Outcome::Read { batch, answer },
+                        finished: Instant::now(),
+                    }
+                });
+            }
+            let Some(callback) = self.limits.callback.as_deref() else {
+                continue;
+            };
+            while gateway.in_flight < self.limits.threads && !gateway.throttled(at) {
+                let Some(job) = gateway.subs.pop_front() else {
+                    break;
+                };
+                gateway.in_flight += 1;
+                gateway.count_request(now);
+                count(&mut self.minutes, now, |m| m.requests += 1);
+                let endpoint = gateway.endpoint.clone();
+                let ready = self.ready.clone();
+                let keep = self.limits.threads;
+                let url = format!("{callback}{}{}", push::PATH_PREFIX, job.token);
+                let minutes = self.limits.status_minutes;
+                self.tasks.spawn(async move {
+                    let answer = subscribe(&endpoint, &job.mailbox, &url, minutes, now, keep).await;
+                    ready.notify_one();
+                    Done {
+                        gateway: g,
+                        outcome: Outcome::Subscribe {
+                            user: job.user,
+                            epoch: job.epoch,
+                            token: job.token,
+                            answer,
+                        },
                         finished: Instant::now(),
                     }
                 });
@@ -675,7 +991,20 @@ impl Calendars {
     fn finish(&mut self, done: Done, now: i64) {
         let g = done.gateway;
         self.gateways[g].in_flight = self.gateways[g].in_flight.saturating_sub(1);
-        match done.answer {
+        let (batch, answer) = match done.outcome {
+            Outcome::Read { batch, answer } => (batch, answer),
+            Outcome::Subscribe {
+                user,
+                epoch,
+                token,
+                answer,
+            } => return self.subscribed(g, &user, epoch, &token, answer, now, done.finished),
+        };
+        let done = ReadDone {
+            batch,
+            finished: done.finished,
+        };
+        match answer {
             Answer::Read(results) if results.len() == done.batch.len() => {
                 let gateway = &mut self.gateways[g];
                 gateway.failures = 0;
@@ -711,6 +1040,82 @@ impl Calendars {
                 }
             }
             Answer::Failed(reason) => self.failed(g, done.batch, reason, now, done.finished),
+        }
+    }
+
+    /// A `Subscribe` came back.
+    #[allow(clippy::too_many_arguments)]
+    fn subscribed(
+        &mut self,
+        g: usize,
+        user: &str,
+        epoch: u64,
+        token: &str,
+        answer: SubAnswer,
+        now: i64,
+        finished: Instant,
+    ) {
+        let current = self
+            .users
+            .get(user)
+            .is_some_and(|w| w.epoch == epoch && w.push.token() == Some(token));
+        if !current {
+            // The user left, or their mailbox changed, meanwhile.
+            self.registry.close(token);
+            return;
+        }
+        let retry_refused = now + SUBSCRIBE_RETRY_SECONDS;
+        let (push, retry_at) = match answer {
+            SubAnswer::Made(made) => {
+                self.registry.made(token, &made.id);
+                let gateway = &mut self.gateways[g];
+                self.health_dirty |= gateway.last_success.is_none();
+                gateway.last_success = Some(now);
+                gateway.failures = 0;
+                (
+                    Push::Active {
+                        token: token.to_owned(),
+                        heard: now,
+                    },
+                    now,
+                )
+            }
+            SubAnswer::Busy { back_off, text } => {
+                self.throttle(g, finished + back_off, &text, now);
+                count(&mut self.minutes, now, |m| m.errors += 1);
+                (Push::Off, now)
+            }
+            SubAnswer::Refused(reason) => {
+                let gateway = &mut self.gateways[g];
+                gateway.last_error = Some((now, format!("Subscribe for {user}: {reason}")));
+                self.health_dirty = true;
+                count(&mut self.minutes, now, |m| m.errors += 1);
+                (Push::Off, retry_refused)
+            }
+            SubAnswer::Failed(reason) => {
+                self.failed(g, Vec::new(), reason, now, finished);
+                (Push::Off, retry_refused.min(now + 60))
+            }
+        };
+        if push == Push::Off {
+            self.registry.close(token);
+        }
+        if let Some(watched) = self.users.get_mut(user) {
+            // Read once more now that changes are notified, so one made
+            // between the first read and the subscription is not missed.
+            if matches!(push, Push::Active { .. }) {
+                match watched.reading {
+                    Reading::Busy => watched.reread = true,
+                    Reading::Idle { .. } => {
+                        watched.reading = Reading::Idle {
+                            next: now,
+                            hold: None,
+                        }
+                    }
+                }
+            }
+            watched.push = push;
+            watched.push_retry_at = retry_at;
         }
     }
 
@@ -797,8 +1202,20 @@ impl Calendars {
             };
             return;
         }
+        // Notified users need reading only when told; the long refresh
+        // guards against notifications lost without the subscription
+        // looking lost.
+        let refresh = if matches!(watched.push, Push::Active { .. }) {
+            SUBSCRIBED_REFRESH_SECONDS
+        } else {
+            REFRESH_SECONDS
+        };
         watched.reading = Reading::Idle {
-            next: now + REFRESH_SECONDS,
+            next: if std::mem::take(&mut watched.reread) {
+                now
+            } else {
+                now + refresh
+            },
             hold: None,
         };
         watched.failures = 0;
@@ -878,10 +1295,18 @@ impl Calendars {
     }
 
     async fn write_health(&mut self, pool: &SqlitePool, now: i64, at: Instant) -> AppResult<()> {
+        let mut subscriptions = vec![0i64; self.gateways.len()];
+        for watched in self.users.values() {
+            if let (Push::Active { .. }, Some(g)) = (&watched.push, watched.gateway) {
+                subscriptions[g] += 1;
+            }
+        }
         let rows: Vec<GatewayHealth> = self
             .gateways
             .iter()
-            .map(|g| GatewayHealth {
+            .zip(subscriptions)
+            .map(|(g, subscriptions)| GatewayHealth {
+                subscriptions,
                 node: self.node.clone(),
                 gateway_id: g.endpoint.id,
                 description: g.endpoint.description.clone(),
@@ -990,6 +1415,7 @@ mod tests {
             endpoint: Arc::new(endpoint),
             in_flight: 0,
             queue: VecDeque::new(),
+            subs: VecDeque::new(),
             throttled_until: None,
             failures: 0,
             set_aside_until: None,

@@ -3,20 +3,24 @@
 //! what makes a start fail when another program holds the port.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// Largest notification accepted; EWS notifications are a few KiB.
 const BODY_LIMIT: usize = 256 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(3);
+
+use super::push::{Heard, Registry};
+use crate::exchange::push;
 
 pub struct Listener {
     shutdown: oneshot::Sender<()>,
@@ -26,7 +30,13 @@ pub struct Listener {
 
 impl Listener {
     /// Binds `port` for TCP and UDP on every IPv4 address, or says why not.
-    pub async fn bind(port: u16) -> Result<Listener, String> {
+    /// EWS notifications are judged against `registry`; those it holds go
+    /// to the engine through `heard`.
+    pub async fn bind(
+        port: u16,
+        registry: Arc<Registry>,
+        heard: mpsc::Sender<Heard>,
+    ) -> Result<Listener, String> {
         let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
         let tcp = TcpListener::bind(addr)
             .await
@@ -36,7 +46,11 @@ impl Listener {
             .map_err(|e| held(port, "UDP", &e))?;
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = Router::new()
-            .fallback(acknowledge)
+            .fallback(move |request: Request<Body>| {
+                let registry = registry.clone();
+                let heard = heard.clone();
+                async move { acknowledge(&registry, &heard, request).await }
+            })
             .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
             .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
@@ -94,17 +108,35 @@ fn held(port: u16, protocol: &str, e: &std::io::Error) -> String {
     }
 }
 
-/// Acknowledges a notification. EWS expects a SendNotificationResult; with
-/// no subscriptions yet, OK is all the engine can say.
-async fn acknowledge(request: Request<Body>) -> Response {
+/// Answers a notification: `OK` for a subscription the engine holds, after
+/// handing it to the engine; `Unsubscribe` for any other, so Exchange stops
+/// posting what nobody reads.
+async fn acknowledge(
+    registry: &Registry,
+    heard: &mpsc::Sender<Heard>,
+    request: Request<Body>,
+) -> Response {
     if request.method() != Method::POST {
-        return StatusCode::OK.into_response();
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let path = request.uri().path().to_owned();
+    let Ok(body) = to_bytes(request.into_body(), BODY_LIMIT).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let notifications = match push::parse_notification(&body) {
+        Ok(notifications) => notifications,
+        Err(e) => {
+            tracing::debug!(path, error = %e, "not an EWS notification");
+            return (StatusCode::BAD_REQUEST, "not an EWS SendNotification\n").into_response();
+        }
+    };
+    let keep = super::push::notified(registry, heard, &path, &notifications);
+    if keep == push::Keep::Unsubscribe {
+        tracing::debug!(path, "notification for no subscription held: Unsubscribe");
     }
     (
         [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        SEND_NOTIFICATION_OK,
+        push::answer(keep),
     )
         .into_response()
 }
-
-const SEND_NOTIFICATION_OK: &str = r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><SendNotificationResult xmlns="http://schemas.microsoft.com/exchange/services/2006/messages"><SubscriptionStatus>OK</SubscriptionStatus></SendNotificationResult></soap:Body></soap:Envelope>"#;

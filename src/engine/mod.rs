@@ -12,6 +12,7 @@
 pub mod calendars;
 mod listener;
 pub mod netport;
+pub mod push;
 pub mod schedule;
 
 use std::sync::Arc;
@@ -36,6 +37,19 @@ pub const POLL: Duration = Duration::from_millis(250);
 /// again: counting a node's calendar users reads their rows, which at tens of
 /// thousands of users is worth doing every few seconds, not every poll.
 pub const LIVE_EVERY: Duration = Duration::from_secs(2);
+
+/// Where Exchange posts this node's notifications: `http://<Notification
+/// Host>:<port>` (an IPv6 address in brackets); none without a host.
+pub fn callback_base(host: &str, port: u16) -> Option<String> {
+    let host = host.trim();
+    if host.is_empty() {
+        return None;
+    }
+    Some(match host.parse::<std::net::Ipv6Addr>() {
+        Ok(ip) => format!("http://[{ip}]:{port}"),
+        Err(_) => format!("http://{host}:{port}"),
+    })
+}
 
 /// Why the engine stopped, as `unknown` presence explains it.
 const STOPPED: &str = "stopped";
@@ -240,12 +254,14 @@ impl Supervisor {
                 }
             },
         };
-        let calendars = match self.calendars(&snapshot).await {
+        let registry = Arc::new(push::Registry::default());
+        let (heard_tx, heard_rx) = tokio::sync::mpsc::channel(push::QUEUE);
+        let calendars = match self.calendars(&snapshot, registry.clone(), heard_rx).await {
             Ok(calendars) => calendars,
             Err(reason) => return self.failed(&reason).await,
         };
         let port = snapshot.params.notification_port;
-        let listener = match listener::Listener::bind(port).await {
+        let listener = match listener::Listener::bind(port, registry, heard_tx).await {
             Ok(listener) => listener,
             Err(reason) => return self.failed(&reason).await,
         };
@@ -290,7 +306,12 @@ impl Supervisor {
 
     /// The calendar work for `snapshot`: its EWS gateways with the shared
     /// credentials opened, the trust store, and the limits it runs with.
-    async fn calendars(&self, snapshot: &Snapshot) -> Result<calendars::Calendars, String> {
+    async fn calendars(
+        &self,
+        snapshot: &Snapshot,
+        registry: Arc<push::Registry>,
+        heard: tokio::sync::mpsc::Receiver<push::Heard>,
+    ) -> Result<calendars::Calendars, String> {
         let params = &snapshot.params;
         let dns_configured = store::dns_configured(&self.ctx.pool, self.node())
             .await
@@ -352,8 +373,12 @@ impl Supervisor {
                 queue: usize::try_from(params.exchange_queue).unwrap_or(1).max(1),
                 spread: params.calendar_spread_seconds,
                 display_oof: params.display_out_of_office,
+                callback: callback_base(&params.notification_host, params.notification_port),
+                status_minutes: params.ews_status_frequency_minutes,
             },
             self.ready.clone(),
+            registry,
+            heard,
         ))
     }
 
@@ -405,6 +430,7 @@ impl Supervisor {
             running.calendars.set_live(
                 live.calendar_spread_seconds,
                 live.display_out_of_office,
+                live.ews_status_frequency_minutes,
                 now,
             );
             running.live = Some(live);

@@ -238,7 +238,10 @@ mod tests {
     fn a_fault_or_garbage_is_a_refusal_with_a_code() {
         let busy = br#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault><faultcode>a:ErrorServerBusy</faultcode><faultstring>Later.</faultstring><detail><e:ResponseCode xmlns:e="e">ErrorServerBusy</e:ResponseCode><t:MessageXml xmlns:t="t"><t:Value Name="BackOffMilliseconds">900</t:Value></t:MessageXml></detail></s:Fault></s:Body></s:Envelope>"#;
         let e = parse_subscribe(busy).unwrap_err();
-        assert_eq!((e.code.as_str(), e.back_off_ms), ("ErrorServerBusy", Some(900)));
+        assert_eq!(
+            (e.code.as_str(), e.back_off_ms),
+            ("ErrorServerBusy", Some(900))
+        );
         assert_eq!(
             parse_subscribe(b"<html/>").unwrap_err().code,
             "ErrorInvalidResponse"

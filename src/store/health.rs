@@ -13,6 +13,8 @@ pub struct GatewayHealth {
     pub gateway_id: i64,
     pub description: String,
     pub users: i64,
+    /// Push subscriptions held through this gateway.
+    pub subscriptions: i64,
     pub healthy: bool,
     pub last_success: Option<i64>,
     pub last_error_at: Option<i64>,
@@ -54,8 +56,8 @@ pub async fn write(
         sqlx::query(
             "INSERT INTO gateway_health (node, gateway_id, description, users, healthy,
                  last_success, last_error_at, last_error, throttled_until,
-                 requests_per_minute, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 requests_per_minute, updated_at, subscriptions)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .bind(node)
         .bind(g.gateway_id)
@@ -68,6 +70,7 @@ pub async fn write(
         .bind(g.throttled_until)
         .bind(g.requests_per_minute)
         .bind(g.updated_at)
+        .bind(g.subscriptions)
         .execute(&mut *tx)
         .await?;
     }
@@ -109,7 +112,8 @@ pub async fn clear(pool: &SqlitePool, node: &str) -> AppResult<()> {
 /// Every node's gateway health, by node then gateway description.
 pub async fn gateways(pool: &SqlitePool) -> AppResult<Vec<GatewayHealth>> {
     Ok(sqlx::query_as(
-        "SELECT node, gateway_id, description, users, healthy, last_success, last_error_at,
+        "SELECT node, gateway_id, description, users, subscriptions, healthy, last_success,
+                last_error_at,
                 last_error, throttled_until, requests_per_minute, updated_at
          FROM gateway_health ORDER BY node, description COLLATE NOCASE",
     )

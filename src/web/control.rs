@@ -54,6 +54,7 @@ struct EngineGateway {
     id: i64,
     description: String,
     users: i64,
+    subscriptions: i64,
     health: &'static str,
     last_success: String,
     last_error: Option<String>,
@@ -67,6 +68,7 @@ impl EngineGateway {
             id: row.gateway_id,
             description: row.description.clone(),
             users: row.users,
+            subscriptions: row.subscriptions,
             health: if row.healthy {
                 "Healthy"
             } else {
@@ -105,6 +107,8 @@ struct NodePanel {
     /// Published calendar presence: in a meeting, away, available, unknown.
     counts: [i64; 4],
     engine_gateways: Vec<EngineGateway>,
+    /// Push subscriptions the engine holds, over all gateways.
+    subscriptions: i64,
     /// The last hour's chart, SVG (numbers only).
     chart: String,
 }
@@ -194,6 +198,11 @@ async fn control_center(
             }),
             gateways,
             counts: store::health::presence_counts(&state.pool, &row.name).await?,
+            subscriptions: health
+                .iter()
+                .filter(|h| running && h.node == row.name)
+                .map(|h| h.subscriptions)
+                .sum(),
             engine_gateways: if running {
                 health
                     .iter()

@@ -32,7 +32,7 @@ fn free_port() -> u16 {
     panic!("no free port for TCP and UDP in 50 tries");
 }
 
-async fn set_param(pool: &sqlx::SqlitePool, node: &str, name: &str, value: &str) {
+pub(crate) async fn set_param(pool: &sqlx::SqlitePool, node: &str, name: &str, value: &str) {
     sqlx::query(
         "INSERT INTO service_parameters (node, name, value, updated_at, updated_by)
          VALUES (?1, ?2, ?3, 0, 'test')

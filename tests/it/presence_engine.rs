@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use presence_gateway::domain::presence::{offset_seconds, publish_at};
 use presence_gateway::store;
 
-use crate::engine::{Engine, with_engine};
+use crate::engine::{Engine, set_param, with_engine};
 use crate::sim::{ACCOUNT, PASSWORD, PASSWORD_ENV, SimProcess};
 use crate::support::{TestApp, admin_app, location, tls_config};
 
@@ -131,6 +131,21 @@ impl Rig {
         assert_eq!(answer.status().as_u16(), 200);
     }
 
+    /// Gives `mailbox` an empty calendar in the sim (a mailbox it knows).
+    pub(crate) async fn script_empty(&self, mailbox: &str) {
+        let answer = self
+            .sim_client
+            .post(format!(
+                "https://127.0.0.1:{}/sim/calendars",
+                self.sim.port()
+            ))
+            .body(format!("{mailbox},,,\n"))
+            .send()
+            .await
+            .expect("POST /sim/calendars");
+        assert_eq!(answer.status().as_u16(), 200);
+    }
+
     /// Moves the injected clock forward to `at` (never back).
     pub(crate) fn advance_to(&self, at: i64) {
         let now = self.app.state.now();
@@ -175,6 +190,74 @@ impl Rig {
 
     pub(crate) async fn start_engine(&self) -> Engine {
         with_engine(&self.app).await.0
+    }
+
+    /// The engine with push notifications: the sim posts them to loopback,
+    /// and asks a status every `status_minutes` (the sim's minutes, which
+    /// `--minute-ms` makes short). Returns the notification port.
+    pub(crate) async fn start_engine_with_push(&self, status_minutes: u32) -> (Engine, u16) {
+        let pool = &self.app.state.pool;
+        set_param(pool, "test-node", "notification_host", "127.0.0.1").await;
+        set_param(
+            pool,
+            "test-node",
+            "ews_status_frequency",
+            &status_minutes.to_string(),
+        )
+        .await;
+        with_engine(&self.app).await
+    }
+
+    /// exchange-sim's `/sim/...` endpoints.
+    pub(crate) async fn sim_post(&self, path_and_query: &str) -> serde_json::Value {
+        let answer = self
+            .sim_client
+            .post(format!(
+                "https://127.0.0.1:{}{path_and_query}",
+                self.sim.port()
+            ))
+            .send()
+            .await
+            .expect("POST to the sim");
+        assert_eq!(answer.status().as_u16(), 200, "{path_and_query}");
+        answer.json().await.unwrap_or(serde_json::Value::Null)
+    }
+
+    pub(crate) async fn sim_stats(&self) -> serde_json::Value {
+        self.sim_client
+            .get(format!("https://127.0.0.1:{}/sim/stats", self.sim.port()))
+            .send()
+            .await
+            .expect("GET /sim/stats")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// Waits (at most `secs`) until the sim's live subscriptions satisfy
+    /// `test`; returns them.
+    pub(crate) async fn wait_subscriptions(
+        &self,
+        secs: u64,
+        what: &str,
+        test: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let stats = self.sim_stats().await;
+            let subs = stats["subscriptions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if test(&subs) {
+                return subs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} within {secs} s: {subs:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits (at most 10 s) until the engine has had an answer from a
@@ -291,7 +374,7 @@ async fn a_scripted_meeting_is_published_at_its_minute_plus_the_offset_and_not_b
         .nth(1)
         .expect("the engine's gateway table");
     assert!(
-        gateways.contains(">Sim</a></th><td>1</td><td>Healthy</td>"),
+        gateways.contains(">Sim</a></th><td>1</td>") && gateways.contains("<td>Healthy</td>"),
         "{gateways}"
     );
     assert!(center.contains("Transitions and Exchange requests per minute, last hour"));
@@ -442,4 +525,237 @@ async fn a_failing_gateways_users_move_to_a_healthy_one() {
         assert!(Instant::now() < deadline, "health not written: {health:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+fn subscribed_mailbox(subs: &[serde_json::Value], mailbox: &str) -> Option<String> {
+    subs.iter()
+        .find(|s| s["mailbox"].as_str() == Some(mailbox))
+        .and_then(|s| s["id"].as_str().map(str::to_owned))
+}
+
+/// EN-2: one push subscription per user, under impersonation, with a
+/// call-back on the engine's listener; a change in the calendar is
+/// notified and published without waiting for a poll.
+#[tokio::test]
+async fn a_notified_change_is_published_without_waiting_for_a_poll() {
+    let rig = Rig::new(&["--minute-ms", "200"]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    rig.add_user("erin", "erin@example.com").await;
+    rig.script_empty("erin@example.com").await;
+    let (_engine, port) = rig.start_engine_with_push(10).await;
+    rig.wait_first_read().await;
+    let subs = rig
+        .wait_subscriptions(10, "a subscription for erin", |subs| {
+            subscribed_mailbox(subs, "erin@example.com").is_some()
+        })
+        .await;
+    let sub = subs
+        .iter()
+        .find(|s| s["mailbox"] == "erin@example.com")
+        .expect("erin's");
+    let url = sub["url"].as_str().expect("url");
+    assert!(
+        url.starts_with(&format!("http://127.0.0.1:{port}/ews/")),
+        "{url}"
+    );
+    assert_eq!(
+        url.len(),
+        format!("http://127.0.0.1:{port}/ews/").len() + 32
+    );
+    assert_eq!(sub["status_frequency"], 10);
+
+    // A meeting booked now, in the sim: the notification makes the engine
+    // read erin's calendar; calendar time moves only to the publication
+    // minute, never past the five-minute poll.
+    let now = rig.app.state.now();
+    let start = now.div_euclid(60) * 60;
+    rig.script(&[("erin@example.com", start, start + 1800, "Busy")])
+        .await;
+    let offset = offset_seconds("erin", SPREAD);
+    // Let the notification arrive and the read finish before time moves.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = rig.sim_stats().await;
+        let reads = stats["availability_requests"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter(|r| r["mailboxes"].to_string().contains("erin@example.com"))
+                    .count()
+            })
+            .unwrap_or(0);
+        // The first read, the read after subscribing, and the notified one.
+        if reads >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no notified read: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rig.advance_to(publish_at(rig.app.state.now(), offset).max(start + i64::from(offset)));
+    let seen = rig.wait_presence("erin", "in_a_meeting", 10).await;
+    assert_eq!(seen["since"], rfc3339(start));
+    // Control Center's count of subscriptions (health is written every 3 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = store::health::gateways(&rig.app.state.pool)
+            .await
+            .expect("health");
+        if health.first().is_some_and(|h| h.subscriptions == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{health:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, center) = rig.app.get_text("/serviceability/control-center").await;
+    assert!(
+        center.contains(r#"<td class="subscriptions" data-node="test-node">1</td>"#),
+        "Control Center counts the subscription"
+    );
+}
+
+/// A notification for a path or subscription the engine does not hold is
+/// answered Unsubscribe and changes nothing.
+#[tokio::test]
+async fn a_notification_for_an_unknown_subscription_is_answered_unsubscribe() {
+    let rig = Rig::new(&[]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    let (_engine, port) = rig.start_engine_with_push(10).await;
+    let before = rig.app.count("SELECT COUNT(*) FROM presence_events").await;
+    let body = r#"<?xml version="1.0" encoding="utf-8"?><soap11:Envelope xmlns:soap11="http://schemas.xmlsoap.org/soap/envelope/"><soap11:Body><m:SendNotification xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"><m:ResponseMessages><m:SendNotificationResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode><m:Notification><t:SubscriptionId xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">made-up</t:SubscriptionId><t:PreviousWatermark xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">AAAA</t:PreviousWatermark><t:MoreEvents xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">false</t:MoreEvents><t:ModifiedEvent xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><t:Watermark>AAAB</t:Watermark><t:TimeStamp>2026-12-03T10:00:00Z</t:TimeStamp><t:ItemId Id="x"/><t:ParentFolderId Id="y"/></t:ModifiedEvent></m:Notification></m:SendNotificationResponseMessage></m:ResponseMessages></m:SendNotification></soap11:Body></soap11:Envelope>"#;
+    let client = crate::support::bare_client();
+    for path in ["/ews/00112233445566778899aabbccddeeff", "/", "/ews/"] {
+        let answer = client
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .expect("POST a notification");
+        assert_eq!(answer.status().as_u16(), 200);
+        let text = answer.text().await.expect("body");
+        assert!(
+            text.contains("<SubscriptionStatus>Unsubscribe</SubscriptionStatus>"),
+            "{path}: {text}"
+        );
+    }
+    let garbage = client
+        .post(format!("http://127.0.0.1:{port}/ews/x"))
+        .body("<not-soap/>")
+        .send()
+        .await
+        .expect("POST garbage");
+    assert_eq!(garbage.status().as_u16(), 400);
+    assert_eq!(
+        rig.app.count("SELECT COUNT(*) FROM presence_events").await,
+        before
+    );
+}
+
+/// EN-2: a subscription that goes silent for two status periods is made
+/// again, and the calendar read again.
+#[tokio::test]
+async fn a_lost_subscription_is_detected_and_made_again() {
+    let rig = Rig::new(&["--minute-ms", "100"]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    rig.add_user("fred", "fred@example.com").await;
+    rig.script_empty("fred@example.com").await;
+    let _engine = rig.start_engine_with_push(10).await;
+    let subs = rig
+        .wait_subscriptions(10, "a subscription for fred", |subs| {
+            subscribed_mailbox(subs, "fred@example.com").is_some()
+        })
+        .await;
+    let first = subscribed_mailbox(&subs, "fred@example.com").expect("id");
+    let dropped = rig
+        .sim_post("/sim/subscriptions/drop?mailbox=fred@example.com")
+        .await;
+    assert_eq!(dropped["dropped"], 1);
+    // Two status periods (2 x 10 minutes) and a little more, in calendar
+    // time: the engine gives the silent subscription up and makes another.
+    rig.advance_to(rig.app.state.now() + 21 * 60);
+    let subs = rig
+        .wait_subscriptions(10, "a new subscription for fred", |subs| {
+            subscribed_mailbox(subs, "fred@example.com").is_some_and(|id| id != first)
+        })
+        .await;
+    assert_eq!(subs.len(), 1, "{subs:?}");
+}
+
+/// Switching calendar presence off ends the user's subscription: its next
+/// notification is answered Unsubscribe, and the sim drops it.
+#[tokio::test]
+async fn calendar_off_ends_the_subscription() {
+    let rig = Rig::new(&["--minute-ms", "100"]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    let id = rig.add_user("gina", "gina@example.com").await;
+    rig.script_empty("gina@example.com").await;
+    let _engine = rig.start_engine_with_push(10).await;
+    rig.wait_subscriptions(10, "a subscription for gina", |subs| {
+        subscribed_mailbox(subs, "gina@example.com").is_some()
+    })
+    .await;
+    let response = rig
+        .app
+        .post_form(
+            &format!("/users/end-users/{id}"),
+            &[
+                ("user_id", "gina"),
+                ("first_name", "Cal"),
+                ("last_name", "Endar"),
+                ("mailbox", "gina@example.com"),
+                ("node", "test-node"),
+                ("locale", "en-US"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    // The engine follows the roster every 2 s; the sim's status events
+    // come every second (10 sim minutes of 100 ms).
+    rig.wait_subscriptions(15, "gina's subscription ended", |subs| {
+        subscribed_mailbox(subs, "gina@example.com").is_none()
+    })
+    .await;
+}
+
+/// EN-4: ErrorServerBusy's BackOffMilliseconds is honoured for that
+/// gateway: no request reaches it before the back-off ends.
+#[tokio::test]
+async fn server_busy_back_off_is_honoured() {
+    let rig = Rig::new(&[]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    rig.add_user("hank", "hank@example.com").await;
+    rig.script_empty("hank@example.com").await;
+    rig.sim_post("/sim/faults?kind=server-busy&count=1&back_off_ms=1500")
+        .await;
+    let _engine = rig.start_engine().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let requests = loop {
+        let stats = rig.sim_stats().await;
+        let requests = stats["availability_requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if requests.len() >= 2 {
+            break requests;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no retry after the back-off: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let at = |r: &serde_json::Value| r["at_unix_ms"].as_i64().expect("time");
+    assert!(
+        !requests[0]["fault"].is_null(),
+        "the first was refused busy"
+    );
+    let gap = at(&requests[1]) - at(&requests[0]);
+    assert!(gap >= 1500, "the retry came {gap} ms after ErrorServerBusy");
+    rig.wait_first_read().await;
+    let health = store::health::gateways(&rig.app.state.pool)
+        .await
+        .expect("health");
+    let error = health[0].last_error.clone().unwrap_or_default();
+    assert!(error.starts_with("ErrorServerBusy"), "{error}");
 }
