@@ -10,6 +10,7 @@
 //! published (EN-2 to EN-5).
 
 pub mod calendars;
+pub mod ews;
 mod listener;
 pub mod netport;
 pub mod push;
@@ -353,7 +354,7 @@ impl Supervisor {
                     gateway.description
                 )
             })?;
-            endpoints.push(calendars::Endpoint::new(
+            endpoints.push(ews::Endpoint::new(
                 gateway.id,
                 gateway.description.clone(),
                 host,

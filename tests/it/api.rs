@@ -63,7 +63,7 @@ async fn app_with_users() -> TestApp {
 
 /// Creates a token on System > API Tokens as the signed-in administrator;
 /// the token as the page shows it once.
-async fn create_token(app: &TestApp, name: &str) -> String {
+pub(crate) async fn create_token(app: &TestApp, name: &str) -> String {
     let (status, page) = app.post_text("/system/api-tokens", &[("name", name)]).await;
     assert_eq!(status, 200, "{page}");
     assert!(
@@ -459,20 +459,20 @@ async fn only_administrators_manage_tokens() {
 
 /// One server-sent event.
 #[derive(Debug, Clone, PartialEq)]
-struct SseEvent {
-    event: String,
-    id: String,
-    data: Value,
+pub(crate) struct SseEvent {
+    pub(crate) event: String,
+    pub(crate) id: String,
+    pub(crate) data: Value,
 }
 
 /// Reads server-sent events off a streaming response.
-struct SseReader {
+pub(crate) struct SseReader {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl SseReader {
-    fn new(response: reqwest::Response) -> SseReader {
+    pub(crate) fn new(response: reqwest::Response) -> SseReader {
         assert_eq!(response.status().as_u16(), 200);
         let content_type = response
             .headers()
@@ -491,7 +491,7 @@ impl SseReader {
 
     /// The next event (comments skipped), or `None` if none came within
     /// `wait` or the stream ended.
-    async fn next_within(&mut self, wait: Duration) -> Option<SseEvent> {
+    pub(crate) async fn next_within(&mut self, wait: Duration) -> Option<SseEvent> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(event) = self.take_event() {
@@ -542,7 +542,7 @@ impl SseReader {
     }
 }
 
-async fn open_stream(
+pub(crate) async fn open_stream(
     client: &reqwest::Client,
     app: &TestApp,
     query: &str,
@@ -559,7 +559,7 @@ async fn open_stream(
 }
 
 /// A client without the overall request timeout (a stream outlives it).
-fn streaming_client(cookies: bool) -> reqwest::Client {
+pub(crate) fn streaming_client(cookies: bool) -> reqwest::Client {
     reqwest::Client::builder()
         .use_preconfigured_tls(support::tls_config(rustls::RootCertStore::empty()))
         .redirect(reqwest::redirect::Policy::none())

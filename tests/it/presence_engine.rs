@@ -223,6 +223,31 @@ impl Rig {
         answer.json().await.unwrap_or(serde_json::Value::Null)
     }
 
+    /// Waits (at most 10 s) until the sim has answered `n` GetUserAvailability
+    /// requests naming `mailbox`.
+    pub(crate) async fn wait_reads(&self, mailbox: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stats = self.sim_stats().await;
+            let reads = stats["availability_requests"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter(|r| r["mailboxes"].to_string().contains(mailbox))
+                        .count()
+                })
+                .unwrap_or(0);
+            if reads >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not {n} reads of {mailbox}: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub(crate) async fn sim_stats(&self) -> serde_json::Value {
         self.sim_client
             .get(format!("https://127.0.0.1:{}/sim/stats", self.sim.port()))
@@ -330,6 +355,19 @@ async fn a_scripted_meeting_is_published_at_its_minute_plus_the_offset_and_not_b
     assert_eq!(seen["until"], rfc3339(start), "{seen}");
     assert_eq!(seen["gateway"], "Sim");
 
+    // An integrator's stream, with a token, from here on.
+    let token = crate::api::create_token(&rig.app, "Integration").await;
+    let bearer = format!("Bearer {token}");
+    let mut stream = crate::api::SseReader::new(
+        crate::api::open_stream(
+            &crate::api::streaming_client(false),
+            &rig.app,
+            "",
+            &[("Authorization", &bearer)],
+        )
+        .await,
+    );
+
     // One second before 10:00 + offset: still available, however long the
     // engine looks.
     let due = publish_at(start, offset as u32);
@@ -360,6 +398,18 @@ async fn a_scripted_meeting_is_published_at_its_minute_plus_the_offset_and_not_b
     assert!(
         page.contains("In a meeting"),
         "End User page shows it: {page}"
+    );
+    // The stream carried the same object, with the log's sequence number.
+    let event = stream
+        .next_within(Duration::from_secs(10))
+        .await
+        .expect("a presence event on the stream");
+    assert_eq!(event.event, "presence");
+    assert_eq!(event.data, seen);
+    assert!(
+        event.id.parse::<i64>().is_ok_and(|seq| seq > 0),
+        "{}",
+        event.id
     );
 
     // Control Center's figures: one user in a meeting, the gateway healthy
@@ -564,38 +614,8 @@ async fn a_notified_change_is_published_without_waiting_for_a_poll() {
     );
     assert_eq!(sub["status_frequency"], 10);
 
-    // A meeting booked now, in the sim: the notification makes the engine
-    // read erin's calendar; calendar time moves only to the publication
-    // minute, never past the five-minute poll.
-    let now = rig.app.state.now();
-    let start = now.div_euclid(60) * 60;
-    rig.script(&[("erin@example.com", start, start + 1800, "Busy")])
-        .await;
-    let offset = offset_seconds("erin", SPREAD);
-    // Let the notification arrive and the read finish before time moves.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats = rig.sim_stats().await;
-        let reads = stats["availability_requests"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .filter(|r| r["mailboxes"].to_string().contains("erin@example.com"))
-                    .count()
-            })
-            .unwrap_or(0);
-        // The first read, the read after subscribing, and the notified one.
-        if reads >= 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no notified read: {stats}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    rig.advance_to(publish_at(rig.app.state.now(), offset).max(start + i64::from(offset)));
-    let seen = rig.wait_presence("erin", "in_a_meeting", 10).await;
-    assert_eq!(seen["since"], rfc3339(start));
-    // Control Center's count of subscriptions (health is written every 3 s).
+    // The engine holds the subscription (Control Center counts it; health
+    // is written every 3 s) and has read erin again since making it.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let health = store::health::gateways(&rig.app.state.pool)
@@ -612,6 +632,23 @@ async fn a_notified_change_is_published_without_waiting_for_a_poll() {
         center.contains(r#"<td class="subscriptions" data-node="test-node">1</td>"#),
         "Control Center counts the subscription"
     );
+    rig.wait_reads("erin@example.com", 2).await;
+
+    // A meeting booked now, in the sim: the notification makes the engine
+    // read erin's calendar; calendar time moves only to the publication
+    // minute, never past the five-minute poll.
+    let now = rig.app.state.now();
+    let start = now.div_euclid(60) * 60;
+    rig.script(&[("erin@example.com", start, start + 1800, "Busy")])
+        .await;
+    let offset = offset_seconds("erin", SPREAD);
+    // Let the notification arrive and the read finish before time moves:
+    // the first read, the one after subscribing, and the notified one.
+    rig.wait_reads("erin@example.com", 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rig.advance_to(publish_at(rig.app.state.now(), offset).max(start + i64::from(offset)));
+    let seen = rig.wait_presence("erin", "in_a_meeting", 10).await;
+    assert_eq!(seen["since"], rfc3339(start));
 }
 
 /// A notification for a path or subscription the engine does not hold is
@@ -758,4 +795,47 @@ async fn server_busy_back_off_is_honoured() {
         .expect("health");
     let error = health[0].last_error.clone().unwrap_or_default();
     assert!(error.starts_with("ErrorServerBusy"), "{error}");
+}
+
+/// A gateway added while the engine runs waits for a restart (GW-7, SV-3);
+/// after it, the engine reads through it.
+#[tokio::test]
+async fn an_engine_restart_picks_up_a_new_gateway() {
+    let rig = Rig::new(&[]).await;
+    rig.add_user("ivan", "ivan@example.com").await;
+    let now = rig.app.state.now();
+    rig.script(&[("ivan@example.com", now - 60, now + 3600, "Busy")])
+        .await;
+    let _engine = rig.start_engine().await;
+    // No gateway: nothing can be read; the End User page will say why.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        rig.app.clock.advance(time::Duration::minutes(1));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Some(p) = store::presence::current(&rig.app.state.pool, "ivan")
+            .await
+            .expect("current")
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "nothing published for ivan");
+    };
+    assert_eq!(stored.presence.as_str(), "unknown");
+    assert_eq!(stored.gateway, None);
+    assert_eq!(
+        stored.reason.as_deref(),
+        Some("no Microsoft Exchange gateway can be reached")
+    );
+
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    let response = rig
+        .app
+        .post_form(
+            "/serviceability/control-center",
+            &[("node", "test-node"), ("action", "restart")],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    let seen = rig.wait_presence_moving("ivan", "in_a_meeting", 20).await;
+    assert_eq!(seen["gateway"], "Sim");
 }

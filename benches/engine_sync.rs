@@ -1,0 +1,396 @@
+//! The presence engine at scale (issue 12's benchmark): 45,000 calendar
+//! users on one node against the release exchange-sim with 20 ms of latency
+//! per answer. Prints:
+//!
+//! 1. the time from engine start to every user's presence known (read and
+//!    published; target under 60 s), and the requests it took;
+//! 2. the time until every user holds a push subscription;
+//! 3. the process's resident memory (target under 200 MB for the whole
+//!    process: console, engine and database cache together);
+//! 4. 22,500 users whose meeting starts at one minute boundary: how many
+//!    are published within Calendar Spread + 1 s of it (target: all), and
+//!    the CPU time the process spent per transition.
+//!
+//! Calendar time is the injected clock, moved by this program in step with
+//! real time where the figure is a real-time one.
+//!   cargo build --release && cargo bench --bench engine_sync
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use presence_gateway::clock::{Clock, ManualClock};
+use presence_gateway::config::Settings;
+use presence_gateway::domain::gateway::{
+    AccountName, Description, GatewayKind, Mailbox, Port, ServerLocation,
+};
+use presence_gateway::store;
+use secrecy::SecretString;
+use sqlx::SqlitePool;
+
+const USERS: usize = 45_000;
+const CHANGING: usize = 22_500;
+const LATENCY_MS: &str = "20";
+const SPREAD: u32 = 50;
+const PASSWORD: &str = "bench-password";
+
+type Error = Box<dyn std::error::Error>;
+
+struct Sim(std::process::Child);
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_sim(dir: &std::path::Path) -> Result<(Sim, u16), Error> {
+    let exe = std::env::current_exe()?;
+    // target/release/deps/engine_sync-HASH -> target/release/exchange-sim
+    let sim_path = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("exchange-sim"))
+        .ok_or("no target directory")?;
+    let mut child = Command::new(&sim_path)
+        .args(["--listen", "127.0.0.1:0", "--latency-ms", LATENCY_MS])
+        .args(["--mailboxes", &USERS.to_string()])
+        .args([
+            "--account",
+            "svc@example.com",
+            "--password-env",
+            "BENCH_SIM_PASSWORD",
+        ])
+        .arg("--write-ca")
+        .arg(dir.join("ca.pem"))
+        .env("BENCH_SIM_PASSWORD", PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "start {}: {e} (build it: cargo build --release)",
+                sim_path.display()
+            )
+        })?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let sim = Sim(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("unexpected exchange-sim line {line:?}"))?;
+    Ok((sim, port))
+}
+
+fn free_port() -> Result<u16, Error> {
+    for _ in 0..50 {
+        let tcp = std::net::TcpListener::bind(("0.0.0.0", 0))?;
+        let port = tcp.local_addr()?.port();
+        if std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free port".into())
+}
+
+/// Resident memory of this process, MB.
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// CPU time (user + system) this process has used, seconds.
+fn cpu_seconds() -> f64 {
+    // /proc/self/stat fields 14 and 15: utime and stime in clock ticks.
+    let ticks = 100.0;
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(") ")?.1.to_owned();
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks)
+        })
+        .unwrap_or(0.0)
+}
+
+async fn set_param(pool: &SqlitePool, name: &str, value: &str) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO service_parameters (node, name, value, updated_at, updated_by)
+         VALUES ('bench', ?1, ?2, 0, 'bench')
+         ON CONFLICT (node, name) DO UPDATE SET value = excluded.value",
+    )
+    .bind(name)
+    .bind(value)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+async fn scalar(pool: &SqlitePool, sql: &str) -> Result<i64, Error> {
+    Ok(sqlx::query_scalar(sql).fetch_one(pool).await?)
+}
+
+/// Polls `sql` until it reaches `target` or `limit` passes; returns the
+/// time taken, or None.
+async fn until(pool: &SqlitePool, sql: &str, target: i64, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if scalar(pool, sql).await.ok()? >= target {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+fn stamp(unix: i64) -> String {
+    presence_gateway::clock::rfc3339(unix).unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let (_sim, sim_port) = start_sim(dir.path())?;
+    let client = {
+        let pem = std::fs::read(dir.path().join("ca.pem"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for der in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots.add(der?)?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(Duration::from_secs(120))
+            .build()?
+    };
+    let settings = Settings {
+        data_dir: dir.path().join("data"),
+        listen: "127.0.0.1:0".parse()?,
+        node_name: "bench".to_owned(),
+        tls_cert: None,
+        tls_key: None,
+        admin_password: Some(SecretString::from("bench-admin-password".to_owned())),
+    };
+    // Calendar time starts on a minute boundary, so with no spread a read
+    // is published the moment it is made.
+    let start = time::OffsetDateTime::now_utc()
+        .unix_timestamp()
+        .div_euclid(60)
+        * 60;
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::from_unix_timestamp(
+        start,
+    )?));
+    let state = presence_gateway::cmd::serve::prepare(settings, clock.clone())
+        .await?
+        .state;
+    let pool = state.pool.clone();
+    let pem = std::fs::read(dir.path().join("ca.pem"))?;
+    for der in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let der = der?;
+        let info = presence_gateway::tls::certinfo::parse(&der)?;
+        store::trust::insert(&pool, &der, &info, "bench", state.now()).await?;
+    }
+    let input = store::gateways::GatewayInput {
+        kind: GatewayKind::Ews,
+        description: Description::parse("Sim")?,
+        server: ServerLocation::parse("127.0.0.1")?,
+        port: Port::parse(&sim_port.to_string())?,
+        test_mailbox: Mailbox::parse_optional(GatewayKind::Ews, "user00000@example.com")?,
+        account: AccountName::parse(GatewayKind::Ews, "svc@example.com")?,
+        password: Some(state.cipher.seal_password(PASSWORD)?),
+    };
+    store::gateways::create(&pool, &input, "bench", state.now()).await?;
+    {
+        let mut tx = pool.begin().await?;
+        for i in 0..USERS {
+            sqlx::query(
+                "INSERT INTO users (user_id, role, password_hash, calendar_enabled, mailbox,
+                                    node, created_at, updated_at)
+                 VALUES (?1, 'end_user', 'x', 1, ?2, 'bench', 0, 0)",
+            )
+            .bind(format!("user{i:05}"))
+            .bind(format!("user{i:05}@example.com"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    let port = free_port()?;
+    set_param(&pool, "notification_port", &port.to_string()).await?;
+    set_param(&pool, "notification_host", "127.0.0.1").await?;
+    set_param(&pool, "calendar_spread", "0").await?;
+    let rss_before = rss_mb();
+
+    // 1. Start to every user's presence known.
+    let cpu_start = cpu_seconds();
+    let started = Instant::now();
+    let _engine = presence_gateway::engine::spawn(state.engine_context());
+    let known = until(
+        &pool,
+        "SELECT COUNT(*) FROM calendar_presence WHERE presence <> 'unknown'",
+        USERS as i64,
+        Duration::from_secs(300),
+    )
+    .await;
+    let reads = scalar(
+        &pool,
+        "SELECT COALESCE(SUM(requests), 0) FROM engine_minutes",
+    )
+    .await?;
+    match known {
+        Some(took) => println!(
+            "engine start to all {USERS} users' presence known: {:.1} s (target < 60 s: {}); \
+             {reads} Exchange requests so far; CPU {:.1} s",
+            took.as_secs_f64(),
+            if took < Duration::from_secs(60) {
+                "PASS"
+            } else {
+                "FAIL"
+            },
+            cpu_seconds() - cpu_start
+        ),
+        None => {
+            let n = scalar(&pool, "SELECT COUNT(*) FROM calendar_presence").await?;
+            println!("FAIL: only {n} of {USERS} users known after 300 s");
+            return Ok(());
+        }
+    }
+
+    // 2. Every user subscribed.
+    let subscribed = until(
+        &pool,
+        "SELECT COALESCE(SUM(subscriptions), 0) FROM gateway_health",
+        USERS as i64,
+        Duration::from_secs(600),
+    )
+    .await;
+    match subscribed {
+        Some(_) => println!(
+            "every user holds a push subscription {:.1} s after the engine started",
+            started.elapsed().as_secs_f64()
+        ),
+        None => println!(
+            "only {} of {USERS} subscriptions after 600 s",
+            scalar(
+                &pool,
+                "SELECT COALESCE(SUM(subscriptions), 0) FROM gateway_health"
+            )
+            .await?
+        ),
+    }
+    let rss = rss_mb();
+    println!(
+        "resident memory of the whole process: {rss:.0} MB (before the engine: {rss_before:.0} MB) \
+         (target < 200 MB: {})",
+        if rss < 200.0 { "PASS" } else { "FAIL" }
+    );
+
+    // 3. 22,500 meetings starting at one minute boundary.
+    set_param(&pool, "calendar_spread", &SPREAD.to_string()).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await; // followed live within 2 s
+    let boundary = clock.unix().div_euclid(60) * 60 + 180;
+    let ops_before = sim_reads(&client, sim_port).await?;
+    for chunk in (0..CHANGING).collect::<Vec<_>>().chunks(7_500) {
+        let mut rows = String::from("mailbox,start,end,busy_type\n");
+        for i in chunk {
+            rows.push_str(&format!(
+                "user{i:05}@example.com,{},{},Busy\n",
+                stamp(boundary),
+                stamp(boundary + 1800)
+            ));
+        }
+        let answer = client
+            .post(format!("https://127.0.0.1:{sim_port}/sim/calendars"))
+            .body(rows)
+            .send()
+            .await?;
+        if !answer.status().is_success() {
+            return Err(format!("scripting calendars: {}", answer.status()).into());
+        }
+    }
+    // The sim notifies each change; the engine reads the 22,500 calendars
+    // again in batches. Wait for those reads before the boundary comes.
+    let wanted = ops_before + (CHANGING / 100) as i64;
+    let notified = Instant::now();
+    while sim_reads(&client, sim_port).await? < wanted
+        && notified.elapsed() < Duration::from_secs(120)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "{CHANGING} calendar changes notified and read again in {:.1} s ({} GetUserAvailability)",
+        notified.elapsed().as_secs_f64(),
+        sim_reads(&client, sim_port).await? - ops_before
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Calendar time runs with real time from just before the boundary to
+    // Calendar Spread + 1 s after it.
+    let jump = boundary - 2 - clock.unix();
+    clock.advance(time::Duration::seconds(jump));
+    let cpu_at = cpu_seconds();
+    let real = Instant::now();
+    let mut moved_ms = 0i64;
+    while moved_ms < (2 + i64::from(SPREAD) + 1) * 1000 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let due_ms = real.elapsed().as_millis() as i64;
+        if due_ms > moved_ms {
+            clock.advance(time::Duration::milliseconds(due_ms - moved_ms));
+            moved_ms = due_ms;
+        }
+    }
+    let published = scalar(
+        &pool,
+        &format!(
+            "SELECT COUNT(*) FROM presence_events WHERE since = {boundary} \
+             AND presence = 'in_a_meeting'"
+        ),
+    )
+    .await?;
+    let cpu = cpu_seconds() - cpu_at;
+    println!(
+        "{CHANGING} users changing at one minute boundary: {published} published within Calendar \
+         Spread ({SPREAD} s) + 1 s (target: all: {}); CPU {:.2} s, {:.0} µs per transition",
+        if published >= CHANGING as i64 {
+            "PASS"
+        } else {
+            "FAIL"
+        },
+        cpu,
+        cpu * 1e6 / CHANGING as f64
+    );
+    println!("resident memory at the end: {:.0} MB", rss_mb());
+    Ok(())
+}
+
+async fn sim_reads(client: &reqwest::Client, port: u16) -> Result<i64, Error> {
+    let stats: serde_json::Value = client
+        .get(format!("https://127.0.0.1:{port}/sim/stats"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(stats["operations"]["GetUserAvailability"]
+        .as_i64()
+        .unwrap_or(0))
+}
