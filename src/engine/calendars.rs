@@ -306,6 +306,14 @@ impl Calendars {
         }
     }
 
+    /// What the store already shows for the node's users (an engine
+    /// restart): their first read publishes only what differs.
+    pub fn seed(&mut self, published: Vec<(String, presence::CalendarPresence, Option<i64>)>) {
+        for (user, state, until) in published {
+            self.schedule.seed(&user, state, until);
+        }
+    }
+
     /// Users watched now.
     pub fn watched(&self) -> usize {
         self.users.len()

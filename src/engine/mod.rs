@@ -366,7 +366,10 @@ impl Supervisor {
                 Duration::from_secs(u64::from(params.exchange_timeout_seconds)),
             ));
         }
-        Ok(calendars::Calendars::new(
+        let published = crate::store::presence::published_on_node(&self.ctx.pool, self.node())
+            .await
+            .map_err(|e| format!("cannot read the published presence: {e}"))?;
+        let mut calendars = calendars::Calendars::new(
             self.node(),
             endpoints,
             calendars::Limits {
@@ -380,7 +383,9 @@ impl Supervisor {
             self.ready.clone(),
             registry,
             heard,
-        ))
+        );
+        calendars.seed(published);
+        Ok(calendars)
     }
 
     async fn stop(&mut self, why: &str) -> AppResult<()> {

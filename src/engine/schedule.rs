@@ -26,8 +26,10 @@ pub struct Due {
 struct Watch {
     slots: Vec<Slot>,
     offset: u32,
-    /// What was last published, if anything.
-    published: Option<CalendarPresence>,
+    /// What was last published (state and until when), if anything: a
+    /// change of either is published, so a meeting extended or cut short
+    /// shows its new end.
+    published: Option<(CalendarPresence, Option<i64>)>,
     /// Bumped at every change of the calendar, so queue entries made for
     /// an older calendar are skipped when they come up.
     generation: u64,
@@ -39,6 +41,9 @@ type Entry = Reverse<(i64, i64, u64, String)>;
 pub struct Schedule {
     display_oof: bool,
     users: HashMap<String, Watch>,
+    /// What the store shows for users not read yet (an engine restart), so
+    /// an unchanged state is not published again.
+    seeded: HashMap<String, (CalendarPresence, Option<i64>)>,
     queue: BinaryHeap<Entry>,
 }
 
@@ -48,6 +53,7 @@ impl Schedule {
         Schedule {
             display_oof,
             users: HashMap::new(),
+            seeded: HashMap::new(),
             queue: BinaryHeap::new(),
         }
     }
@@ -77,10 +83,11 @@ impl Schedule {
     /// from what was published is published at `now`'s minute plus the
     /// user's offset; later transitions in their turn.
     pub fn set_calendar(&mut self, user: &str, slots: Vec<Slot>, offset: u32, now: i64) {
+        let seeded = self.seeded.remove(user);
         let watch = self.users.entry(user.to_owned()).or_insert(Watch {
             slots: Vec::new(),
             offset,
-            published: None,
+            published: seeded,
             generation: 0,
         });
         watch.slots = slots;
@@ -88,10 +95,20 @@ impl Schedule {
         self.reschedule(user, now);
     }
 
+    /// What is already published for `user` (state, until when), before
+    /// their calendar is first read: the first read then publishes only
+    /// what differs.
+    pub fn seed(&mut self, user: &str, presence: CalendarPresence, until: Option<i64>) {
+        if !self.users.contains_key(user) {
+            self.seeded.insert(user.to_owned(), (presence, until));
+        }
+    }
+
     /// The user is no longer watched (calendar switched off, moved to
     /// another node); their queue entries are dropped when they come up.
     pub fn remove(&mut self, user: &str) {
         self.users.remove(user);
+        self.seeded.remove(user);
     }
 
     fn reschedule(&mut self, user: &str, now: i64) {
@@ -100,7 +117,7 @@ impl Schedule {
             return;
         };
         watch.generation += 1;
-        let state = presence::presence_at(&watch.slots, now, display_oof);
+        let state = presence::current(&watch.slots, now, display_oof);
         let transition = if watch.published != Some(state) {
             Some(now)
         } else {
@@ -148,8 +165,8 @@ impl Schedule {
                 continue;
             }
             let (state, until) = presence::current(&watch.slots, transition, display_oof);
-            if watch.published != Some(state) {
-                watch.published = Some(state);
+            if watch.published != Some((state, until)) {
+                watch.published = Some((state, until));
                 // A state first seen late (a first read, a calendar changed
                 // under way) began when the calendar says, not when seen.
                 let since =
@@ -223,13 +240,46 @@ mod tests {
     }
 
     #[test]
+    fn a_meeting_extended_publishes_its_new_end_and_a_seeded_state_is_not_repeated() {
+        let mut s = Schedule::new(false);
+        let now = DAY + 10 * H + 600;
+        // After an engine restart, the store already shows bob in the
+        // meeting until 11:00: reading the same calendar publishes nothing.
+        s.seed("bob", CalendarPresence::InAMeeting, Some(DAY + 11 * H));
+        s.set_calendar("bob", vec![meeting(DAY + 10 * H, DAY + 11 * H)], 0, now);
+        assert_eq!(s.due(now + 60), vec![]);
+        // The meeting is extended to 12:00: same state, new end, published.
+        s.set_calendar(
+            "bob",
+            vec![meeting(DAY + 10 * H, DAY + 12 * H)],
+            0,
+            now + 60,
+        );
+        let due = s.due(now + 120);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].until, Some(DAY + 12 * H));
+        assert_eq!(due[0].since, DAY + 10 * H);
+        // Nothing at 11:00; available at 12:00.
+        assert_eq!(s.due(DAY + 11 * H + 30), vec![]);
+        assert_eq!(s.due(DAY + 12 * H)[0].presence, CalendarPresence::Available);
+    }
+
+    #[test]
     fn a_changed_calendar_replaces_what_was_queued() {
         let mut s = Schedule::new(false);
         let now = DAY + 9 * H;
         s.set_calendar("bob", vec![meeting(DAY + 10 * H, DAY + 11 * H)], 0, now);
         assert_eq!(s.due(now).len(), 1);
-        // The meeting is cancelled: nothing happens at 10:00.
+        // The meeting is cancelled: available now lasts beyond what the
+        // calendar says, which is published (until: none); nothing happens
+        // at 10:00.
         s.set_calendar("bob", vec![], 0, now + 60);
+        let due = s.due(now + 60);
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            (due[0].presence, due[0].until),
+            (CalendarPresence::Available, None)
+        );
         assert_eq!(s.next_wake(), None);
         assert_eq!(s.due(DAY + 12 * H), vec![]);
         // A meeting that already started is published at once (this

@@ -216,3 +216,25 @@ pub async fn of_end_user(pool: &SqlitePool, user_id: &str) -> AppResult<Option<P
         })),
     }
 }
+
+/// What is published for `node`'s calendar users (user ID, state, until),
+/// so an engine starting there publishes only what changed.
+pub async fn published_on_node(
+    pool: &SqlitePool,
+    node: &str,
+) -> AppResult<Vec<(String, CalendarPresence, Option<i64>)>> {
+    let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT u.user_id, p.presence, p.until
+         FROM calendar_presence p JOIN users u ON u.id = p.user_id
+         WHERE u.node = ?1 AND u.calendar_enabled = 1 AND u.role = 'end_user'",
+    )
+    .bind(node)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(user, presence, until)| {
+            CalendarPresence::parse(&presence).map(|p| (user, p, until))
+        })
+        .collect())
+}

@@ -12,7 +12,7 @@ use presence_gateway::store;
 use crate::support::{ADMIN, ADMIN_PASSWORD, ServeProcess, TestApp, binary, client, location};
 
 /// Aborts the engine supervisor when the test ends.
-pub(crate) struct Engine(tokio::task::JoinHandle<()>);
+pub(crate) struct Engine(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for Engine {
     fn drop(&mut self) {
@@ -21,7 +21,7 @@ impl Drop for Engine {
 }
 
 /// A port free for both TCP and UDP on every IPv4 address right now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     for _ in 0..50 {
         let tcp = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind");
         let port = tcp.local_addr().expect("addr").port();
@@ -62,7 +62,11 @@ pub(crate) async fn with_engine(app: &TestApp) -> (Engine, u16) {
 }
 
 /// Polls the store (at most 10 s) until the node's engine is in `state`.
-async fn wait_state(pool: &sqlx::SqlitePool, node: &str, state: &str) -> store::engine::NodeEngine {
+pub(crate) async fn wait_state(
+    pool: &sqlx::SqlitePool,
+    node: &str,
+    state: &str,
+) -> store::engine::NodeEngine {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let row = store::engine::node(pool, node)

@@ -839,3 +839,135 @@ async fn an_engine_restart_picks_up_a_new_gateway() {
     let seen = rig.wait_presence_moving("ivan", "in_a_meeting", 20).await;
     assert_eq!(seen["gateway"], "Sim");
 }
+
+/// The End User form as the administrator saves it, with these values.
+async fn edit_user(rig: &Rig, id: i64, user_id: &str, mailbox: &str, node: &str, calendar: bool) {
+    let mut form = vec![
+        ("user_id", user_id),
+        ("first_name", "Cal"),
+        ("last_name", "Endar"),
+        ("mailbox", mailbox),
+        ("node", node),
+        ("locale", "en-US"),
+    ];
+    if calendar {
+        form.push(("calendar_enabled", "on"));
+    }
+    let response = rig
+        .app
+        .post_form(&format!("/users/end-users/{id}"), &form)
+        .await;
+    assert_eq!(response.status().as_u16(), 303, "edit {user_id}");
+}
+
+/// EN-1: a changed mailbox is read without a restart.
+#[tokio::test]
+async fn a_changed_mailbox_is_read_without_a_restart() {
+    let rig = Rig::new(&[]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    let id = rig.add_user("kim", "kim.old@example.com").await;
+    let now = rig.app.state.now();
+    rig.script_empty("kim.old@example.com").await;
+    rig.script(&[("kim.new@example.com", now - 60, now + 3600, "Busy")])
+        .await;
+    let _engine = rig.start_engine().await;
+    rig.wait_presence_moving("kim", "available", 10).await;
+    edit_user(&rig, id, "kim", "kim.new@example.com", "test-node", true).await;
+    rig.wait_presence_moving("kim", "in_a_meeting", 15).await;
+}
+
+/// A calendar user assigned to no node is read by no engine: `unknown`,
+/// and the End User page says why.
+#[tokio::test]
+async fn a_user_on_no_node_is_unknown_and_the_page_says_why() {
+    let rig = Rig::new(&[]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    let id = rig.add_user("lee", "lee@example.com").await;
+    let now = rig.app.state.now();
+    rig.script(&[("lee@example.com", now - 60, now + 3600, "Busy")])
+        .await;
+    let _engine = rig.start_engine().await;
+    rig.wait_presence_moving("lee", "in_a_meeting", 10).await;
+    edit_user(&rig, id, "lee", "lee@example.com", "", true).await;
+    let seen = rig.wait_presence_moving("lee", "unknown", 10).await;
+    assert_eq!(seen["gateway"], serde_json::Value::Null);
+    let (_, page) = rig.app.get_text(&format!("/users/end-users/{id}")).await;
+    assert!(
+        page.contains("assigned to no node, so no Presence Engine reads this calendar"),
+        "{page}"
+    );
+    // The engine also says so in the log, for the stream, when it sees
+    // the user leave (its roster is read every 2 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = store::presence::events_after(&rig.app.state.pool, 0, Some("lee"), 10)
+            .await
+            .expect("events");
+        if events.last().map(|e| e.presence.as_str()) == Some("unknown") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{events:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// EN-1: a user assigned to another node is read there from then on; the
+/// node they left publishes nothing more for them.
+#[tokio::test]
+async fn a_user_moved_to_another_node_is_read_there() {
+    use crate::engine::{free_port, wait_state};
+    let rig = Rig::new(&[]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    let id = rig.add_user("judy", "judy@example.com").await;
+    let now = rig.app.state.now();
+    rig.script(&[("judy@example.com", now - 60, now + 3600, "Busy")])
+        .await;
+    let _engine = rig.start_engine().await;
+    rig.wait_presence_moving("judy", "in_a_meeting", 10).await;
+
+    // A second node's engine in this process, on the same database.
+    rig.app.add_node("node-b").await;
+    let pool = &rig.app.state.pool;
+    set_param(
+        pool,
+        "node-b",
+        "notification_port",
+        &free_port().to_string(),
+    )
+    .await;
+    let mut context = rig.app.state.engine_context();
+    context.node = "node-b".to_owned();
+    context.wake = presence_gateway::engine::Wake::default();
+    let _engine_b = Engine(presence_gateway::engine::spawn(context));
+    wait_state(pool, "node-b", "running").await;
+
+    edit_user(&rig, id, "judy", "judy@example.com", "node-b", true).await;
+    // node-b reads her (and, the state being what the store shows, does not
+    // publish it again); test-node lets her go.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let health = store::health::gateways(pool).await.expect("health");
+        let users = |node: &str| {
+            health
+                .iter()
+                .find(|h| h.node == node)
+                .map_or(-1, |h| h.users)
+        };
+        if users("node-b") == 1 && users("test-node") == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{health:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = store::presence::events_after(pool, 0, Some("judy"), 100)
+        .await
+        .expect("events")
+        .len();
+    assert_eq!(before, 1, "moving publishes nothing by itself");
+
+    // Her meeting is cancelled; node-b's next read (within 5 minutes of
+    // calendar time) publishes it.
+    rig.script_empty("judy@example.com").await;
+    let seen = rig.wait_presence_moving("judy", "available", 20).await;
+    assert_eq!(seen["gateway"], "Sim");
+}
