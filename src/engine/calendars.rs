@@ -55,6 +55,12 @@ const BATCH_WINDOW: Duration = Duration::from_millis(300);
 /// After Exchange refuses a subscription (rights, too many), how long the
 /// user is only polled before asking again (calendar seconds).
 const SUBSCRIBE_RETRY_SECONDS: i64 = 900;
+/// Why users are `unknown` when the engine runs with no EWS gateway (WebDAV
+/// calendars are not read by this engine).
+pub const NO_EWS_GATEWAY: &str = "the Presence Engine runs with no EWS Presence Gateway \
+     (after adding one, restart the engine in Control Center)";
+/// Why users not read yet are `unknown` while every gateway is set aside.
+pub const NO_GATEWAY_REACHABLE: &str = "no Microsoft Exchange gateway can be reached";
 /// How often the passes over every user (what is due, what to subscribe,
 /// which subscriptions went silent) run at most.
 const SCAN_EVERY: Duration = Duration::from_millis(100);
@@ -622,13 +628,14 @@ impl Calendars {
         for user in no_mailbox {
             self.unreadable(&user, "the user has no mailbox address".to_owned(), now);
         }
+        let why = if self.gateways.is_empty() {
+            NO_EWS_GATEWAY
+        } else {
+            NO_GATEWAY_REACHABLE
+        };
         for user in no_gateway {
             if !self.users.get(&user).is_some_and(|w| w.read_once) {
-                self.unreadable(
-                    &user,
-                    "no Microsoft Exchange gateway can be reached".to_owned(),
-                    now,
-                );
+                self.unreadable(&user, why.to_owned(), now);
             }
         }
         for (g, mut users) in due.into_iter().enumerate() {

@@ -308,8 +308,7 @@ async fn form_view(state: &AppState, id: Option<i64>, values: Values<'_>) -> App
     let presence = match id {
         Some(id) => match store::user_options::load(&state.pool, id).await? {
             Some(stored) => {
-                let mut published =
-                    store::presence::current(&state.pool, &stored.user_id).await?;
+                let mut published = store::presence::current(&state.pool, &stored.user_id).await?;
                 // On no node nobody reads the calendar, whatever was
                 // published before: say so, as the API does.
                 if let Some(none) = store::presence::of_end_user(&state.pool, &stored.user_id)

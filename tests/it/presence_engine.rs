@@ -766,6 +766,18 @@ async fn server_busy_back_off_is_honoured() {
     rig.sim_post("/sim/faults?kind=server-busy&count=1&back_off_ms=1500")
         .await;
     let _engine = rig.start_engine().await;
+    // While it lasts, the back-off shows as the gateway's Throttled until.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let health = store::health::gateways(&rig.app.state.pool)
+            .await
+            .expect("health");
+        if health.first().is_some_and(|h| h.throttled_until.is_some()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never throttled: {health:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(15);
     let requests = loop {
         let stats = rig.sim_stats().await;
@@ -795,6 +807,22 @@ async fn server_busy_back_off_is_honoured() {
         .expect("health");
     let error = health[0].last_error.clone().unwrap_or_default();
     assert!(error.starts_with("ErrorServerBusy"), "{error}");
+
+    // A 503 on the next read shows in the gateway's health too.
+    rig.sim_post("/sim/faults?kind=http-503&count=1").await;
+    rig.advance_to(rig.app.state.now() + 6 * 60); // past the 5-minute poll
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = store::health::gateways(&rig.app.state.pool)
+            .await
+            .expect("health");
+        let error = health[0].last_error.clone().unwrap_or_default();
+        if error == "HTTP 503 Service Unavailable" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{health:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A gateway added while the engine runs waits for a restart (GW-7, SV-3);
@@ -824,7 +852,7 @@ async fn an_engine_restart_picks_up_a_new_gateway() {
     assert_eq!(stored.gateway, None);
     assert_eq!(
         stored.reason.as_deref(),
-        Some("no Microsoft Exchange gateway can be reached")
+        Some(presence_gateway::engine::calendars::NO_EWS_GATEWAY)
     );
 
     rig.add_gateway("Sim", rig.sim.port()).await;
