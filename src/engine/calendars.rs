@@ -162,6 +162,22 @@ struct Gateway {
 }
 
 impl Gateway {
+    fn new(endpoint: Endpoint) -> Gateway {
+        Gateway {
+            endpoint: Arc::new(endpoint),
+            in_flight: 0,
+            queue: VecDeque::new(),
+            subs: VecDeque::new(),
+            throttled_until: None,
+            failures: 0,
+            set_aside_until: None,
+            users: 0,
+            last_success: None,
+            last_error: None,
+            requests: (0, 0, 0),
+        }
+    }
+
     fn waiting(&self) -> usize {
         self.queue.len() + self.subs.len()
     }
@@ -280,22 +296,7 @@ impl Calendars {
     ) -> Self {
         Calendars {
             node: node.to_owned(),
-            gateways: endpoints
-                .into_iter()
-                .map(|endpoint| Gateway {
-                    endpoint: Arc::new(endpoint),
-                    in_flight: 0,
-                    queue: VecDeque::new(),
-                    subs: VecDeque::new(),
-                    throttled_until: None,
-                    failures: 0,
-                    set_aside_until: None,
-                    users: 0,
-                    last_success: None,
-                    last_error: None,
-                    requests: (0, 0, 0),
-                })
-                .collect(),
+            gateways: endpoints.into_iter().map(Gateway::new).collect(),
             users: HashMap::new(),
             schedule: Schedule::new(limits.display_oof),
             limits,
@@ -1141,19 +1142,7 @@ mod tests {
             ExchangeAuth::Auto,
             Duration::from_secs(5),
         );
-        let mut g = Gateway {
-            endpoint: Arc::new(endpoint),
-            in_flight: 0,
-            queue: VecDeque::new(),
-            subs: VecDeque::new(),
-            throttled_until: None,
-            failures: 0,
-            set_aside_until: None,
-            users: 0,
-            last_success: None,
-            last_error: None,
-            requests: (0, 0, 0),
-        };
+        let mut g = Gateway::new(endpoint);
         for _ in 0..7 {
             g.count_request(600);
         }

@@ -160,6 +160,30 @@ impl Report {
     }
 }
 
+/// What the first six checks found: where the connection went, the TLS
+/// stream if the handshake completed, and the chain's judgement.
+struct Reached {
+    address: Option<SocketAddr>,
+    tls: Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    judged: steps::Judged,
+}
+
+/// `dns`, `tcp`, `tls`, then `chain`, `validity` and `name` on the chain
+/// the handshake captured.
+async fn reach(target: &Target, clock: &Clock, checks: &mut Vec<Check>) -> Reached {
+    let addresses = steps::dns(target, clock, checks).await;
+    let connected = steps::tcp(&addresses, clock, checks).await;
+    let address = connected.as_ref().map(|(_, a)| *a);
+    let verifier = CapturingVerifier::new(crate::tls::provider());
+    let tls = steps::tls(target, connected.map(|(s, _)| s), &verifier, clock, checks).await;
+    let judged = steps::judge(target, &verifier.chain(), checks);
+    Reached {
+        address,
+        tls,
+        judged,
+    }
+}
+
 /// A connection for the engine (EN-2), made by the same steps and judged by
 /// the same rules as the troubleshooter's first six checks: the engine
 /// trusts exactly the servers the troubleshooter calls Verified. Err says
@@ -170,18 +194,7 @@ pub async fn connect(target: &Target) -> Result<client::Connection, String> {
         step: target.timeout,
     };
     let mut checks = Vec::with_capacity(6);
-    let addresses = steps::dns(target, &clock, &mut checks).await;
-    let connected = steps::tcp(&addresses, &clock, &mut checks).await;
-    let verifier = CapturingVerifier::new(crate::tls::provider());
-    let tls = steps::tls(
-        target,
-        connected.map(|(s, _)| s),
-        &verifier,
-        &clock,
-        &mut checks,
-    )
-    .await;
-    let judged = steps::judge(target, &verifier.chain(), &mut checks);
+    let Reached { tls, judged, .. } = reach(target, &clock, &mut checks).await;
     match tls {
         Some(stream) if judged.trusted_path => {
             let peer = steps::peer(target, &stream);
@@ -205,20 +218,11 @@ pub async fn run(target: &Target) -> Report {
         step: target.timeout,
     };
     let mut checks = Vec::with_capacity(7);
-
-    let addresses = steps::dns(target, &clock, &mut checks).await;
-    let connected = steps::tcp(&addresses, &clock, &mut checks).await;
-    let address = connected.as_ref().map(|(_, a)| *a);
-    let verifier = CapturingVerifier::new(crate::tls::provider());
-    let tls = steps::tls(
-        target,
-        connected.map(|(s, _)| s),
-        &verifier,
-        &clock,
-        &mut checks,
-    )
-    .await;
-    let judged = steps::judge(target, &verifier.chain(), &mut checks);
+    let Reached {
+        address,
+        tls,
+        judged,
+    } = reach(target, &clock, &mut checks).await;
     let (entries, matched_name, trusted_path) =
         (judged.entries, judged.matched_name, judged.trusted_path);
 

@@ -285,21 +285,32 @@ impl Rig {
         }
     }
 
-    /// Waits (at most 10 s) until the engine has had an answer from a
-    /// gateway: what it read is then scheduled at the current minute plus
-    /// each user's offset, so moving the clock a minute on publishes it.
-    pub(crate) async fn wait_first_read(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+    /// Waits (at most `secs`) until the gateway health the engines wrote
+    /// satisfies `test`; returns it.
+    pub(crate) async fn wait_health(
+        &self,
+        secs: u64,
+        test: impl Fn(&[store::health::GatewayHealth]) -> bool,
+    ) -> Vec<store::health::GatewayHealth> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let health = store::health::gateways(&self.app.state.pool)
                 .await
                 .expect("health");
-            if health.iter().any(|h| h.last_success.is_some()) {
-                return;
+            if test(&health) {
+                return health;
             }
-            assert!(Instant::now() < deadline, "no read within 10 s: {health:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(Instant::now() < deadline, "not within {secs} s: {health:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Waits (at most 10 s) until the engine has had an answer from a
+    /// gateway: what it read is then scheduled at the current minute plus
+    /// each user's offset, so moving the clock a minute on publishes it.
+    pub(crate) async fn wait_first_read(&self) {
+        self.wait_health(10, |h| h.iter().any(|h| h.last_success.is_some()))
+            .await;
     }
 
     /// Like [`Rig::wait_presence`], moving the clock a minute on every half
@@ -561,20 +572,15 @@ async fn a_failing_gateways_users_move_to_a_healthy_one() {
         let seen = rig.wait_presence_moving(user, "in_a_meeting", 30).await;
         assert_eq!(seen["gateway"], "Sim", "{seen}");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let health = store::health::gateways(&rig.app.state.pool)
-            .await
-            .expect("health");
-        let dead = health.iter().find(|h| h.description == "A dead one");
-        if let Some(dead) = dead.filter(|d| !d.healthy && d.users == 0) {
-            let error = dead.last_error.clone().unwrap_or_default();
-            assert!(error.contains("Network Error"), "{error}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "health not written: {health:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let dead = |h: &[store::health::GatewayHealth]| {
+        h.iter()
+            .find(|h| h.description == "A dead one")
+            .filter(|d| !d.healthy && d.users == 0)
+            .cloned()
+    };
+    let health = rig.wait_health(10, |h| dead(h).is_some()).await;
+    let error = dead(&health).and_then(|d| d.last_error).unwrap_or_default();
+    assert!(error.contains("Network Error"), "{error}");
 }
 
 fn subscribed_mailbox(subs: &[serde_json::Value], mailbox: &str) -> Option<String> {
@@ -616,17 +622,8 @@ async fn a_notified_change_is_published_without_waiting_for_a_poll() {
 
     // The engine holds the subscription (Control Center counts it; health
     // is written every 3 s) and has read erin again since making it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let health = store::health::gateways(&rig.app.state.pool)
-            .await
-            .expect("health");
-        if health.first().is_some_and(|h| h.subscriptions == 1) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{health:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    rig.wait_health(10, |h| h.first().is_some_and(|h| h.subscriptions == 1))
+        .await;
     let (_, center) = rig.app.get_text("/serviceability/control-center").await;
     assert!(
         center.contains(r#"<td class="subscriptions" data-node="test-node">1</td>"#),
@@ -767,17 +764,10 @@ async fn server_busy_back_off_is_honoured() {
         .await;
     let _engine = rig.start_engine().await;
     // While it lasts, the back-off shows as the gateway's Throttled until.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let health = store::health::gateways(&rig.app.state.pool)
-            .await
-            .expect("health");
-        if health.first().is_some_and(|h| h.throttled_until.is_some()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never throttled: {health:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    rig.wait_health(5, |h| {
+        h.first().is_some_and(|h| h.throttled_until.is_some())
+    })
+    .await;
     let deadline = Instant::now() + Duration::from_secs(15);
     let requests = loop {
         let stats = rig.sim_stats().await;
@@ -811,18 +801,10 @@ async fn server_busy_back_off_is_honoured() {
     // A 503 on the next read shows in the gateway's health too.
     rig.sim_post("/sim/faults?kind=http-503&count=1").await;
     rig.advance_to(rig.app.state.now() + 6 * 60); // past the 5-minute poll
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let health = store::health::gateways(&rig.app.state.pool)
-            .await
-            .expect("health");
-        let error = health[0].last_error.clone().unwrap_or_default();
-        if error == "HTTP 503 Service Unavailable" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{health:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    rig.wait_health(10, |h| {
+        h.first().and_then(|h| h.last_error.as_deref()) == Some("HTTP 503 Service Unavailable")
+    })
+    .await;
 }
 
 /// A gateway added while the engine runs waits for a restart (GW-7, SV-3);
@@ -972,21 +954,11 @@ async fn a_user_moved_to_another_node_is_read_there() {
     edit_user(&rig, id, "judy", "judy@example.com", "node-b", true).await;
     // node-b reads her (and, the state being what the store shows, does not
     // publish it again); test-node lets her go.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let health = store::health::gateways(pool).await.expect("health");
-        let users = |node: &str| {
-            health
-                .iter()
-                .find(|h| h.node == node)
-                .map_or(-1, |h| h.users)
-        };
-        if users("node-b") == 1 && users("test-node") == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{health:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    rig.wait_health(15, |h| {
+        let users = |node: &str| h.iter().find(|h| h.node == node).map_or(-1, |h| h.users);
+        users("node-b") == 1 && users("test-node") == 0
+    })
+    .await;
     let before = store::presence::events_after(pool, 0, Some("judy"), 100)
         .await
         .expect("events")
