@@ -42,6 +42,8 @@ const WINDOW_SECONDS: i64 = 2 * 86_400;
 pub const FAILURES_TO_SET_ASIDE: u32 = 3;
 /// How long a gateway set aside takes no new users before it is tried again.
 pub const SET_ASIDE: Duration = Duration::from_secs(60);
+/// While a gateway is set aside, at most one request to it this often.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Retry delays after a failed or refused (queue full) request: doubling
 /// from the first to the last.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -154,6 +156,8 @@ struct Gateway {
     throttled_until: Option<Instant>,
     failures: u32,
     set_aside_until: Option<Instant>,
+    /// While set aside: when the next probe request may go.
+    next_probe: Option<Instant>,
     users: usize,
     last_success: Option<i64>,
     last_error: Option<(i64, String)>,
@@ -171,10 +175,29 @@ impl Gateway {
             throttled_until: None,
             failures: 0,
             set_aside_until: None,
+            next_probe: None,
             users: 0,
             last_success: None,
             last_error: None,
             requests: (0, 0, 0),
+        }
+    }
+
+    /// Whether another request may start now: a thread is free, the
+    /// server has not asked to be left alone, and, while the gateway is set
+    /// aside, no probe is out and the last was [`PROBE_EVERY`] ago (a
+    /// failing server gets one request at a time, not a flood).
+    fn may_start(&self, threads: usize, at: Instant) -> bool {
+        if self.in_flight >= threads || self.throttled(at) {
+            return false;
+        }
+        self.healthy(at) || (self.in_flight == 0 && self.next_probe.is_none_or(|next| next <= at))
+    }
+
+    fn started(&mut self, at: Instant) {
+        self.in_flight += 1;
+        if !self.healthy(at) {
+            self.next_probe = Some(at + PROBE_EVERY);
         }
     }
 
@@ -678,7 +701,7 @@ impl Calendars {
     fn start_requests(&mut self, now: i64, at: Instant) {
         let (start, end) = window(now);
         for (g, gateway) in self.gateways.iter_mut().enumerate() {
-            while gateway.in_flight < self.limits.threads && !gateway.throttled(at) {
+            while gateway.may_start(self.limits.threads, at) {
                 let Some(batch) = gateway.queue.pop_front() else {
                     break;
                 };
@@ -691,7 +714,7 @@ impl Calendars {
                             .unwrap_or_else(|| user.clone())
                     })
                     .collect();
-                gateway.in_flight += 1;
+                gateway.started(at);
                 gateway.count_request(now);
                 count(&mut self.minutes, now, |m| m.requests += 1);
                 let endpoint = gateway.endpoint.clone();
@@ -710,11 +733,11 @@ impl Calendars {
             let Some(callback) = self.limits.callback.as_deref() else {
                 continue;
             };
-            while gateway.in_flight < self.limits.threads && !gateway.throttled(at) {
+            while gateway.may_start(self.limits.threads, at) {
                 let Some(job) = gateway.subs.pop_front() else {
                     break;
                 };
-                gateway.in_flight += 1;
+                gateway.started(at);
                 gateway.count_request(now);
                 count(&mut self.minutes, now, |m| m.requests += 1);
                 let endpoint = gateway.endpoint.clone();

@@ -142,22 +142,21 @@ async fn exchange(
     // A kept connection the server closed meanwhile fails at once; the
     // request is then sent once more on a new one.
     let mut kept = endpoint.take_idle();
-    let (exchanged, connection) = loop {
+    let (response, connection) = loop {
         let reused = kept.is_some();
         let mut connection = match kept.take() {
             Some(connection) => connection,
             None => troubleshoot::connect(&endpoint.target(now)).await?,
         };
         match connection
-            .authenticated(&request, &endpoint.credentials, endpoint.auth)
+            .request(&request, &endpoint.credentials, endpoint.auth)
             .await
         {
-            Ok(exchanged) => break (exchanged, connection),
+            Ok(response) => break (response, connection),
             Err(client::ClientError::Http(_)) if reused => continue,
             Err(e) => return Err(format!("{operation}: {e}")),
         }
     };
-    let response = exchanged.response;
     if response.status == StatusCode::OK {
         endpoint.keep(connection, keep_at_most);
     }

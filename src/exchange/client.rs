@@ -172,6 +172,9 @@ pub struct Connection {
     peer: Peer,
     /// Bound on each answer (the *Exchange Timeout* parameter).
     timeout: Duration,
+    /// How [`Connection::request`] authenticated this connection, once it
+    /// has: NTLM holds for the connection, Basic goes with each request.
+    scheme: Option<Scheme>,
 }
 
 impl Drop for Connection {
@@ -202,6 +205,7 @@ impl Connection {
             driver,
             peer,
             timeout,
+            scheme: None,
         })
     }
 
@@ -289,7 +293,7 @@ impl Connection {
         let (response, scheme, ntlm_failed) = match chosen {
             None => (first, None, None),
             Some(Scheme::Basic) => (self.basic(request, credentials).await?, chosen, None),
-            Some(Scheme::Ntlm) => match self.ntlm(request, credentials).await? {
+            Some(Scheme::Ntlm) => match self.ntlm(request, request, credentials).await? {
                 Ok(response) => (response, chosen, None),
                 Err((failure, _)) if exauth::offers(&offered, "Basic") => {
                     let response = self.basic(request, credentials).await?;
@@ -312,6 +316,62 @@ impl Connection {
         })
     }
 
+    /// Sends `request` on a connection used for many (the engine's): it is
+    /// authenticated once, per `mode`, and then kept so: NTLM holds for
+    /// the connection, Basic goes with every request. The handshake's first
+    /// steps carry an empty body, as curl does, so a server that answers a
+    /// challenge without reading the body (and then closes the connection)
+    /// is sent the body once, with the credentials. A 401 on an
+    /// authenticated connection starts over.
+    pub async fn request(
+        &mut self,
+        request: &Request,
+        credentials: &Credentials,
+        mode: AuthMode,
+    ) -> Result<Response, ClientError> {
+        match self.scheme {
+            Some(Scheme::Basic) => {
+                let answer = self.basic(request, credentials).await?;
+                if answer.status != StatusCode::UNAUTHORIZED {
+                    return Ok(answer);
+                }
+            }
+            Some(Scheme::Ntlm) => {
+                let answer = self.send(request, None).await?;
+                if answer.status != StatusCode::UNAUTHORIZED {
+                    return Ok(answer);
+                }
+            }
+            None => {}
+        }
+        self.scheme = None;
+        let probe = Request {
+            body: Bytes::new(),
+            ..request.clone()
+        };
+        let first = self.send(&probe, None).await?;
+        if first.status != StatusCode::UNAUTHORIZED {
+            // Nothing asked: the request itself, anonymously.
+            return self.send(request, None).await;
+        }
+        let offered = first.offered_schemes();
+        let (answer, scheme) = match choose_scheme(mode, &offered) {
+            None => return Ok(first),
+            Some(Scheme::Basic) => (self.basic(request, credentials).await?, Scheme::Basic),
+            Some(Scheme::Ntlm) => match self.ntlm(&probe, request, credentials).await? {
+                Ok(answer) => (answer, Scheme::Ntlm),
+                Err(_) if exauth::offers(&offered, "Basic") => {
+                    (self.basic(request, credentials).await?, Scheme::Basic)
+                }
+                Err((_, answer)) => return Ok(answer),
+            },
+        };
+        if answer.status != StatusCode::UNAUTHORIZED {
+            self.scheme = Some(scheme);
+        }
+        Ok(answer)
+    }
+
     async fn basic(
         &mut self,
         request: &Request,
@@ -327,11 +387,12 @@ impl Connection {
     /// answer to NEGOTIATE that is not a 401 (a 5xx, say) is the outcome.
     async fn ntlm(
         &mut self,
+        negotiate_with: &Request,
         request: &Request,
         credentials: &Credentials,
     ) -> Result<Result<Response, (NtlmFailure, Response)>, ClientError> {
         let negotiate = format!("NTLM {}", STANDARD.encode(ntlm::negotiate_message()));
-        let second = self.send(request, Some(&negotiate)).await?;
+        let second = self.send(negotiate_with, Some(&negotiate)).await?;
         if second.status != StatusCode::UNAUTHORIZED {
             return Ok(Ok(second));
         }

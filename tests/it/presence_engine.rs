@@ -971,3 +971,55 @@ async fn a_user_moved_to_another_node_is_read_there() {
     let seen = rig.wait_presence_moving("judy", "available", 20).await;
     assert_eq!(seen["gateway"], "Sim");
 }
+
+/// A full batch: 100 mailboxes in one GetUserAvailability (a request body
+/// larger than a server reads before answering its challenge), with NTLMv2
+/// on kept connections; 150 users are read in two batches, no error.
+#[tokio::test]
+async fn full_batches_of_a_hundred_mailboxes_are_read_over_ntlm() {
+    let rig = Rig::new(&["--mailboxes", "150"]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    {
+        let mut tx = rig.app.state.pool.begin().await.expect("begin");
+        for i in 0..150 {
+            sqlx::query(
+                "INSERT INTO users (user_id, role, password_hash, calendar_enabled, mailbox,
+                                    node, created_at, updated_at)
+                 VALUES (?1, 'end_user', 'x', 1, ?2, 'test-node', 0, 0)",
+            )
+            .bind(format!("user{i:05}"))
+            .bind(format!("user{i:05}@example.com"))
+            .execute(&mut *tx)
+            .await
+            .expect("insert");
+        }
+        tx.commit().await.expect("commit");
+    }
+    let _engine = rig.start_engine().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        rig.app.clock.advance(time::Duration::minutes(1));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let known = rig
+            .app
+            .count("SELECT COUNT(*) FROM calendar_presence WHERE presence <> 'unknown'")
+            .await;
+        if known == 150 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {known} of 150 read");
+    }
+    let stats = rig.sim_stats().await;
+    let sizes: Vec<usize> = stats["availability_requests"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|r| r["mailboxes"].as_array().map(Vec::len))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(sizes.contains(&100), "batches of {sizes:?}");
+    assert!(sizes.iter().all(|&n| n <= 100), "batches of {sizes:?}");
+    let health = rig.wait_health(5, |h| !h.is_empty()).await;
+    assert_eq!(health[0].last_error, None, "{health:?}");
+}
