@@ -311,6 +311,7 @@ async fn main() -> Result<(), Error> {
     tokio::time::sleep(Duration::from_secs(3)).await; // followed live within 2 s
     let boundary = clock.unix().div_euclid(60) * 60 + 180;
     let ops_before = sim_reads(&client, sim_port).await?;
+    let delivered_before = sim_delivered(&client, sim_port).await?;
     for chunk in (0..CHANGING).collect::<Vec<_>>().chunks(7_500) {
         let mut rows = String::from("mailbox,start,end,busy_type\n");
         for i in chunk {
@@ -329,15 +330,29 @@ async fn main() -> Result<(), Error> {
             return Err(format!("scripting calendars: {}", answer.status()).into());
         }
     }
-    // The sim notifies each change; the engine reads the 22,500 calendars
-    // again in batches. Wait for those reads before the boundary comes.
-    let wanted = ops_before + (CHANGING / 100) as i64;
+    // The sim notifies each change (from a pool of senders, as Exchange
+    // does); the engine reads the 22,500 calendars again in batches. Wait
+    // for every notification, then for the reads to settle.
     let notified = Instant::now();
-    while sim_reads(&client, sim_port).await? < wanted
+    while sim_delivered(&client, sim_port).await? < delivered_before + CHANGING as i64
         && notified.elapsed() < Duration::from_secs(120)
     {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let delivered = sim_delivered(&client, sim_port).await? - delivered_before;
+    let mut reads = sim_reads(&client, sim_port).await?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now_reads = sim_reads(&client, sim_port).await?;
+        if now_reads == reads || notified.elapsed() > Duration::from_secs(180) {
+            break;
+        }
+        reads = now_reads;
+    }
+    println!(
+        "{delivered} notifications delivered; resident memory {:.0} MB",
+        rss_mb()
+    );
     println!(
         "{CHANGING} calendar changes notified and read again in {:.1} s ({} GetUserAvailability)",
         notified.elapsed().as_secs_f64(),
@@ -368,6 +383,18 @@ async fn main() -> Result<(), Error> {
     )
     .await?;
     let cpu = cpu_seconds() - cpu_at;
+    if published < CHANGING as i64 {
+        let missed: Vec<(String, String, i64, Option<i64>, i64)> = sqlx::query_as(&format!(
+            "SELECT e.user_id, e.presence, e.since, e.until, e.at FROM presence_events e
+             WHERE e.user_id IN (SELECT user_id FROM users WHERE user_id < 'user{CHANGING:05}'
+                                 AND user_id NOT IN (SELECT user_id FROM presence_events
+                                     WHERE since = {boundary} AND presence = 'in_a_meeting'))
+             ORDER BY e.user_id, e.seq LIMIT 20"
+        ))
+        .fetch_all(&pool)
+        .await?;
+        println!("missed (user, presence, since, until, at), boundary {boundary}: {missed:?}");
+    }
     println!(
         "{CHANGING} users changing at one minute boundary: {published} published within Calendar \
          Spread ({SPREAD} s) + 1 s (target: all: {}); CPU {:.2} s, {:.0} µs per transition",
@@ -393,4 +420,17 @@ async fn sim_reads(client: &reqwest::Client, port: u16) -> Result<i64, Error> {
     Ok(stats["operations"]["GetUserAvailability"]
         .as_i64()
         .unwrap_or(0))
+}
+
+/// Notifications the sim has delivered, over all subscriptions.
+async fn sim_delivered(client: &reqwest::Client, port: u16) -> Result<i64, Error> {
+    let stats: serde_json::Value = client
+        .get(format!("https://127.0.0.1:{port}/sim/stats"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(stats["subscriptions"].as_array().map_or(0, |subs| {
+        subs.iter().filter_map(|s| s["delivered"].as_i64()).sum()
+    }))
 }

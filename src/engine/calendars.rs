@@ -85,8 +85,13 @@ enum Push {
     Off,
     /// Asked for, with this call-back token.
     Pending { token: String },
-    /// Held; `heard` is when a notification last came (calendar time).
-    Active { token: String, heard: i64 },
+    /// Held; `heard` is when a notification last came (calendar time),
+    /// `watermark` the newest it carried (or the Subscribe's).
+    Active {
+        token: String,
+        heard: i64,
+        watermark: String,
+    },
 }
 
 impl Push {
@@ -491,12 +496,28 @@ impl Calendars {
             let Some(watched) = self.users.get_mut(&heard.user) else {
                 continue;
             };
+            // A notification whose previous watermark is not the last one
+            // heard means notifications were missed: read the calendar.
+            let mut missed = false;
             match &mut watched.push {
-                Push::Active { token, heard: last } if *token == heard.token => *last = now,
+                Push::Active {
+                    token,
+                    heard: last,
+                    watermark,
+                } if *token == heard.token => {
+                    *last = now;
+                    missed = heard
+                        .previous_watermark
+                        .as_ref()
+                        .is_some_and(|previous| previous != watermark);
+                    if let Some(newest) = heard.watermark {
+                        *watermark = newest;
+                    }
+                }
                 Push::Pending { token } if *token == heard.token => {}
                 _ => continue,
             }
-            if !heard.changed {
+            if !heard.changed && !missed {
                 continue;
             }
             match watched.reading {
@@ -517,7 +538,7 @@ impl Calendars {
         let silence = 2 * 60 * i64::from(self.limits.status_minutes.max(1));
         let mut lost = 0usize;
         for watched in self.users.values_mut() {
-            if let Push::Active { token, heard } = &watched.push
+            if let Push::Active { token, heard, .. } = &watched.push
                 && now - *heard > silence
             {
                 self.registry.close(token);
@@ -851,6 +872,7 @@ impl Calendars {
                     Push::Active {
                         token: token.to_owned(),
                         heard: now,
+                        watermark: made.watermark,
                     },
                     now,
                 )

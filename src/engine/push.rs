@@ -24,6 +24,9 @@ pub struct Heard {
     pub token: String,
     /// Something in the calendar changed (not just a status event).
     pub changed: bool,
+    /// The notification's previous and newest watermarks.
+    pub previous_watermark: Option<String>,
+    pub watermark: Option<String>,
 }
 
 struct Entry {
@@ -115,6 +118,8 @@ pub fn notified(
                 user,
                 token: token.to_owned(),
                 changed: n.changed,
+                previous_watermark: n.previous_watermark.clone(),
+                watermark: n.watermark.clone(),
             });
         }
     }
@@ -129,6 +134,7 @@ mod tests {
     fn note(id: &str, changed: bool) -> Notification {
         Notification {
             subscription_id: id.to_owned(),
+            previous_watermark: None,
             watermark: None,
             changed,
         }

@@ -139,6 +139,9 @@ pub fn parse_subscribe(body: &[u8]) -> Result<Subscribed, MailboxError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
     pub subscription_id: String,
+    /// The watermark of the notification before this one, as Exchange
+    /// remembers it: unlike the last one heard, notifications were missed.
+    pub previous_watermark: Option<String>,
     /// The newest watermark it carries.
     pub watermark: Option<String>,
     /// Something in the folder changed (any event but a status event).
@@ -183,6 +186,10 @@ fn notification(tree: &Tree, node: usize) -> Option<Notification> {
     }
     Some(Notification {
         subscription_id,
+        previous_watermark: tree
+            .child_text(node, "PreviousWatermark")
+            .map(|w| w.trim().to_owned())
+            .filter(|w| !w.is_empty()),
         watermark,
         changed,
     })
@@ -274,6 +281,7 @@ mod tests {
             parsed,
             vec![Notification {
                 subscription_id: "f6bc657d-dde1-4f94-952d-143b95d6483d".to_owned(),
+                previous_watermark: Some("AAAAAMAGAAAAAAAAAQ==".to_owned()),
                 watermark: Some("AAAAAOQGAAAAAAAAAQ==".to_owned()),
                 changed: true,
             }]

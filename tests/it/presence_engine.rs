@@ -1023,3 +1023,64 @@ async fn full_batches_of_a_hundred_mailboxes_are_read_over_ntlm() {
     let health = rig.wait_health(5, |h| !h.is_empty()).await;
     assert_eq!(health[0].last_error, None, "{health:?}");
 }
+
+/// Watermarks are tracked: a notification whose previous watermark is not
+/// the last one heard means notifications were lost, and the calendar is
+/// read again even though the notification itself only says "status".
+#[tokio::test]
+async fn a_gap_in_watermarks_reads_the_calendar_again() {
+    let rig = Rig::new(&[]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    rig.add_user("nina", "nina@example.com").await;
+    rig.script_empty("nina@example.com").await;
+    let _engine = rig.start_engine_with_push(10).await;
+    let subs = rig
+        .wait_subscriptions(10, "a subscription for nina", |subs| {
+            subscribed_mailbox(subs, "nina@example.com").is_some()
+        })
+        .await;
+    rig.wait_health(10, |h| h.first().is_some_and(|h| h.subscriptions == 1))
+        .await;
+    // The first read and the one after subscribing.
+    rig.wait_reads("nina@example.com", 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = subscribed_mailbox(&subs, "nina@example.com").expect("id");
+    let url = subs[0]["url"].as_str().expect("url").to_owned();
+    let status = |previous: &str| {
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><soap11:Envelope xmlns:soap11="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><soap11:Body><m:SendNotification><m:ResponseMessages><m:SendNotificationResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode><m:Notification><t:SubscriptionId>{id}</t:SubscriptionId><t:PreviousWatermark>{previous}</t:PreviousWatermark><t:MoreEvents>false</t:MoreEvents><t:StatusEvent><t:Watermark>after-{previous}</t:Watermark></t:StatusEvent></m:Notification></m:SendNotificationResponseMessage></m:ResponseMessages></m:SendNotification></soap11:Body></soap11:Envelope>"#
+        )
+    };
+    let answer = crate::support::bare_client()
+        .post(&url)
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .body(status("not-the-last-one"))
+        .send()
+        .await
+        .expect("POST a notification");
+    assert!(
+        answer
+            .text()
+            .await
+            .expect("body")
+            .contains("<SubscriptionStatus>OK</SubscriptionStatus>")
+    );
+    rig.wait_reads("nina@example.com", 3).await;
+    // In sequence (previous = the last heard): a status only, no read.
+    let answer = crate::support::bare_client()
+        .post(&url)
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .body(status("after-not-the-last-one"))
+        .send()
+        .await
+        .expect("POST a notification");
+    assert_eq!(answer.status().as_u16(), 200);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let stats = rig.sim_stats().await;
+    let reads = stats["availability_requests"].as_array().map_or(0, |r| {
+        r.iter()
+            .filter(|r| r["mailboxes"].to_string().contains("nina@example.com"))
+            .count()
+    });
+    assert_eq!(reads, 3, "{stats}");
+}

@@ -140,7 +140,15 @@ pub struct Push {
     /// Bounds one delivery: connecting, sending, and reading the answer.
     timeout: Duration,
     subscriptions: Mutex<HashMap<String, Entry>>,
+    /// Deliveries under way at once: Exchange sends notifications from a
+    /// bounded pool, not one connection per subscription at the same
+    /// instant (thousands of calendars changed at once would otherwise
+    /// open thousands of connections to the subscriber together).
+    senders: tokio::sync::Semaphore,
 }
+
+/// How many notifications the sim delivers at once, over all subscriptions.
+pub const SENDERS: usize = 64;
 
 impl Push {
     pub fn new(minute: Duration, timeout: Duration, max: usize) -> Push {
@@ -149,6 +157,7 @@ impl Push {
             max,
             timeout,
             subscriptions: Mutex::new(HashMap::new()),
+            senders: tokio::sync::Semaphore::new(SENDERS),
         }
     }
 
@@ -482,7 +491,15 @@ fn notification(id: &str, previous: &str, events: &str) -> String {
 async fn deliver(push: &Push, subscriber: &Subscriber, body: String) -> Option<Answer> {
     let body = Bytes::from(body);
     for attempt in 1..=DELIVERY_ATTEMPTS {
-        match tokio::time::timeout(push.timeout, post(&subscriber.target, body.clone())).await {
+        // The timeout counts from the send, not from the wait for a
+        // sender; the sender is free again before any pause between tries.
+        let outcome = {
+            let Ok(_sender) = push.senders.acquire().await else {
+                return None;
+            };
+            tokio::time::timeout(push.timeout, post(&subscriber.target, body.clone())).await
+        };
+        match outcome {
             Ok(Ok(answer)) => return Some(answer),
             Ok(Err(why)) => {
                 tracing::info!(url = %subscriber.target.url, attempt, %why, "notification failed");
