@@ -19,6 +19,9 @@ use crate::exchange::ews;
 use crate::exchange::push as ews_push;
 use crate::troubleshoot::{self, Target};
 
+/// Answers parsed at once, over every gateway (see [`read`]).
+static PARSING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// `ErrorServerBusy` without a `BackOffMilliseconds`: Exchange's usual hint.
 pub const DEFAULT_BACK_OFF: Duration = Duration::from_secs(5);
 
@@ -187,7 +190,15 @@ pub async fn read(
     )
     .await
     {
-        Ok((status, body)) => judge(status, &body),
+        Ok((status, body)) => {
+            // Parsed a few at a time: parsing is CPU-bound, and each parse
+            // of a 100-mailbox answer holds several times the answer's size,
+            // so sixty at once would only raise the peak memory.
+            let Ok(_parsing) = PARSING.acquire().await else {
+                return Answer::Failed("the engine is stopping".to_owned());
+            };
+            judge(status, &body)
+        }
         Err(reason) => Answer::Failed(reason),
     }
 }
