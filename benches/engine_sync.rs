@@ -15,8 +15,6 @@
 //! real time where the figure is a real-time one.
 //!   cargo build --release && cargo bench --bench engine_sync
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,60 +31,11 @@ const USERS: usize = 45_000;
 const CHANGING: usize = 22_500;
 const LATENCY_MS: &str = "20";
 const SPREAD: u32 = 50;
-const PASSWORD: &str = "bench-password";
 
-type Error = Box<dyn std::error::Error>;
+#[path = "support/sim.rs"]
+mod sim;
 
-struct Sim(std::process::Child);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_sim(dir: &std::path::Path) -> Result<(Sim, u16), Error> {
-    let exe = std::env::current_exe()?;
-    // target/release/deps/engine_sync-HASH -> target/release/exchange-sim
-    let sim_path = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("exchange-sim"))
-        .ok_or("no target directory")?;
-    let mut child = Command::new(&sim_path)
-        .args(["--listen", "127.0.0.1:0", "--latency-ms", LATENCY_MS])
-        .args(["--mailboxes", &USERS.to_string()])
-        .args([
-            "--account",
-            "svc@example.com",
-            "--password-env",
-            "BENCH_SIM_PASSWORD",
-        ])
-        .arg("--write-ca")
-        .arg(dir.join("ca.pem"))
-        .env("BENCH_SIM_PASSWORD", PASSWORD)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "start {}: {e} (build it: cargo build --release)",
-                sim_path.display()
-            )
-        })?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let sim = Sim(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| format!("unexpected exchange-sim line {line:?}"))?;
-    Ok((sim, port))
-}
+use sim::Error;
 
 fn free_port() -> Result<u16, Error> {
     for _ in 0..50 {
@@ -166,7 +115,15 @@ fn stamp(unix: i64) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let dir = tempfile::tempdir()?;
-    let (_sim, sim_port) = start_sim(dir.path())?;
+    let (_sim, sim_port) = sim::start(
+        dir.path(),
+        &[
+            "--latency-ms",
+            LATENCY_MS,
+            "--mailboxes",
+            &USERS.to_string(),
+        ],
+    )?;
     let client = {
         let pem = std::fs::read(dir.path().join("ca.pem"))?;
         let mut roots = rustls::RootCertStore::empty();
@@ -217,8 +174,8 @@ async fn main() -> Result<(), Error> {
         server: ServerLocation::parse("127.0.0.1")?,
         port: Port::parse(&sim_port.to_string())?,
         test_mailbox: Mailbox::parse_optional(GatewayKind::Ews, "user00000@example.com")?,
-        account: AccountName::parse(GatewayKind::Ews, "svc@example.com")?,
-        password: Some(state.cipher.seal_password(PASSWORD)?),
+        account: AccountName::parse(GatewayKind::Ews, sim::ACCOUNT)?,
+        password: Some(state.cipher.seal_password(sim::PASSWORD)?),
     };
     store::gateways::create(&pool, &input, "bench", state.now()).await?;
     {

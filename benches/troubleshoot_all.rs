@@ -4,8 +4,6 @@
 //! run). Uses the release exchange-sim binary.
 //!   cargo bench --bench troubleshoot_all
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,62 +20,15 @@ const GATEWAYS: usize = 10;
 const LATENCY_MS: &str = "200";
 const RUNS: usize = 3;
 
-type Error = Box<dyn std::error::Error>;
+#[path = "support/sim.rs"]
+mod sim;
 
-struct Sim(std::process::Child);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_sim(dir: &std::path::Path) -> Result<(Sim, u16), Error> {
-    let exe = std::env::current_exe()?;
-    // target/release/deps/troubleshoot_all-HASH -> target/release/exchange-sim
-    let sim_path = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("exchange-sim"))
-        .ok_or("no target directory")?;
-    let mut child = Command::new(&sim_path)
-        .args(["--listen", "127.0.0.1:0", "--latency-ms", LATENCY_MS])
-        .args([
-            "--account",
-            "svc@example.com",
-            "--password-env",
-            "BENCH_SIM_PASSWORD",
-        ])
-        .arg("--write-ca")
-        .arg(dir.join("ca.pem"))
-        .env("BENCH_SIM_PASSWORD", "bench-password")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "start {}: {e} (build it: cargo build --release)",
-                sim_path.display()
-            )
-        })?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let sim = Sim(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| format!("unexpected exchange-sim line {line:?}"))?;
-    Ok((sim, port))
-}
+use sim::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let dir = tempfile::tempdir()?;
-    let (_sim, port) = start_sim(dir.path())?;
+    let (_sim, port) = sim::start(dir.path(), &["--latency-ms", LATENCY_MS])?;
     let settings = Settings {
         data_dir: dir.path().join("data"),
         listen: "127.0.0.1:0".parse()?,
@@ -103,9 +54,9 @@ async fn main() -> Result<(), Error> {
             server: ServerLocation::parse("127.0.0.1")?,
             port: Port::parse(&port.to_string())?,
             test_mailbox: Mailbox::parse_optional(GatewayKind::Ews, "user@example.com")?,
-            account: AccountName::parse(GatewayKind::Ews, "svc@example.com")?,
+            account: AccountName::parse(GatewayKind::Ews, sim::ACCOUNT)?,
             password: if i == 0 {
-                Some(state.cipher.seal_password("bench-password")?)
+                Some(state.cipher.seal_password(sim::PASSWORD)?)
             } else {
                 None
             },

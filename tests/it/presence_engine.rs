@@ -71,12 +71,7 @@ impl Rig {
                 ],
             )
             .await;
-        assert_eq!(response.status().as_u16(), 303, "add gateway");
-        location(&response)
-            .rsplit('/')
-            .next()
-            .and_then(|id| id.parse().ok())
-            .expect("id")
+        created(response, "add gateway")
     }
 
     /// An end user on this node with calendar presence on; returns the row
@@ -99,12 +94,7 @@ impl Rig {
                 ],
             )
             .await;
-        assert_eq!(response.status().as_u16(), 303, "add user {user_id}");
-        location(&response)
-            .rsplit('/')
-            .next()
-            .and_then(|id| id.parse().ok())
-            .expect("id")
+        created(response, user_id)
     }
 
     /// Replaces the named mailboxes' calendars in the sim with `rows`
@@ -118,6 +108,15 @@ impl Rig {
                 rfc3339(*end)
             ));
         }
+        self.post_rows(text).await;
+    }
+
+    /// Gives `mailbox` an empty calendar in the sim (a mailbox it knows).
+    pub(crate) async fn script_empty(&self, mailbox: &str) {
+        self.post_rows(format!("{mailbox},,,\n")).await;
+    }
+
+    async fn post_rows(&self, text: String) {
         let answer = self
             .sim_client
             .post(format!(
@@ -125,21 +124,6 @@ impl Rig {
                 self.sim.port()
             ))
             .body(text)
-            .send()
-            .await
-            .expect("POST /sim/calendars");
-        assert_eq!(answer.status().as_u16(), 200);
-    }
-
-    /// Gives `mailbox` an empty calendar in the sim (a mailbox it knows).
-    pub(crate) async fn script_empty(&self, mailbox: &str) {
-        let answer = self
-            .sim_client
-            .post(format!(
-                "https://127.0.0.1:{}/sim/calendars",
-                self.sim.port()
-            ))
-            .body(format!("{mailbox},,,\n"))
             .send()
             .await
             .expect("POST /sim/calendars");
@@ -335,6 +319,16 @@ impl Rig {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// The id a create form redirected to (`.../{id}`).
+fn created(response: reqwest::Response, what: &str) -> i64 {
+    assert_eq!(response.status().as_u16(), 303, "{what}");
+    location(&response)
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .expect("id")
 }
 
 pub(crate) fn rfc3339(unix: i64) -> String {
