@@ -185,7 +185,7 @@ async fn tokens_read_anyones_presence_until_revoked() {
     let caller = support::bare_client();
 
     publish(&app, &[("bob", CalendarPresence::InAMeeting)]).await;
-    sqlx::query("UPDATE users SET calendar_enabled = 1 WHERE user_id = 'bob'")
+    sqlx::query("UPDATE users SET calendar_enabled = 1, node = 'test-node' WHERE user_id = 'bob'")
         .execute(&app.state.pool)
         .await
         .unwrap();

@@ -132,9 +132,24 @@ async fn a_restart_clears_the_banner_and_runs_the_new_generation() {
     let node = app.state.settings.node_name.clone();
     // While running, the engine owns its notification port (TCP and UDP).
     assert!(!port_is_free(port));
-    let ack = client()
+    // It answers there: what is no EWS notification is refused, and a
+    // notification for no subscription it holds is answered Unsubscribe.
+    let refused = client()
         .post(format!("http://127.0.0.1:{port}/notify"))
         .body("<soap:Envelope/>")
+        .send()
+        .await
+        .expect("notification");
+    assert_eq!(refused.status().as_u16(), 400);
+    let ack = client()
+        .post(format!("http://127.0.0.1:{port}/ews/unknown"))
+        .body(concat!(
+            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>"#,
+            r#"<SendNotification><ResponseMessages><SendNotificationResponseMessage>"#,
+            r#"<Notification><SubscriptionId>x</SubscriptionId><StatusEvent><Watermark>w</Watermark>"#,
+            r#"</StatusEvent></Notification></SendNotificationResponseMessage></ResponseMessages>"#,
+            r#"</SendNotification></s:Body></s:Envelope>"#
+        ))
         .send()
         .await
         .expect("notification");
@@ -143,7 +158,7 @@ async fn a_restart_clears_the_banner_and_runs_the_new_generation() {
         ack.text()
             .await
             .expect("ack")
-            .contains("<SubscriptionStatus>OK")
+            .contains("<SubscriptionStatus>Unsubscribe")
     );
 
     assert!(!app.get_text("/").await.1.contains(BANNER));

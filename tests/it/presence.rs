@@ -169,10 +169,12 @@ async fn the_presence_api_answers_en5_json_to_whom_it_may() {
     assert_eq!(status, 404);
 
     // Calendar presence on and a meeting published: an administrator sees it.
-    sqlx::query("UPDATE users SET calendar_enabled = 1 WHERE user_id = 'alice'")
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE users SET calendar_enabled = 1, node = 'test-node' WHERE user_id = 'alice'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
     let (_, body) = json_of(&alice, &app, "/api/v1/presence/ALICE").await;
     assert_eq!(body["calendar_presence"], "unknown", "nothing read yet");
     presence::publish(
@@ -233,10 +235,12 @@ async fn pages_show_the_published_presence() {
         )
         .await;
     assert_eq!(response.status().as_u16(), 303);
-    sqlx::query("UPDATE users SET calendar_enabled = 1 WHERE user_id = 'alice'")
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE users SET calendar_enabled = 1, node = 'test-node' WHERE user_id = 'alice'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
     let (_, page) = app.get_text(&format!("/users/end-users/{id}")).await;
     assert!(page.contains("Not available yet"), "{page}");
     presence::publish(
