@@ -376,7 +376,8 @@ fn check_record(
     let mut fields = Vec::with_capacity(record.len());
     for (i, field) in record.iter().enumerate() {
         match std::str::from_utf8(field) {
-            Ok(text) => fields.push(text),
+            // Undo the export's formula quote before any check sees the cell.
+            Ok(text) => fields.push(formula_safe_cell(text, CellDirection::Import)),
             Err(_) => {
                 let column = COLUMNS.get(i).copied().unwrap_or("an extra column");
                 let shown = String::from_utf8_lossy(record.get(0).unwrap_or_default())
@@ -406,6 +407,7 @@ fn check_record(
             )),
         );
     }
+    let fields: Vec<&str> = fields.iter().map(|f| f.as_ref()).collect();
     let record = match parse_row(&fields, known) {
         Ok(record) => record,
         Err(message) => return (shown, Outcome::Error(message)),
@@ -434,6 +436,40 @@ fn check_record(
     (shown, outcome)
 }
 
+/// First characters that make a spreadsheet read a cell as a formula (OWASP
+/// "CSV Injection"): `=`, `+`, `-`, `@`, tab and carriage return.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Whether a cell needs the quote: it starts with a formula character, or
+/// with quotes before one. Counting the quoted forms too is what makes
+/// export then import give back every value exactly, even one that already
+/// starts with `'=`.
+fn needs_quote(value: &str) -> bool {
+    value.trim_start_matches('\'').starts_with(FORMULA_STARTS)
+}
+
+/// The one rule for formula injection, both ways. `Export` prefixes a cell
+/// that a spreadsheet would run as a formula with `'`, so it shows as text;
+/// `Import` takes that quote off again, so a file exported and imported
+/// keeps every value as it was. Cells without the risk pass unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellDirection {
+    Export,
+    Import,
+}
+
+pub fn formula_safe_cell(value: &str, direction: CellDirection) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    match direction {
+        CellDirection::Export if needs_quote(value) => Cow::Owned(format!("'{value}")),
+        CellDirection::Import => match value.strip_prefix('\'') {
+            Some(rest) if needs_quote(rest) => Cow::Borrowed(rest),
+            _ => Cow::Borrowed(value),
+        },
+        CellDirection::Export => Cow::Borrowed(value),
+    }
+}
+
 /// One row of an export: a stored end user's fields, as stored.
 pub struct ExportRow<'a> {
     pub user_id: &'a str,
@@ -454,16 +490,21 @@ pub fn write_csv<'a>(rows: impl IntoIterator<Item = ExportRow<'a>>) -> Result<Ve
     let failed = |e: csv::Error| format!("writing the CSV: {e}");
     writer.write_record(COLUMNS).map_err(failed)?;
     for row in rows {
+        let cells = [
+            row.user_id,
+            row.first_name,
+            row.last_name,
+            row.mailbox.unwrap_or_default(),
+            row.node.unwrap_or_default(),
+            row.locale,
+            if row.calendar { "on" } else { "off" },
+        ];
         writer
-            .write_record([
-                row.user_id,
-                row.first_name,
-                row.last_name,
-                row.mailbox.unwrap_or_default(),
-                row.node.unwrap_or_default(),
-                row.locale,
-                if row.calendar { "on" } else { "off" },
-            ])
+            .write_record(
+                cells
+                    .iter()
+                    .map(|cell| formula_safe_cell(cell, CellDirection::Export).into_owned()),
+            )
             .map_err(failed)?;
     }
     writer
@@ -684,6 +725,56 @@ mod tests {
         );
         let big = vec![b' '; MAX_BYTES + 1];
         assert_eq!(validate(&big, &known), Err(FileError::TooLarge));
+    }
+
+    #[test]
+    fn formula_cells_are_quoted_on_export_and_unquoted_on_import() {
+        use CellDirection::{Export, Import};
+        for risky in [
+            "=HYPERLINK(\"http://x\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "'=1",
+            "''+1",
+        ] {
+            let out = formula_safe_cell(risky, Export);
+            assert_eq!(out, format!("'{risky}"), "{risky:?}");
+            assert_eq!(formula_safe_cell(&out, Import), risky, "{risky:?}");
+        }
+        for plain in ["", "Bob", "O'Brien", "'", "'quoted", "a=b", "1-2", "x@y.z"] {
+            assert_eq!(formula_safe_cell(plain, Export), plain, "{plain:?}");
+            assert_eq!(formula_safe_cell(plain, Import), plain, "{plain:?}");
+        }
+        // A hand-written quoted formula imports without its quote.
+        assert_eq!(formula_safe_cell("'@SUM(A1)", Import), "@SUM(A1)");
+    }
+
+    #[test]
+    fn export_quotes_formula_names_and_import_restores_them() {
+        let csv = write_csv([ExportRow {
+            user_id: "eve",
+            first_name: "=HYPERLINK(\"http://evil\",\"x\")",
+            last_name: "-2",
+            mailbox: None,
+            node: None,
+            locale: "en-US",
+            calendar: false,
+        }])
+        .expect("csv");
+        let text = String::from_utf8(csv.clone()).expect("utf-8");
+        assert!(
+            text.contains("eve,\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",'-2,"),
+            "{text}"
+        );
+        let report = validate(&csv, &known()).expect("readable");
+        let Outcome::Create(record) = &report.rows[0].outcome else {
+            panic!("{:?}", report.rows[0]);
+        };
+        assert_eq!(record.first_name, "=HYPERLINK(\"http://evil\",\"x\")");
+        assert_eq!(record.last_name, "-2");
     }
 
     #[test]

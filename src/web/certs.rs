@@ -40,6 +40,11 @@ pub const UPLOAD_BODY_LIMIT: usize = UPLOAD_LIMIT + 64 * 1024;
 /// Bodies declared beyond this are refused before they are read.
 pub const UPLOAD_HARD_LIMIT: usize = 8 * 1024 * 1024;
 
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+const NO_CERTIFICATE: &str = "No certificate found in the file: it must hold -----BEGIN \
+                              CERTIFICATE----- blocks or be one DER certificate. Nothing stored.";
+
 const PRIVATE_KEY: &str = "This file contains a private key: upload certificates only; the key \
                            stays on the Exchange server. Nothing stored.";
 
@@ -66,6 +71,9 @@ async fn shell(
 /// or many CERTIFICATE blocks) or one DER certificate. The message says what
 /// is wrong and that nothing was stored.
 pub fn parse_upload(bytes: &[u8]) -> Result<Vec<Candidate>, String> {
+    // Windows editors save PEM with a UTF-8 byte-order mark; left in, it
+    // hides the first BEGIN line from the PEM reader.
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("The file is empty: nothing stored.".to_owned());
     }
@@ -98,24 +106,47 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// What is wrong with a PEM file, in words an administrator can act on
+/// (the reader's own errors are for programmers). `block` counts from 1.
+fn pem_damage(error: rustls_pemfile::Error, block: usize) -> String {
+    let why = match error {
+        rustls_pemfile::Error::Base64Decode(_) => {
+            format!("the base64 text of block {block} cannot be read")
+        }
+        rustls_pemfile::Error::MissingSectionEnd { end_marker } => format!(
+            "block {block} has no -----END {}----- line",
+            String::from_utf8_lossy(&end_marker).trim()
+        ),
+        rustls_pemfile::Error::IllegalSectionStart { .. } => format!(
+            "the BEGIN line of block {block} is malformed (it must read -----BEGIN \
+             CERTIFICATE-----)"
+        ),
+    };
+    format!("The PEM file is damaged: {why}. Nothing stored.")
+}
+
 fn parse_pem(bytes: &[u8]) -> Result<Vec<Candidate>, String> {
     let mut candidates: Vec<Candidate> = Vec::new();
-    let mut reader = bytes;
-    for (n, item) in rustls_pemfile::read_all(&mut reader).enumerate() {
-        let item =
-            item.map_err(|e| format!("The PEM text cannot be read ({e:?}): nothing stored."))?;
+    let mut rest = bytes;
+    let mut n = 0;
+    loop {
+        let item = match rustls_pemfile::read_one_from_slice(rest) {
+            Ok(Some((item, remainder))) => {
+                rest = remainder;
+                item
+            }
+            Ok(None) => break,
+            Err(e) => return Err(pem_damage(e, n + 1)),
+        };
+        n += 1;
         let rustls_pemfile::Item::X509Certificate(der) = item else {
             return Err(format!(
-                "Block {} of the PEM text is not a certificate (only CERTIFICATE blocks are \
-                 accepted): nothing stored.",
-                n + 1
+                "Block {n} of the PEM text is not a certificate (only CERTIFICATE blocks are \
+                 accepted): nothing stored."
             ));
         };
         let info = certinfo::parse(&der).map_err(|e| {
-            format!(
-                "Certificate {} of the PEM text cannot be read: {e} Nothing stored.",
-                n + 1
-            )
+            format!("Certificate {n} of the PEM text cannot be read: {e} Nothing stored.")
         })?;
         // The same certificate twice in one file is trusted once.
         if !candidates.iter().any(|c| c.info.sha256 == info.sha256) {
@@ -126,7 +157,7 @@ fn parse_pem(bytes: &[u8]) -> Result<Vec<Candidate>, String> {
         }
     }
     if candidates.is_empty() {
-        return Err("The PEM text holds no CERTIFICATE block: nothing stored.".to_owned());
+        return Err(NO_CERTIFICATE.to_owned());
     }
     Ok(candidates)
 }
@@ -717,6 +748,20 @@ mod tests {
                 .unwrap_err()
                 .contains("larger than 1 MiB")
         );
+        let damaged = b"-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n";
+        let message = parse_upload(damaged).unwrap_err();
+        assert_eq!(
+            message,
+            "The PEM file is damaged: the base64 text of block 1 cannot be read. Nothing stored."
+        );
+        let unended = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
+        assert!(
+            parse_upload(unended)
+                .unwrap_err()
+                .contains("block 1 has no -----END CERTIFICATE----- line")
+        );
+        let no_blocks = b"notes: -----BEGIN is not at the start of a line\n";
+        assert_eq!(parse_upload(no_blocks).unwrap_err(), NO_CERTIFICATE);
         let csr = b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n";
         assert!(parse_upload(csr).is_err());
     }

@@ -29,6 +29,20 @@ pub fn security_headers() -> [SetResponseHeaderLayer<HeaderValue>; 4] {
     ]
 }
 
+/// `Cache-Control: no-store` for everything behind a session (SY-5): pages
+/// and API answers hold personal data that a shared or back-button cache
+/// must not keep after sign-out. Answers that set their own keep it.
+pub fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
+    header_layer(header::CACHE_CONTROL, "no-store")
+}
+
+/// HSTS for a year (SY-5), only when the console serves HTTPS: sent over
+/// plain loopback HTTP it would be ignored at best, and at worst make a
+/// browser refuse that host's HTTP later.
+pub fn strict_transport_security() -> SetResponseHeaderLayer<HeaderValue> {
+    header_layer(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000")
+}
+
 /// The page a cross-site POST gets (SY-3): 403, nothing changed.
 pub fn csrf_refused(_: ProtectionError) -> Response<Body> {
     errors::error_page(

@@ -111,7 +111,9 @@ pub fn app(state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(sessions)
                 .layer(axum_messages::MessagesManagerLayer),
-        );
+        )
+        // Static files and health checks (in `bare`) stay cacheable.
+        .layer(middleware::no_store());
 
     // Health checks and static files need no session: keep them cheap.
     let bare = Router::new()
@@ -130,6 +132,9 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(errors::decorate));
     for layer in middleware::security_headers() {
         router = router.layer(layer);
+    }
+    if https {
+        router = router.layer(middleware::strict_transport_security());
     }
     router.layer(TraceLayer::new_for_http()).with_state(state)
 }

@@ -583,3 +583,39 @@ async fn cross_site_posts_are_refused_and_change_nothing() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 403);
 }
+
+/// SY-5: nothing behind a session is kept by a cache (pages and API answers
+/// say `no-store`), static files stay cacheable, and plain loopback HTTP
+/// carries no HSTS (HTTPS is in process.rs).
+#[tokio::test]
+async fn signed_in_pages_and_api_answers_say_no_store_and_plain_http_has_no_hsts() {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    let cache_control = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for path in ["/", "/presence/gateways", "/system/certificates", "/bulk"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(cache_control(&response), "no-store", "{path}");
+        assert!(
+            response
+                .headers()
+                .get("strict-transport-security")
+                .is_none(),
+            "{path}: no HSTS over plain HTTP"
+        );
+    }
+    let response = app.get("/api/v1/presence/alice").await;
+    // No such user: an API answer all the same, and JSON like every one.
+    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(cache_control(&response), "no-store", "an API answer");
+    let response = app.get(presence_gateway::web::paths::STATIC_CSS).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(cache_control(&response), "public, max-age=3600");
+}

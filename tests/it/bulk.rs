@@ -451,6 +451,52 @@ async fn bulk_export_round_trips() {
     assert!(page.contains("<th scope=\"row\">Error</th><td class=\"num\">0</td>"));
 }
 
+/// OWASP "CSV Injection": a name a spreadsheet would run as a formula is
+/// exported behind a `'` (console and shell alike), and that export imports
+/// back to the names as stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_export_quotes_formula_cells_and_import_restores_them() {
+    let app = admin_app().await;
+    let csv = format!(
+        "{HEADER}eve,\"=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\",+1,,,,on\n\
+         fay,-2,@SUM(A1),,,,off\n"
+    );
+    let (status, page) = upload(&app, "seed.csv", csv.as_bytes()).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, _) = apply(&app, &token(&page)).await;
+    assert_eq!(status, 303);
+    let eve = stored(&app, "eve").await.expect("eve");
+    assert_eq!(eve.first_name, "=HYPERLINK(\"http://evil.example\",\"x\")");
+
+    let expected = "user_id,first_name,last_name,mailbox,node,locale,calendar\r\n\
+                    eve,\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\",'+1,,,en-US,on\r\n\
+                    fay,'-2,'@SUM(A1),,,en-US,off\r\n";
+    let response = app.get("/bulk/export").await;
+    assert_eq!(response.status().as_u16(), 200);
+    let exported = response.bytes().await.expect("csv").to_vec();
+    assert_eq!(String::from_utf8_lossy(&exported), expected);
+
+    // The shell's export follows the same rule.
+    let output = run(app.dir.path(), &["export"]);
+    assert_eq!(code(&output), 0, "{output:?}");
+    assert_eq!(stdout(&output), expected);
+
+    // Imported again, the quotes come off: every row repeats what is stored.
+    let (status, page) = upload(&app, "users.csv", &exported).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<th scope=\"row\">Error</th><td class=\"num\">0</td>"));
+    assert!(
+        page.contains("<td class=\"num\">2 (2 without change)</td>"),
+        "{page}"
+    );
+    assert!(report_row(&page, 2).contains("Update"));
+    let fay = stored(&app, "fay").await.expect("fay");
+    assert_eq!(
+        (fay.first_name.as_str(), fay.last_name.as_str()),
+        ("-2", "@SUM(A1)")
+    );
+}
+
 #[tokio::test]
 async fn bulk_pages_are_for_administrators_only() {
     let app = TestApp::spawn().await;

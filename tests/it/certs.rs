@@ -223,6 +223,67 @@ async fn certs_upload_refusals_store_nothing() {
     );
 }
 
+/// A damaged PEM file is explained in plain words, never with the reader's
+/// internal error; a PEM file saved with a UTF-8 byte-order mark (as Windows
+/// editors do) is accepted.
+#[tokio::test]
+async fn certs_upload_damaged_pem_is_explained_and_a_byte_order_mark_is_accepted() {
+    let app = admin_app().await;
+    let cert = TestCert::ca("Damaged CA", 365);
+
+    // One base64 character made impossible.
+    let pem = cert.pem();
+    let body_start = pem.find('\n').expect("BEGIN line") + 11;
+    let damaged = format!("{}!{}", &pem[..body_start], &pem[body_start + 1..]);
+    let (status, page) = upload_file(&app, "damaged.pem", damaged.as_bytes()).await;
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains(
+            "The PEM file is damaged: the base64 text of block 1 cannot be read. Nothing stored."
+        ),
+        "{page}"
+    );
+    assert!(
+        !page.contains("InvalidData") && !page.contains("Custom {"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"file-error\""), "beside the field");
+
+    // A BEGIN line without its END line.
+    let cut = &pem[..pem.find("-----END").expect("END line")];
+    let (status, page) = upload_file(&app, "cut.pem", cut.as_bytes()).await;
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains("The PEM file is damaged: block 1 has no -----END CERTIFICATE----- line."),
+        "{page}"
+    );
+
+    // PEM-looking text without a certificate block.
+    let (status, page) = upload_file(
+        &app,
+        "notes.pem",
+        b"see -----BEGIN CERTIFICATE----- below\n",
+    )
+    .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains(
+            "No certificate found in the file: it must hold -----BEGIN CERTIFICATE----- \
+             blocks or be one DER certificate."
+        ),
+        "{page}"
+    );
+    assert_eq!(stored(&app).await, 0);
+
+    // The same certificate behind a UTF-8 byte-order mark is trusted.
+    let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+    with_bom.extend_from_slice(pem.as_bytes());
+    let (status, page) = upload_file(&app, "bom.pem", &with_bom).await;
+    assert_eq!(status, 303, "{page}");
+    assert!(page.contains(&cert.fingerprint()), "{page}");
+    assert_eq!(stored(&app).await, 1);
+}
+
 #[tokio::test]
 async fn certs_upload_der_and_pem_bundles_without_duplicates() {
     let app = admin_app().await;

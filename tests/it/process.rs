@@ -186,6 +186,11 @@ async fn off_loopback_the_console_serves_https_with_a_generated_certificate() {
     let https = tls_client(&cert);
     let response = https.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
+    // SY-5: every HTTPS answer asks browsers to keep to HTTPS.
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     let response = sign_in(&https, &base, ADMIN, ENV_PASSWORD).await;
     assert_eq!(location(&response), "/");
     let cookie = response.headers()["set-cookie"]
@@ -193,16 +198,13 @@ async fn off_loopback_the_console_serves_https_with_a_generated_certificate() {
         .unwrap()
         .to_owned();
     assert!(cookie.contains("Secure"), "{cookie}");
+    let response = https.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
     assert_eq!(
-        https
-            .get(format!("{base}/"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
+        response.headers()["strict-transport-security"],
+        "max-age=31536000"
     );
+    assert_eq!(response.headers()["cache-control"], "no-store");
     // Plain HTTP on that port gets nowhere.
     let plain = client()
         .get(format!("http://127.0.0.1:{}/healthz", server.port()))
