@@ -78,8 +78,8 @@ async fn end_users_cannot_reach_user_management() {
     assert_eq!(anonymous.status().as_u16(), 303);
     assert!(location(&anonymous).starts_with("/login"));
 
-    app.create_end_user("erin", "erin-password-1").await;
-    app.sign_in("erin", "erin-password-1").await;
+    app.create_end_user("erin", "ember-lantern-pw-1").await;
+    app.sign_in("erin", "ember-lantern-pw-1").await;
     for path in [
         "/users/end-users",
         "/users/end-users/new",
@@ -335,7 +335,25 @@ async fn every_field_error_is_shown_beside_its_field() {
         (
             with(valid("u1"), "password", "short"),
             "password",
-            "at least 8",
+            "Use at least 12 characters.",
+        ),
+        (
+            with(
+                with(valid("u1"), "password", "QWERTY123456"),
+                "confirm",
+                "QWERTY123456",
+            ),
+            "password",
+            "one of the 10,000 most common",
+        ),
+        (
+            with(
+                with(valid("u1"), "password", "my-U1-secret-pass"),
+                "confirm",
+                "my-U1-secret-pass",
+            ),
+            "password",
+            "must not contain the user ID",
         ),
         (
             with(valid("u1"), "confirm", "different-pass"),
