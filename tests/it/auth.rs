@@ -733,3 +733,26 @@ async fn wrong_current_passwords_lock_the_user_id_like_sign_in() {
         "the old password still works"
     );
 }
+
+/// The first administrator's password from the environment follows the same
+/// rule: a weak one stops the start with the rule's message.
+#[tokio::test]
+async fn first_admin_password_from_the_environment_follows_the_rule() {
+    for (given, message) in [
+        ("short-pw", "Use at least 12 characters."),
+        ("LeaveMeAlone", "one of the 10,000 most common"),
+        ("the-Admin-password", "must not contain the user ID"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let settings = crate::support::test_settings(data.path(), Some(given));
+        let clock = std::sync::Arc::new(presence_gateway::clock::ManualClock::new(
+            time::OffsetDateTime::now_utc(),
+        ));
+        let error = match presence_gateway::cmd::serve::prepare(settings, clock).await {
+            Ok(_) => panic!("{given} accepted"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains("PRESENCE_GATEWAY_ADMIN_PASSWORD"), "{error}");
+        assert!(error.contains(message), "{given}: {error}");
+    }
+}
