@@ -908,3 +908,68 @@ async fn search_query_plans_use_indexes_never_a_scan_of_users() {
         }
     }
 }
+
+/// ASVS 2.1: both administrators' Set Password forms (end user and
+/// application user) name the rule a password fails, beside its field; the
+/// user-ID rule uses the ID of the user whose password is set.
+#[tokio::test]
+async fn set_password_forms_name_the_rule_that_failed() {
+    let app = admin_app().await;
+    let end_user = app.create_end_user("Pat.Lee", PASSWORD).await;
+    let response = app
+        .post_form(
+            "/users/application-users/new",
+            &[
+                ("user_id", "ops.lead"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    let admin = store::users::find_by_user_id(&app.state.pool, "ops.lead")
+        .await
+        .unwrap()
+        .expect("created")
+        .id;
+    for (path, id) in [
+        (format!("/users/end-users/{end_user}/password"), "pat.lee"),
+        (
+            format!("/users/application-users/{admin}/password"),
+            "OPS.LEAD",
+        ),
+    ] {
+        let with_id = format!("my {id} passphrase");
+        for (password, message) in [
+            ("11 chars ok", "Use at least 12 characters."),
+            (
+                "1q2w3e4r5t6y",
+                "This password is one of the 10,000 most common; choose another.",
+            ),
+            (
+                with_id.as_str(),
+                "The password must not contain the user ID.",
+            ),
+        ] {
+            let (status, page) = app
+                .post_text(&path, &[("password", password), ("confirm", password)])
+                .await;
+            assert_eq!(status, 422, "{path} {password}");
+            assert_eq!(
+                field_error(&page, "password").as_deref(),
+                Some(message),
+                "{path} {password}"
+            );
+        }
+        let (status, _) = app
+            .post_text(
+                &path,
+                &[
+                    ("password", "a fine long phrase"),
+                    ("confirm", "a fine long phrase"),
+                ],
+            )
+            .await;
+        assert!(status == 303 || status == 200, "{path}: {status}");
+    }
+}
