@@ -147,7 +147,7 @@ async fn main() -> Result<(), Error> {
         node_name: "bench".to_owned(),
         tls_cert: None,
         tls_key: None,
-        admin_password: Some(SecretString::from("bench-admin-password".to_owned())),
+        admin_password: Some(SecretString::from("bench-console-password".to_owned())),
     };
     // Calendar time starts on a minute boundary, so with no spread a read
     // is published the moment it is made.

@@ -30,7 +30,7 @@ async fn one_run() -> Result<Duration, Box<dyn std::error::Error>> {
         node_name: "bench".to_owned(),
         tls_cert: None,
         tls_key: None,
-        admin_password: Some(SecretString::from("bench-admin-password".to_owned())),
+        admin_password: Some(SecretString::from("bench-console-password".to_owned())),
     };
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let state = presence_gateway::cmd::serve::prepare(settings, clock)

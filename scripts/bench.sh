@@ -31,7 +31,7 @@ cargo build --release --quiet
 DATA="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 BASE="http://127.0.0.1:${PORT}"
-PASSWORD="bench-admin-password"
+PASSWORD="bench-console-password"
 PRESENCE_GATEWAY_ADMIN_PASSWORD="$PASSWORD" RUST_LOG=warn \
   ./target/release/presence-gateway --data-dir "$DATA" --listen "127.0.0.1:${PORT}" >"$DATA/serve.log" 2>&1 &
 SERVER=$!

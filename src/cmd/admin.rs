@@ -22,7 +22,7 @@ pub async fn set_password(data_dir: &Path, user_id: &str, from_stdin: bool) -> A
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
         let line = line.trim_end_matches(['\r', '\n']);
-        let password = NewPassword::parse(line, line).map_err(AppError::Config)?;
+        let password = NewPassword::parse(line, line, &user.user_id).map_err(AppError::Config)?;
         (password.expose().to_owned(), false)
     } else {
         (crate::secrets::password::generate(), true)

@@ -115,7 +115,7 @@ async fn ensure_admin(pool: &SqlitePool, settings: &Settings, now: i64) -> AppRe
     let (password, first_admin, must_change) = match &settings.admin_password {
         Some(given) => {
             let given = given.expose_secret();
-            NewPassword::parse(given, given)
+            NewPassword::parse(given, given, FIRST_ADMIN)
                 .map_err(|e| AppError::Config(format!("{ADMIN_PASSWORD_ENV}: {e}")))?;
             (
                 SecretString::from(given.to_owned()),

@@ -129,7 +129,7 @@ async fn create(
     Form(raw): Form<RawAdmin>,
 ) -> AppResult<Response> {
     let user_id = UserId::parse(&raw.user_id);
-    let password = NewPassword::parse(&raw.password.0, &raw.confirm.0);
+    let password = NewPassword::parse(&raw.password.0, &raw.confirm.0, &raw.user_id);
     let mut errors = FieldErrors::default();
     match (user_id, password) {
         (Ok(user_id), Ok(password)) => {
@@ -312,7 +312,7 @@ async fn set_password(
         // owner out; the account page asks for it.
         return Ok(Redirect::to(paths::ACCOUNT_PASSWORD).into_response());
     }
-    let password = match NewPassword::parse(&raw.password.0, &raw.confirm.0) {
+    let password = match NewPassword::parse(&raw.password.0, &raw.confirm.0, &row.user_id) {
         Ok(password) => password,
         Err(error) => {
             let mut errors = FieldErrors::default();

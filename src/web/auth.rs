@@ -225,30 +225,65 @@ async fn change_password(
     messages: Messages,
     Form(form): Form<PasswordForm>,
 ) -> AppResult<Response> {
-    let current_ok = crate::secrets::password::verify(
-        SecretString::from(form.current.clone()),
-        Some(user.row.password_hash.clone()),
-    )
-    .await?;
+    // A wrong current password is a password guess like a failed sign-in
+    // (ASVS 2.1): it counts toward the same lock on the same key, so a
+    // stolen session cannot guess without limit here, and a locked ID is
+    // refused here as at sign-in.
+    let key = throttle_key(&user.row.user_id);
+    let now = state.now();
     let mut errors = FieldErrors::default();
-    if !current_ok {
-        errors.set("current", "The current password is incorrect.");
-    }
-    let new_password = NewPassword::parse(&form.new, &form.confirm).and_then(|p| {
-        if p.expose() == form.current {
-            Err("The new password must differ from the current one.".to_owned())
-        } else {
-            Ok(p)
+    let mut locked = false;
+    match store::throttle::admit(&state.pool, &key, now).await? {
+        store::throttle::Admission::Locked(until) => {
+            locked = true;
+            errors.set("current", locked_message(until, now));
         }
-    });
+        store::throttle::Admission::Admitted(attempt) => {
+            let current_ok = crate::secrets::password::verify(
+                SecretString::from(form.current.clone()),
+                Some(user.row.password_hash.clone()),
+            )
+            .await?;
+            if current_ok {
+                if let Err(until) =
+                    store::throttle::succeeded(&state.pool, attempt, &key, now).await?
+                {
+                    locked = true;
+                    errors.set("current", locked_message(until, now));
+                }
+            } else {
+                tracing::info!(user_id = %user.row.user_id, "wrong current password");
+                match store::throttle::failed(&state.pool, attempt, &key, now).await? {
+                    Some(until) => {
+                        locked = true;
+                        errors.set("current", locked_message(until, now));
+                    }
+                    None => errors.set("current", "The current password is incorrect."),
+                }
+            }
+        }
+    }
+    let new_password =
+        NewPassword::parse(&form.new, &form.confirm, &user.row.user_id).and_then(|p| {
+            if p.expose() == form.current {
+                Err("The new password must differ from the current one.".to_owned())
+            } else {
+                Ok(p)
+            }
+        });
     let new_password = match new_password {
         Ok(p) if !errors.any() => p,
         new_password => {
             if let Err(message) = new_password {
                 errors.set("new", message);
             }
+            let status = if locked {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
             return render(
-                StatusCode::UNPROCESSABLE_ENTITY,
+                status,
                 &PasswordPage {
                     shell: Shell::new(
                         &state,

@@ -414,7 +414,7 @@ fn parse_end_user(
     let node = raw.node.trim();
     let node = (!node.is_empty()).then(|| node.to_owned());
     let password = if with_password {
-        NewPassword::parse(&raw.password.0, &raw.confirm.0)
+        NewPassword::parse(&raw.password.0, &raw.confirm.0, &raw.user_id)
             .map_err(|e| errors.set("password", e))
             .ok()
     } else {
@@ -677,7 +677,7 @@ async fn set_password(
     Form(raw): Form<RawPassword>,
 ) -> AppResult<Response> {
     let row = find(&state, id).await?;
-    let password = match NewPassword::parse(&raw.password.0, &raw.confirm.0) {
+    let password = match NewPassword::parse(&raw.password.0, &raw.confirm.0, &row.user_id) {
         Ok(password) => password,
         Err(error) => {
             let mut errors = FieldErrors::default();

@@ -56,8 +56,8 @@ async fn signed_in(app: &TestApp, user: &str, password: &str) -> reqwest::Client
 /// on `app.client`.
 async fn app_with_users() -> TestApp {
     let app = support::admin_app().await;
-    app.create_end_user("alice", "alice-password-1").await;
-    app.create_end_user("bob", "bob-password-12").await;
+    app.create_end_user("alice", "amber-lantern-pw-1").await;
+    app.create_end_user("bob", "basalt-lantern-pw-12").await;
     app
 }
 
@@ -144,7 +144,7 @@ fn assert_unauthorized(outcome: &(u16, Option<String>, Value), what: &str) {
 #[tokio::test]
 async fn anonymous_callers_get_401_json_with_a_bearer_challenge() {
     let app = TestApp::spawn().await;
-    app.create_end_user("alice", "alice-password-1").await;
+    app.create_end_user("alice", "amber-lantern-pw-1").await;
     let anonymous = support::bare_client();
     for path in [
         "/api/v1/presence/alice",
@@ -159,7 +159,7 @@ async fn anonymous_callers_get_401_json_with_a_bearer_challenge() {
 #[tokio::test]
 async fn sessions_read_as_their_role_allows() {
     let app = app_with_users().await;
-    let alice = signed_in(&app, "alice", "alice-password-1").await;
+    let alice = signed_in(&app, "alice", "amber-lantern-pw-1").await;
     let (status, _, body) = json_get(&alice, &app, "/api/v1/presence/alice", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["userid"], "alice");
@@ -417,7 +417,7 @@ async fn the_console_creates_lists_and_revokes_tokens() {
 #[tokio::test]
 async fn only_administrators_manage_tokens() {
     let app = app_with_users().await;
-    let alice = signed_in(&app, "alice", "alice-password-1").await;
+    let alice = signed_in(&app, "alice", "amber-lantern-pw-1").await;
     let response = alice
         .get(app.url("/system/api-tokens"))
         .send()
@@ -661,7 +661,7 @@ async fn the_stream_sends_changes_from_now_and_resumes_after_last_event_id() {
 #[tokio::test]
 async fn an_end_users_stream_carries_only_their_own_changes() {
     let app = app_with_users().await;
-    let alice = streaming_signed_in(&app, "alice", "alice-password-1").await;
+    let alice = streaming_signed_in(&app, "alice", "amber-lantern-pw-1").await;
     let mut stream = SseReader::new(open_stream(&alice, &app, "", &[]).await);
     let seqs = publish(
         &app,

@@ -7,7 +7,7 @@ use presence_gateway::store;
 
 use crate::support::{ADMIN, TestApp, admin_app, field_error, location};
 
-const FIRST_PASSWORD: &str = "second-admin-1";
+const FIRST_PASSWORD: &str = "second-console-1";
 
 async fn create_admin(app: &TestApp, user_id: &str) -> i64 {
     let response = app
@@ -65,8 +65,8 @@ async fn status_of(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16,
 #[tokio::test]
 async fn end_users_cannot_reach_application_users() {
     let app = TestApp::spawn().await;
-    app.create_end_user("erin", "erin-password-1").await;
-    app.sign_in("erin", "erin-password-1").await;
+    app.create_end_user("erin", "ember-lantern-pw-1").await;
+    app.sign_in("erin", "ember-lantern-pw-1").await;
     for path in [
         "/users/application-users",
         "/users/application-users/new",
@@ -158,9 +158,9 @@ async fn a_new_administrator_changes_the_password_at_first_sign_in() {
 #[tokio::test]
 async fn create_refuses_bad_ids_passwords_and_duplicates() {
     let app = admin_app().await;
-    app.create_end_user("taken.by.end.user", "erin-password-1")
+    app.create_end_user("taken.by.end.user", "ember-lantern-pw-1")
         .await;
-    let cases: [(&str, &str, &str, &str, &str); 6] = [
+    let cases: [(&str, &str, &str, &str, &str); 8] = [
         (
             "",
             FIRST_PASSWORD,
@@ -175,7 +175,27 @@ async fn create_refuses_bad_ids_passwords_and_duplicates() {
             "user_id",
             "may contain",
         ),
-        ("ok.id", "short", "short", "password", "at least 8"),
+        (
+            "ok.id",
+            "short",
+            "short",
+            "password",
+            "Use at least 12 characters.",
+        ),
+        (
+            "ok.id",
+            "LeaveMeAlone",
+            "LeaveMeAlone",
+            "password",
+            "one of the 10,000 most common",
+        ),
+        (
+            "ok.id",
+            "was-OK.ID-once",
+            "was-OK.ID-once",
+            "password",
+            "must not contain the user ID",
+        ),
         (
             "ok.id",
             FIRST_PASSWORD,
@@ -318,7 +338,7 @@ async fn set_password_ends_their_sessions_and_asks_for_a_new_one() {
     assert!(
         field_error(&page, "password")
             .unwrap()
-            .contains("at least 8")
+            .contains("Use at least 12 characters.")
     );
     assert_eq!(status_of(&client, &app, "/").await.0, 200, "nothing saved");
 
@@ -376,7 +396,7 @@ async fn set_password_ends_their_sessions_and_asks_for_a_new_one() {
     );
 
     // An end user's id is not an application user.
-    let erin = app.create_end_user("erin", "erin-password-1").await;
+    let erin = app.create_end_user("erin", "ember-lantern-pw-1").await;
     assert_eq!(
         app.get(&format!("/users/application-users/{erin}/password"))
             .await

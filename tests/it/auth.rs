@@ -70,7 +70,7 @@ async fn generated_password_must_be_changed_at_first_sign_in() {
     assert_eq!(response.status().as_u16(), 422);
     let body = response.text().await.unwrap();
     assert!(body.contains("The current password is incorrect."));
-    assert!(body.contains("at least 8 characters"));
+    assert!(body.contains("Use at least 12 characters."));
     let response = app
         .post_form(
             "/account/password",
@@ -172,8 +172,8 @@ async fn five_failures_lock_the_user_id_for_fifteen_minutes() {
     assert!(body.contains("Too many failed sign-ins for this User ID"));
     assert!(body.contains("Try again in 15 minutes."), "{body}");
     // Another user ID is not affected.
-    app.create_end_user("erin", "erin-password").await;
-    let response = app.sign_in("erin", "erin-password").await;
+    app.create_end_user("erin", "ember-lantern-pw").await;
+    let response = app.sign_in("erin", "ember-lantern-pw").await;
     assert_eq!(location(&response), "/user-options");
 
     app.clock.advance(time::Duration::minutes(14));
@@ -498,8 +498,8 @@ async fn roles_keep_to_their_pages() {
     }
 
     // An end user lands on User Options and is refused the console.
-    app.create_end_user("erin", "erin-password").await;
-    let response = app.sign_in("erin", "erin-password").await;
+    app.create_end_user("erin", "ember-lantern-pw").await;
+    let response = app.sign_in("erin", "ember-lantern-pw").await;
     assert_eq!(location(&response), "/user-options");
     let (status, body) = app.get_text("/user-options").await;
     assert_eq!(status, 200);
@@ -618,4 +618,141 @@ async fn signed_in_pages_and_api_answers_say_no_store_and_plain_http_has_no_hsts
     let response = app.get(presence_gateway::web::paths::STATIC_CSS).await;
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(cache_control(&response), "public, max-age=3600");
+}
+
+/// ASVS 2.1: the change-password form names the rule a new password fails,
+/// beside the New Password field.
+#[tokio::test]
+async fn account_password_form_names_the_rule_that_failed() {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    let cases = [
+        ("eleven-char", "Use at least 12 characters."),
+        (
+            "QwErTy123456",
+            "This password is one of the 10,000 most common; choose another.",
+        ),
+        (
+            "my-ADMIN-is-long",
+            "The password must not contain the user ID.",
+        ),
+    ];
+    for (new, message) in cases {
+        let (status, body) = app
+            .post_text(
+                "/account/password",
+                &[("current", ADMIN_PASSWORD), ("new", new), ("confirm", new)],
+            )
+            .await;
+        assert_eq!(status, 422, "{new}");
+        assert_eq!(
+            crate::support::field_error(&body, "new").as_deref(),
+            Some(message),
+            "{new}"
+        );
+    }
+    // Spaces are allowed, and 128 characters are accepted.
+    let long = format!("correct horse battery staple {}", "z".repeat(99));
+    assert_eq!(long.chars().count(), 128);
+    let response = app
+        .post_form(
+            "/account/password",
+            &[
+                ("current", ADMIN_PASSWORD),
+                ("new", &long),
+                ("confirm", &long),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+}
+
+async fn change_with_current(app: &TestApp, current: &str) -> (u16, String) {
+    app.post_text(
+        "/account/password",
+        &[
+            ("current", current),
+            ("new", "another-long-secret"),
+            ("confirm", "another-long-secret"),
+        ],
+    )
+    .await
+}
+
+/// ASVS 2.1: wrong current passwords on the change-password form are
+/// guesses like failed sign-ins: five within 15 minutes lock the ID, here
+/// and at sign-in.
+#[tokio::test]
+async fn wrong_current_passwords_lock_the_user_id_like_sign_in() {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    // One failed sign-in plus four wrong current passwords: the same count.
+    assert_eq!(
+        app.other_client()
+            .post(app.url("/login"))
+            .form(&[("user_id", ADMIN), ("password", "guess")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    for n in 1..=3 {
+        let (status, body) = change_with_current(&app, "wrong-current-pass").await;
+        assert_eq!(status, 422, "attempt {n}");
+        assert!(body.contains("The current password is incorrect."), "{n}");
+    }
+    let (status, body) = change_with_current(&app, "wrong-current-pass").await;
+    assert_eq!(status, 429);
+    assert!(
+        crate::support::field_error(&body, "current")
+            .unwrap_or_default()
+            .contains("Too many failed sign-ins for this User ID"),
+        "{body}"
+    );
+    // Locked: even the right current password is refused, and nothing changes.
+    let (status, body) = change_with_current(&app, ADMIN_PASSWORD).await;
+    assert_eq!(status, 429);
+    assert!(body.contains("Try again in 15 minutes."), "{body}");
+    // Sign-in is locked too, from another browser, even with the right password.
+    let response = app
+        .other_client()
+        .post(app.url("/login"))
+        .header("Origin", &app.base)
+        .form(&[("user_id", ADMIN), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    app.clock.advance(time::Duration::minutes(15));
+    let response = app.sign_in(ADMIN, ADMIN_PASSWORD).await;
+    assert_eq!(
+        response.status().as_u16(),
+        303,
+        "the old password still works"
+    );
+}
+
+/// The first administrator's password from the environment follows the same
+/// rule: a weak one stops the start with the rule's message.
+#[tokio::test]
+async fn first_admin_password_from_the_environment_follows_the_rule() {
+    for (given, message) in [
+        ("short-pw", "Use at least 12 characters."),
+        ("LeaveMeAlone", "one of the 10,000 most common"),
+        ("the-Admin-password", "must not contain the user ID"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let settings = crate::support::test_settings(data.path(), Some(given));
+        let clock = std::sync::Arc::new(presence_gateway::clock::ManualClock::new(
+            time::OffsetDateTime::now_utc(),
+        ));
+        let error = match presence_gateway::cmd::serve::prepare(settings, clock).await {
+            Ok(_) => panic!("{given} accepted"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains("PRESENCE_GATEWAY_ADMIN_PASSWORD"), "{error}");
+        assert!(error.contains(message), "{given}: {error}");
+    }
 }

@@ -742,12 +742,12 @@ async fn browser_end_user_lands_on_user_options() {
     let _one = one_at_a_time();
     let tools = Tools::find();
     let app = TestApp::spawn().await;
-    app.create_end_user("erin", "erin-password-1").await;
+    app.create_end_user("erin", "ember-lantern-pw-1").await;
     let browser = Browser::start(&tools).await;
     let mut problems = Vec::new();
 
     browser
-        .sign_in(&app, "erin", "erin-password-1", "/user-options")
+        .sign_in(&app, "erin", "ember-lantern-pw-1", "/user-options")
         .await;
     assert_eq!(browser.path().await, "/user-options");
     browser.assert_shows("User Options").await;
@@ -764,7 +764,7 @@ async fn browser_end_user_lands_on_user_options() {
     browser.axe("forbidden", &mut problems).await;
     browser.close().await;
 
-    let response = app.sign_in("erin", "erin-password-1").await;
+    let response = app.sign_in("erin", "ember-lantern-pw-1").await;
     assert_eq!(response.status().as_u16(), 303, "end-user sign-in");
     assert_eq!(support::location(&response), "/user-options");
     let home = app.get("/").await;
@@ -1653,16 +1653,16 @@ async fn browser_end_user_flow() {
     browser.type_into("#last_name", "Fabray-Whitfield").await;
     browser.type_into("#mailbox", "quinn@example.com").await;
     browser.click("#calendar_enabled").await;
-    browser.type_into("#password", "quinn-password-1").await;
-    browser.type_into("#confirm", "quinn-password-2").await;
+    browser.type_into("#password", "quartz-lantern-pw-1").await;
+    browser.type_into("#confirm", "quartz-lantern-pw-2").await;
     browser.click_button("Add New").await;
     browser
         .wait_for_text("The password and its confirmation do not match.")
         .await;
     browser.axe("end-user-refused", &mut problems).await;
     assert_eq!(browser.value_of("#user_id").await, "quinn.fabray");
-    browser.type_into("#password", "quinn-password-1").await;
-    browser.type_into("#confirm", "quinn-password-1").await;
+    browser.type_into("#password", "quartz-lantern-pw-1").await;
+    browser.type_into("#confirm", "quartz-lantern-pw-1").await;
     browser.click_button("Add New").await;
     browser.wait_for_text("Add successful").await;
     let detail = browser.path().await;
@@ -1770,7 +1770,7 @@ async fn browser_console_over_https() {
     let spki = base64::engine::general_purpose::STANDARD
         .encode(sha2::Sha256::digest(key.public_key_der()));
 
-    let password = "https-admin-password-1";
+    let password = "https-console-password-1";
     let server = support::ServeProcess::start(
         &dir.path().join("data"),
         &[
@@ -1822,7 +1822,7 @@ async fn browser_api_tokens_flow() {
     let _one = one_at_a_time();
     let tools = Tools::find();
     let app = TestApp::spawn().await;
-    app.create_end_user("erin", "erin-password-1").await;
+    app.create_end_user("erin", "ember-lantern-pw-1").await;
     let browser = Browser::start(&tools).await;
     let mut problems = Vec::new();
     browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;

@@ -500,8 +500,8 @@ async fn bulk_export_quotes_formula_cells_and_import_restores_them() {
 #[tokio::test]
 async fn bulk_pages_are_for_administrators_only() {
     let app = TestApp::spawn().await;
-    app.create_end_user("erin", "erin-password").await;
-    let response = app.sign_in("erin", "erin-password").await;
+    app.create_end_user("erin", "ember-lantern-pw").await;
+    let response = app.sign_in("erin", "ember-lantern-pw").await;
     assert_eq!(response.status().as_u16(), 303);
     for path in ["/bulk", "/bulk/export"] {
         let (status, _) = app.get_text(path).await;

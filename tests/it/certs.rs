@@ -493,8 +493,8 @@ async fn certs_pages_are_for_administrators_only() {
     assert_eq!(response.status().as_u16(), 303);
     assert!(location(&response).starts_with("/login"));
 
-    app.create_end_user("erin", "erin-password-1").await;
-    app.sign_in("erin", "erin-password-1").await;
+    app.create_end_user("erin", "ember-lantern-pw-1").await;
+    app.sign_in("erin", "ember-lantern-pw-1").await;
     for path in [
         "/system/certificates",
         "/system/certificates/import",

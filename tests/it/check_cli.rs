@@ -528,7 +528,7 @@ async fn without_trust_the_data_directorys_trust_store_is_read() {
         .unwrap();
     let data = tempfile::tempdir().unwrap();
     {
-        let settings = crate::support::test_settings(data.path(), Some("first-admin-pass"));
+        let settings = crate::support::test_settings(data.path(), Some("first-console-pass"));
         let clock = std::sync::Arc::new(presence_gateway::clock::ManualClock::new(
             time::OffsetDateTime::now_utc(),
         ));

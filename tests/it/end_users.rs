@@ -78,8 +78,8 @@ async fn end_users_cannot_reach_user_management() {
     assert_eq!(anonymous.status().as_u16(), 303);
     assert!(location(&anonymous).starts_with("/login"));
 
-    app.create_end_user("erin", "erin-password-1").await;
-    app.sign_in("erin", "erin-password-1").await;
+    app.create_end_user("erin", "ember-lantern-pw-1").await;
+    app.sign_in("erin", "ember-lantern-pw-1").await;
     for path in [
         "/users/end-users",
         "/users/end-users/new",
@@ -335,7 +335,25 @@ async fn every_field_error_is_shown_beside_its_field() {
         (
             with(valid("u1"), "password", "short"),
             "password",
-            "at least 8",
+            "Use at least 12 characters.",
+        ),
+        (
+            with(
+                with(valid("u1"), "password", "QWERTY123456"),
+                "confirm",
+                "QWERTY123456",
+            ),
+            "password",
+            "one of the 10,000 most common",
+        ),
+        (
+            with(
+                with(valid("u1"), "password", "my-U1-secret-pass"),
+                "confirm",
+                "my-U1-secret-pass",
+            ),
+            "password",
+            "must not contain the user ID",
         ),
         (
             with(valid("u1"), "confirm", "different-pass"),
@@ -888,5 +906,70 @@ async fn search_query_plans_use_indexes_never_a_scan_of_users() {
                 }
             }
         }
+    }
+}
+
+/// ASVS 2.1: both administrators' Set Password forms (end user and
+/// application user) name the rule a password fails, beside its field; the
+/// user-ID rule uses the ID of the user whose password is set.
+#[tokio::test]
+async fn set_password_forms_name_the_rule_that_failed() {
+    let app = admin_app().await;
+    let end_user = app.create_end_user("Pat.Lee", PASSWORD).await;
+    let response = app
+        .post_form(
+            "/users/application-users/new",
+            &[
+                ("user_id", "ops.lead"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    let admin = store::users::find_by_user_id(&app.state.pool, "ops.lead")
+        .await
+        .unwrap()
+        .expect("created")
+        .id;
+    for (path, id) in [
+        (format!("/users/end-users/{end_user}/password"), "pat.lee"),
+        (
+            format!("/users/application-users/{admin}/password"),
+            "OPS.LEAD",
+        ),
+    ] {
+        let with_id = format!("my {id} passphrase");
+        for (password, message) in [
+            ("11 chars ok", "Use at least 12 characters."),
+            (
+                "1q2w3e4r5t6y",
+                "This password is one of the 10,000 most common; choose another.",
+            ),
+            (
+                with_id.as_str(),
+                "The password must not contain the user ID.",
+            ),
+        ] {
+            let (status, page) = app
+                .post_text(&path, &[("password", password), ("confirm", password)])
+                .await;
+            assert_eq!(status, 422, "{path} {password}");
+            assert_eq!(
+                field_error(&page, "password").as_deref(),
+                Some(message),
+                "{path} {password}"
+            );
+        }
+        let (status, _) = app
+            .post_text(
+                &path,
+                &[
+                    ("password", "a fine long phrase"),
+                    ("confirm", "a fine long phrase"),
+                ],
+            )
+            .await;
+        assert!(status == 303 || status == 200, "{path}: {status}");
     }
 }

@@ -261,7 +261,7 @@ async fn live_configuration_is_followed_without_a_restart() {
     let generation = wait_state(&app.state.pool, &node, "running")
         .await
         .engine_generation;
-    let id = app.create_end_user("alice", "alice-password-1").await;
+    let id = app.create_end_user("alice", "amber-lantern-pw-1").await;
     sqlx::query("UPDATE users SET node = ?1, calendar_enabled = 1 WHERE id = ?2")
         .bind(&node)
         .bind(id)

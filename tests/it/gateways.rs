@@ -88,8 +88,8 @@ async fn console_guards_and_the_empty_list() {
     assert_eq!(response.status().as_u16(), 303);
     assert!(location(&response).starts_with("/login"));
 
-    app.create_end_user("erin", "erin-password-1").await;
-    app.sign_in("erin", "erin-password-1").await;
+    app.create_end_user("erin", "ember-lantern-pw-1").await;
+    app.sign_in("erin", "ember-lantern-pw-1").await;
     assert_eq!(app.get("/presence/gateways").await.status().as_u16(), 403);
     let refused = app
         .post_form("/presence/gateways/new", &ews("X", "ex.example.com"))

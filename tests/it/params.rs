@@ -155,14 +155,14 @@ async fn the_page_shows_every_parameter_with_its_range_default_and_help() {
     ));
 
     // End users are kept out.
-    app.create_end_user("erin", "erin-password-1").await;
+    app.create_end_user("erin", "ember-lantern-pw-1").await;
     let other = app.other_client();
     let response = other
         .post(app.url("/login"))
         .header("Origin", &app.base)
         .form(&[
             ("user_id", "erin"),
-            ("password", "erin-password-1"),
+            ("password", "ember-lantern-pw-1"),
             ("next", ""),
         ])
         .send()

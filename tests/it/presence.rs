@@ -21,8 +21,8 @@ fn publication(user: &str, state: CalendarPresence, since: i64) -> Publication {
 async fn a_batch_writes_current_rows_and_the_log_in_order() {
     let app = TestApp::spawn().await;
     let pool = &app.state.pool;
-    app.create_end_user("alice", "alice-password-1").await;
-    app.create_end_user("bob", "bob-password-12").await;
+    app.create_end_user("alice", "amber-lantern-pw-1").await;
+    app.create_end_user("bob", "basalt-lantern-pw-12").await;
     assert_eq!(presence::last_seq(pool).await.unwrap(), 0);
     assert_eq!(presence::current(pool, "alice").await.unwrap(), None);
 
@@ -114,7 +114,7 @@ async fn signed_in_alice(app: &TestApp) -> reqwest::Client {
         .header("Origin", &app.base)
         .form(&[
             ("user_id", "alice"),
-            ("password", "alice-password-1"),
+            ("password", "amber-lantern-pw-1"),
             ("next", ""),
         ])
         .send()
@@ -137,8 +137,8 @@ async fn json_of(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, s
 async fn the_presence_api_answers_en5_json_to_whom_it_may() {
     let app = TestApp::spawn().await;
     let pool = &app.state.pool;
-    app.create_end_user("alice", "alice-password-1").await;
-    app.create_end_user("bob", "bob-password-12").await;
+    app.create_end_user("alice", "amber-lantern-pw-1").await;
+    app.create_end_user("bob", "basalt-lantern-pw-12").await;
 
     let anonymous = crate::support::bare_client();
     let (status, body) = json_of(&anonymous, &app, "/api/v1/presence/alice").await;
@@ -218,7 +218,7 @@ async fn the_presence_api_answers_en5_json_to_whom_it_may() {
 async fn pages_show_the_published_presence() {
     let app = crate::support::admin_app().await;
     let pool = &app.state.pool;
-    let id = app.create_end_user("alice", "alice-password-1").await;
+    let id = app.create_end_user("alice", "amber-lantern-pw-1").await;
     let response = app
         .post_form(
             "/presence/gateways/new",

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::{ADMIN, ServeProcess, binary, client, location};
 
-const ENV_PASSWORD: &str = "process-admin-pass";
+const ENV_PASSWORD: &str = "process-console-pass";
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -173,8 +173,8 @@ async fn end_users_never_see_the_restart_banner() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    app.create_end_user("erin", "erin-password").await;
-    app.sign_in("erin", "erin-password").await;
+    app.create_end_user("erin", "ember-lantern-pw").await;
+    app.sign_in("erin", "ember-lantern-pw").await;
     let (status, body) = app.get_text("/user-options").await;
     assert_eq!(status, 200);
     assert!(!body.contains("restart needed"));

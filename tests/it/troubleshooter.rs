@@ -165,8 +165,8 @@ async fn all_gateways_are_checked_at_once() {
 #[tokio::test]
 async fn end_users_cannot_run_the_troubleshooter() {
     let app = TestApp::spawn().await;
-    app.create_end_user("erin", "erin-password-1").await;
-    app.sign_in("erin", "erin-password-1").await;
+    app.create_end_user("erin", "ember-lantern-pw-1").await;
+    app.sign_in("erin", "ember-lantern-pw-1").await;
     let response = app.post_form("/presence/gateways/troubleshoot", &[]).await;
     assert_eq!(response.status().as_u16(), 403);
     let response = app

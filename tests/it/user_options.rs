@@ -6,7 +6,7 @@
 use crate::support::{ADMIN, ADMIN_PASSWORD, TestApp, location};
 
 pub const ERIN: &str = "erin";
-pub const ERIN_PASSWORD: &str = "erin-password-1";
+pub const ERIN_PASSWORD: &str = "ember-lantern-pw-1";
 
 /// A browser of its own, signed in as `user`.
 pub async fn signed_in(app: &TestApp, user: &str, password: &str) -> reqwest::Client {
@@ -184,7 +184,7 @@ async fn calendar_switch_is_refused_without_a_gateway_then_persists() {
 async fn options_belong_to_the_signed_in_user_only() {
     let app = TestApp::spawn().await;
     app.create_end_user(ERIN, ERIN_PASSWORD).await;
-    let frank_id = app.create_end_user("frank", "frank-password-1").await;
+    let frank_id = app.create_end_user("frank", "fjord-lantern-pw-1").await;
     add_gateway(&app).await;
     app.install_locale("test-node", "de-DE").await;
     let erin = signed_in(&app, ERIN, ERIN_PASSWORD).await;

@@ -23,7 +23,7 @@ use secrecy::SecretString;
 use tempfile::TempDir;
 
 pub const ADMIN: &str = "admin";
-pub const ADMIN_PASSWORD: &str = "first-admin-pass";
+pub const ADMIN_PASSWORD: &str = "first-console-pass";
 
 pub struct TestApp {
     pub addr: SocketAddr,
