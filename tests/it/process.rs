@@ -9,6 +9,21 @@ use crate::support::{ADMIN, ServeProcess, binary, client, location};
 
 const ENV_PASSWORD: &str = "process-admin-pass";
 
+/// Starts the binary with an info-level log written to `log` (a file: not a
+/// terminal, like the journal or a pipe).
+fn start_logging(data: &std::path::Path, log: &std::path::Path) -> ServeProcess {
+    let file = std::fs::File::create(log).unwrap();
+    ServeProcess::start_with_stderr(
+        data,
+        &["--listen", "127.0.0.1:0"],
+        &[
+            ("PRESENCE_GATEWAY_ADMIN_PASSWORD", ENV_PASSWORD),
+            ("RUST_LOG", "presence_gateway=info"),
+        ],
+        Stdio::from(file),
+    )
+}
+
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -374,4 +389,26 @@ fn bad_flags_are_refused_with_usage() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "--tls-cert needs --tls-key");
+}
+
+/// A typed User ID is logged with its control characters escaped: a line
+/// break in it cannot start a forged log line (ASVS 7.3.1).
+#[tokio::test]
+async fn a_line_break_in_a_user_id_cannot_forge_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("stderr.log");
+    let server = start_logging(&data, &log);
+    let forged = "mallory\nFORGED INFO presence_gateway: signed in user_id=admin";
+    let response = sign_in(&client(), &server.url, forged, "guess").await;
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(server.terminate().code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("sign-in failed"), "{text}");
+    assert!(
+        // The key is the lower-cased ID.
+        !text.lines().any(|l| l.to_lowercase().starts_with("forged")),
+        "a forged line: {text}"
+    );
+    assert!(text.contains(r"mallory\nforged"), "escaped: {text}");
 }

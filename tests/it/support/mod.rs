@@ -261,6 +261,17 @@ impl ServeProcess {
     /// Starts `presence-gateway serve` and waits (at most 30 s) for the line
     /// announcing the listening address.
     pub fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> ServeProcess {
+        Self::start_with_stderr(data_dir, args, envs, Stdio::inherit())
+    }
+
+    /// As `start`, with standard error sent to `stderr` (a file, to read the
+    /// log the service writes when it is not at a terminal).
+    pub fn start_with_stderr(
+        data_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> ServeProcess {
         let mut command = Command::new(binary());
         command
             .arg("--data-dir")
@@ -271,7 +282,7 @@ impl ServeProcess {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in envs {
             command.env(k, v);
         }
