@@ -412,3 +412,18 @@ async fn a_line_break_in_a_user_id_cannot_forge_a_log_line() {
     );
     assert!(text.contains(r"mallory\nforged"), "escaped: {text}");
 }
+
+/// The log carries no colour codes when standard error is not a terminal.
+#[tokio::test]
+async fn the_log_has_no_colour_codes_outside_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("stderr.log");
+    let server = start_logging(&data, &log);
+    let response = sign_in(&client(), &server.url, "nobody", "guess").await;
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(server.terminate().code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("sign-in failed"), "{text}");
+    assert!(!text.contains("\x1b["), "colour codes: {text:?}");
+}
