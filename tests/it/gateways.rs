@@ -804,6 +804,8 @@ async fn sy4_refuses_to_start_when_the_key_is_missing_or_wrong() {
 
     // A different key: refused too, and left as it was.
     std::fs::write(&key, [9u8; 32]).unwrap();
+    // Private, as a restored key must be: an open one is refused for that.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let (status, stderr) = run_serve_expecting_exit(path);
     assert!(!status.success());
     assert!(stderr.contains("is not the key"), "{stderr}");
