@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -14,6 +15,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("presence_gateway=info,tower_http=warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: in a pipe, a file or
+        // the journal they are noise that hides the text (ASVS 7.1).
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

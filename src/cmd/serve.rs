@@ -158,6 +158,9 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(settings: Settings) -> AppResult<()> {
     let clock: SharedClock = Arc::new(SystemClock);
+    // Before the console certificate, which is written inside it: otherwise
+    // a first start off loopback would create the data directory 0755.
+    secrets::ensure_data_dir(&settings.data_dir)?;
     let https_cert = if settings.serves_https() {
         Some(crate::tls::console::load(
             &settings.data_dir,

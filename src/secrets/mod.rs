@@ -9,7 +9,7 @@ pub mod password;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
@@ -33,11 +33,39 @@ pub fn write_private(path: &Path, contents: &[u8]) -> AppResult<()> {
     Ok(())
 }
 
-/// Creates the data directory (mode 0700) if it does not exist.
+/// Creates the data directory (mode 0700) if it does not exist, then
+/// refuses one that group or others may open.
 pub fn ensure_data_dir(dir: &Path) -> AppResult<()> {
     if !dir.exists() {
-        fs::create_dir_all(dir)?;
+        // Created 0700 at once (not chmod-ed after), so it is never open
+        // to others, not even for a moment.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    refuse_if_shared(dir, "the data directory", 0o700)
+}
+
+/// Like OpenSSH with a private key: a secret that group or others may read
+/// or change is no longer the service account's alone, so the service
+/// refuses to start and names the `chmod` that fixes it rather than
+/// silently tightening (someone chose those permissions, and may need to
+/// know the secret was exposed).
+fn refuse_if_shared(path: &Path, what: &str, wanted: u32) -> AppResult<()> {
+    let mode = fs::metadata(path)
+        .map_err(|e| AppError::Config(format!("cannot inspect {what} {}: {e}", path.display())))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(AppError::Config(format!(
+            "{what} {} is open to group or others (mode {mode:04o}): only the service account \
+             may use it; fix it with `chmod {wanted:o} {}`",
+            path.display(),
+            path.display()
+        )));
     }
     Ok(())
 }
@@ -52,7 +80,10 @@ pub fn key_path(data_dir: &Path) -> PathBuf {
 pub fn load_key(data_dir: &Path) -> AppResult<Option<Vec<u8>>> {
     let path = key_path(data_dir);
     match fs::read(&path) {
-        Ok(key) if key.len() == KEY_LEN => Ok(Some(key)),
+        Ok(key) if key.len() == KEY_LEN => {
+            refuse_if_shared(&path, "the secrets key", 0o600)?;
+            Ok(Some(key))
+        }
         Ok(key) => Err(AppError::Config(format!(
             "the secrets key {} holds {} bytes instead of {KEY_LEN}: restore the key that \
              was backed up with this database",

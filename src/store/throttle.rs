@@ -44,9 +44,15 @@ pub async fn admit(pool: &SqlitePool, key: &str, now: i64) -> AppResult<Admissio
         tx.commit().await?;
         return Ok(Admission::Locked(until));
     }
-    sqlx::query("DELETE FROM login_failures WHERE user_key = ?1 AND at <= ?2")
-        .bind(key)
+    // Every ID's failures older than the window, and ended lockouts, count
+    // for nothing any more: purged here so that IDs tried once are not kept
+    // for ever and the tables stay bounded by the recent attempts.
+    sqlx::query("DELETE FROM login_failures WHERE at <= ?1")
         .bind(now - WINDOW_SECS)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM login_lockouts WHERE until <= ?1")
+        .bind(now)
         .execute(&mut *tx)
         .await?;
     let (recent, oldest): (i64, Option<i64>) = sqlx::query_as(

@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::domain::user::{NewPassword, Role, safe_next, throttle_key};
+use crate::domain::user::{NewPassword, Role, UserId, safe_next, throttle_key};
 use crate::error::AppResult;
 use crate::state::AppState;
 use crate::store;
@@ -109,6 +109,10 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> AppResult<Response> {
     let key = throttle_key(&form.user_id);
+    // No stored User ID is longer than this, so a longer one cannot sign in:
+    // it is answered before it is counted, logged or echoed, so that large
+    // IDs cannot grow the database or the log (ASVS 7.1 / 11.1).
+    let too_long = key.chars().count() > UserId::MAX_LEN;
     let retry = |status: StatusCode, error: String| {
         let mut errors = FieldErrors::default();
         errors.set(FORM, error);
@@ -116,7 +120,11 @@ async fn login(
             status,
             &LoginPage {
                 shell: Shell::anonymous("Sign in"),
-                user_id: form.user_id.trim().to_owned(),
+                user_id: if too_long {
+                    String::new()
+                } else {
+                    form.user_id.trim().to_owned()
+                },
                 next: safe_next(&form.next).unwrap_or_default().to_owned(),
                 errors,
                 notice: None,
@@ -127,6 +135,13 @@ async fn login(
         return retry(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Enter your User ID and password.".to_owned(),
+        );
+    }
+    if too_long {
+        // The usual answer: the page says no more than for a wrong password.
+        return retry(
+            StatusCode::UNAUTHORIZED,
+            "The User ID or password is incorrect.".to_owned(),
         );
     }
     let now = state.now();
@@ -145,7 +160,9 @@ async fn login(
     )
     .await?;
     let Some(user) = user.filter(|_| ok) else {
-        tracing::info!(user_key = %key, "sign-in failed");
+        // Debug formatting escapes line breaks and other control
+        // characters, so a typed ID cannot forge a log line.
+        tracing::info!(user_key = ?key, "sign-in failed");
         return match store::throttle::failed(&state.pool, attempt, &key, now).await? {
             Some(until) => retry(StatusCode::TOO_MANY_REQUESTS, locked_message(until, now)),
             None => retry(
@@ -158,7 +175,7 @@ async fn login(
         return retry(StatusCode::TOO_MANY_REQUESTS, locked_message(until, now));
     }
     session::sign_in(&session, &user, now).await?;
-    tracing::info!(user_id = %user.user_id, "signed in");
+    tracing::info!(user_id = ?user.user_id, "signed in");
     let target = if user.must_change_password {
         paths::ACCOUNT_PASSWORD.to_owned()
     } else {
@@ -314,7 +331,7 @@ async fn change_password(
             std::fs::remove_file(file)?;
         }
     }
-    tracing::info!(user_id = %user.row.user_id, "password changed");
+    tracing::info!(user_id = ?user.row.user_id, "password changed");
     messages.success("Your password has been changed. Your other sessions have ended.");
     Ok(Redirect::to(user.role.landing_path()).into_response())
 }

@@ -756,3 +756,48 @@ async fn first_admin_password_from_the_environment_follows_the_rule() {
         assert!(error.contains(message), "{given}: {error}");
     }
 }
+
+/// No stored User ID is longer than 64 characters: a longer one is answered
+/// as a wrong password before it is counted, logged or echoed, so large IDs
+/// cannot grow the database (ASVS 11.1).
+#[tokio::test]
+async fn an_over_long_user_id_is_refused_before_it_is_counted() {
+    let app = TestApp::spawn().await;
+    // As near a megabyte as the request body limit lets through.
+    let huge = "a".repeat(presence_gateway::web::BODY_LIMIT - 100);
+    let response = app.sign_in(&huge, "guess").await;
+    assert_eq!(response.status().as_u16(), 401);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("The User ID or password is incorrect."));
+    assert!(body.len() < 100_000, "the ID is not echoed: {}", body.len());
+    assert_eq!(app.count("SELECT COUNT(*) FROM login_failures").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM login_lockouts").await, 0);
+
+    // The limit is the User ID's own: 65 characters are refused uncounted,
+    // 64 are counted like any other ID.
+    let response = app.sign_in(&"b".repeat(65), "guess").await;
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(app.count("SELECT COUNT(*) FROM login_failures").await, 0);
+    let response = app.sign_in(&"c".repeat(64), "guess").await;
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(app.count("SELECT COUNT(*) FROM login_failures").await, 1);
+}
+
+/// Failures older than the window are purged for every ID when a new one is
+/// recorded, so IDs tried once do not stay in the database for ever.
+#[tokio::test]
+async fn failures_older_than_the_window_are_purged_for_every_id() {
+    let app = TestApp::spawn().await;
+    for id in ["once-a", "once-b"] {
+        assert_eq!(app.sign_in(id, "guess").await.status().as_u16(), 401);
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM login_failures").await, 2);
+    app.clock.advance(time::Duration::minutes(16));
+    assert_eq!(app.sign_in("later", "guess").await.status().as_u16(), 401);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM login_failures WHERE user_key LIKE 'once-%'")
+            .await,
+        0
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM login_failures").await, 1);
+}

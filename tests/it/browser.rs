@@ -204,7 +204,7 @@ impl Browser {
 
     /// Chromium with further command-line switches.
     async fn start_with(tools: &Tools, extra_args: &[String]) -> Browser {
-        let profile = tempfile::tempdir().expect("browser profile dir");
+        let profile = crate::support::private_tempdir().expect("browser profile dir");
         let mut failures = Vec::new();
         for _attempt in 0..3 {
             match Self::start_driver(tools, profile.path()).await {
@@ -579,7 +579,7 @@ async fn fetch(client: &reqwest::Client, app: &TestApp, path: &str, status: u16)
 /// Runs the Nu HTML Checker once over all `pages` and adds every error it
 /// reports to `problems`.
 async fn vnu(tools: &Tools, pages: &[Page], problems: &mut Vec<String>) {
-    let dir = tempfile::tempdir().expect("temp dir for vnu");
+    let dir = crate::support::private_tempdir().expect("temp dir for vnu");
     let mut files = Vec::new();
     for page in pages {
         let file = dir.path().join(format!("{}.html", page.name));
@@ -1005,7 +1005,7 @@ async fn browser_cert_flow() {
     let sim = crate::sim::SimProcess::start(&[]);
     let port = sim.port().to_string();
     let app = TestApp::spawn().await;
-    let files = tempfile::tempdir().expect("temp dir for uploads");
+    let files = crate::support::private_tempdir().expect("temp dir for uploads");
     let root = TestCert::ca("Browser Root CA", 3650);
     let issuing = TestCert::ca("Browser Issuing CA", 20);
     let bundle = files.path().join("bundle.pem");
@@ -1522,7 +1522,7 @@ async fn browser_bulk_import_flow() {
     let _one = one_at_a_time();
     let tools = Tools::find();
     let app = TestApp::spawn().await;
-    let files = tempfile::tempdir().expect("temp dir for uploads");
+    let files = crate::support::private_tempdir().expect("temp dir for uploads");
     let good = files.path().join("users.csv");
     std::fs::write(
         &good,
@@ -1757,7 +1757,7 @@ async fn browser_console_over_https() {
 
     let _one = one_at_a_time();
     let tools = Tools::find();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = crate::support::private_tempdir().expect("temp dir");
     let key = rcgen::KeyPair::generate().expect("key");
     let params =
         rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])

@@ -668,7 +668,7 @@ fn stdout(output: &Output) -> String {
 async fn bulk_cli_import_export_and_dry_run() {
     let app = TestApp::spawn().await;
     let data = app.dir.path().to_owned();
-    let files = tempfile::tempdir().expect("temp dir");
+    let files = crate::support::private_tempdir().expect("temp dir");
     let users_before = user_count(&app).await;
 
     let bad = files.path().join("bad.csv");

@@ -897,7 +897,7 @@ async fn unsupported_certificates_are_named() {
 
 #[tokio::test]
 async fn a_sha1_signed_certificate_is_unsupported() {
-    let dir = tempfile::tempdir().expect("dir");
+    let dir = crate::support::private_tempdir().expect("dir");
     let sha1 = openssl_sha1_chain(dir.path());
     let server = serve(ServerKind::Tls {
         chain: vec![sha1.leaf.clone()],
@@ -1176,7 +1176,7 @@ async fn auth_answers_are_explained() {
 #[tokio::test]
 async fn a_server_offering_only_tls_1_0_or_1_1_is_reported_as_such() {
     // rustls speaks only TLS 1.2 and 1.3, so the old server is openssl's.
-    let dir = tempfile::tempdir().expect("dir");
+    let dir = crate::support::private_tempdir().expect("dir");
     let status = std::process::Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out", "c.pem",

@@ -66,7 +66,7 @@ fn statuses(report: &Value) -> Vec<(String, String)> {
 
 #[test]
 fn usage_errors_exit_2_with_a_message() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::private_tempdir().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec![
@@ -148,7 +148,7 @@ fn a_clean_run_against_exchange_sim_exits_0_with_the_json_of_ts9() {
     let port = sim.port().to_string();
     let ca = sim.dir.path().join("ca.pem");
     let ca = ca.to_str().expect("path");
-    let data = tempfile::tempdir().unwrap();
+    let data = crate::support::private_tempdir().unwrap();
     let output = check(
         data.path(),
         &[
@@ -254,7 +254,7 @@ fn auth_modes_ntlmv2_with_channel_binding_then_basic() {
     let run = |sim: &SimProcess, account: &str, password_env: &str, mode: &str| {
         let port = sim.port().to_string();
         let ca = sim.dir.path().join("ca.pem");
-        let data = tempfile::tempdir().unwrap();
+        let data = crate::support::private_tempdir().unwrap();
         let output = check(
             data.path(),
             &[
@@ -373,7 +373,7 @@ fn auto_falls_back_to_basic_whenever_ntlmv2_cannot_complete() {
     let run = |sim: &SimProcess, password_env: &str| {
         let port = sim.port().to_string();
         let ca = sim.dir.path().join("ca.pem");
-        let data = tempfile::tempdir().unwrap();
+        let data = crate::support::private_tempdir().unwrap();
         let output = check(
             data.path(),
             &[
@@ -461,7 +461,7 @@ fn failing_checks_exit_1_and_credentials_wait_for_a_verified_chain() {
     let port = sim.port().to_string();
     let ca = sim.dir.path().join("ca.pem");
     let ca = ca.to_str().expect("path");
-    let data = tempfile::tempdir().unwrap();
+    let data = crate::support::private_tempdir().unwrap();
     // Trusted: credentials go, the fault is named.
     let output = check(
         data.path(),
@@ -526,7 +526,7 @@ async fn without_trust_the_data_directorys_trust_store_is_read() {
         .next()
         .unwrap()
         .unwrap();
-    let data = tempfile::tempdir().unwrap();
+    let data = crate::support::private_tempdir().unwrap();
     {
         let settings = crate::support::test_settings(data.path(), Some("first-console-pass"));
         let clock = std::sync::Arc::new(presence_gateway::clock::ManualClock::new(
@@ -579,7 +579,7 @@ fn webdav_propfind_on_the_calendar_folder() {
     let port = sim.port().to_string();
     let ca = sim.dir.path().join("ca.pem");
     let ca = ca.to_str().expect("path");
-    let data = tempfile::tempdir().unwrap();
+    let data = crate::support::private_tempdir().unwrap();
     let base = [
         "--type",
         "webdav",

@@ -471,7 +471,7 @@ fn serve(dir: &Path, node: &str) -> ServeProcess {
 
 #[tokio::test]
 async fn two_processes_form_a_cluster_and_node_a_restarts_node_b() {
-    let dir = tempfile::tempdir().expect("dir");
+    let dir = crate::support::private_tempdir().expect("dir");
     let (port_a, port_b) = (free_port(), free_port());
     prepare_dir(dir.path(), &[("node-a", port_a), ("node-b", port_b)]).await;
     let a = serve(dir.path(), "node-a");
@@ -575,7 +575,7 @@ async fn two_processes_form_a_cluster_and_node_a_restarts_node_b() {
 
 #[tokio::test]
 async fn the_banner_survives_a_process_restart_until_the_engine_restarts() {
-    let dir = tempfile::tempdir().expect("dir");
+    let dir = crate::support::private_tempdir().expect("dir");
     let port = free_port();
     prepare_dir(dir.path(), &[("node-a", port)]).await;
     let first = serve(dir.path(), "node-a");

@@ -787,7 +787,7 @@ async fn data_dir_with_secret(path: &std::path::Path, with_secret: bool) {
 
 #[tokio::test]
 async fn sy4_refuses_to_start_when_the_key_is_missing_or_wrong() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::private_tempdir().unwrap();
     let path = dir.path();
     data_dir_with_secret(path, true).await;
     let key = path.join("secrets.key");
@@ -804,6 +804,8 @@ async fn sy4_refuses_to_start_when_the_key_is_missing_or_wrong() {
 
     // A different key: refused too, and left as it was.
     std::fs::write(&key, [9u8; 32]).unwrap();
+    // Private, as a restored key must be: an open one is refused for that.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let (status, stderr) = run_serve_expecting_exit(path);
     assert!(!status.success());
     assert!(stderr.contains("is not the key"), "{stderr}");
@@ -850,7 +852,7 @@ fn run_serve_expecting_exit(data_dir: &std::path::Path) -> (std::process::ExitSt
 
 #[tokio::test]
 async fn sy4_a_new_key_is_adopted_while_no_secret_depends_on_the_old_one() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::private_tempdir().unwrap();
     data_dir_with_secret(dir.path(), false).await;
     let key = dir.path().join("secrets.key");
     std::fs::remove_file(&key).unwrap();

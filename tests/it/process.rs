@@ -9,6 +9,21 @@ use crate::support::{ADMIN, ServeProcess, binary, client, location};
 
 const ENV_PASSWORD: &str = "process-console-pass";
 
+/// Starts the binary with an info-level log written to `log` (a file: not a
+/// terminal, like the journal or a pipe).
+fn start_logging(data: &std::path::Path, log: &std::path::Path) -> ServeProcess {
+    let file = std::fs::File::create(log).unwrap();
+    ServeProcess::start_with_stderr(
+        data,
+        &["--listen", "127.0.0.1:0"],
+        &[
+            ("PRESENCE_GATEWAY_ADMIN_PASSWORD", ENV_PASSWORD),
+            ("RUST_LOG", "presence_gateway=info"),
+        ],
+        Stdio::from(file),
+    )
+}
+
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -29,7 +44,7 @@ async fn sign_in(
 
 #[tokio::test]
 async fn first_start_generates_the_admin_password_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::private_tempdir().unwrap();
     let data = dir.path().join("data");
     let server = ServeProcess::start(
         &data,
@@ -82,7 +97,7 @@ async fn first_start_generates_the_admin_password_once() {
 
 #[tokio::test]
 async fn data_survives_a_restart_and_ctrl_c_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::private_tempdir().unwrap();
     let data = dir.path().join("data");
     let envs = [("PRESENCE_GATEWAY_ADMIN_PASSWORD", ENV_PASSWORD)];
     let server = ServeProcess::start(&data, &["--listen", "127.0.0.1:0"], &envs);
@@ -168,7 +183,7 @@ fn tls_client(ca_pem: &[u8]) -> reqwest::Client {
 
 #[tokio::test]
 async fn off_loopback_the_console_serves_https_with_a_generated_certificate() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::private_tempdir().unwrap();
     let data = dir.path().join("data");
     let envs = [("PRESENCE_GATEWAY_ADMIN_PASSWORD", ENV_PASSWORD)];
     // Listening on every interface; the test only talks to it over loopback.
@@ -267,7 +282,7 @@ async fn off_loopback_the_console_serves_https_with_a_generated_certificate() {
 
 #[tokio::test]
 async fn admin_set_password_resets_and_ends_sessions() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::private_tempdir().unwrap();
     let data = dir.path().join("data");
     let envs = [("PRESENCE_GATEWAY_ADMIN_PASSWORD", ENV_PASSWORD)];
     let server = ServeProcess::start(&data, &["--listen", "127.0.0.1:0"], &envs);
@@ -374,4 +389,109 @@ fn bad_flags_are_refused_with_usage() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "--tls-cert needs --tls-key");
+}
+
+/// A typed User ID is logged with its control characters escaped: a line
+/// break in it cannot start a forged log line (ASVS 7.3.1).
+#[tokio::test]
+async fn a_line_break_in_a_user_id_cannot_forge_a_log_line() {
+    let dir = crate::support::private_tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("stderr.log");
+    let server = start_logging(&data, &log);
+    let forged = "mallory\nFORGED INFO presence_gateway: signed in user_id=admin";
+    let response = sign_in(&client(), &server.url, forged, "guess").await;
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(server.terminate().code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("sign-in failed"), "{text}");
+    assert!(
+        // The key is the lower-cased ID.
+        !text.lines().any(|l| l.to_lowercase().starts_with("forged")),
+        "a forged line: {text}"
+    );
+    assert!(text.contains(r"mallory\nforged"), "escaped: {text}");
+}
+
+/// The log carries no colour codes when standard error is not a terminal.
+#[tokio::test]
+async fn the_log_has_no_colour_codes_outside_a_terminal() {
+    let dir = crate::support::private_tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("stderr.log");
+    let server = start_logging(&data, &log);
+    let response = sign_in(&client(), &server.url, "nobody", "guess").await;
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(server.terminate().code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("sign-in failed"), "{text}");
+    assert!(!text.contains("\x1b["), "colour codes: {text:?}");
+}
+
+/// Runs `serve` on `data` until it exits (at most 30 s); returns its exit
+/// code and standard error.
+fn serve_until_exit(data: &std::path::Path, dir: &std::path::Path) -> (Option<i32>, String) {
+    let log = dir.join("refused.log");
+    let mut child = Command::new(binary())
+        .arg("--data-dir")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("PRESENCE_GATEWAY_ADMIN_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the service started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    (status.code(), std::fs::read_to_string(&log).unwrap())
+}
+
+/// Like OpenSSH with private keys: a secrets key or data directory that
+/// group or others may open stops the start, naming the chmod that fixes it.
+#[tokio::test]
+async fn a_key_or_data_directory_open_to_others_is_refused_with_the_chmod() {
+    let dir = crate::support::private_tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = data.join("secrets.key");
+    let envs = [("PRESENCE_GATEWAY_ADMIN_PASSWORD", ENV_PASSWORD)];
+    let server = ServeProcess::start(&data, &["--listen", "127.0.0.1:0"], &envs);
+    assert_eq!(server.terminate().code(), Some(0));
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&key), 0o600);
+
+    let set = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set(&key, 0o644);
+    let (code, stderr) = serve_until_exit(&data, dir.path());
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chmod 600 {}", key.display())),
+        "{stderr}"
+    );
+    set(&key, 0o600);
+    let server = ServeProcess::start(&data, &["--listen", "127.0.0.1:0"], &[]);
+    assert_eq!(server.terminate().code(), Some(0));
+
+    set(&data, 0o755);
+    let (code, stderr) = serve_until_exit(&data, dir.path());
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chmod 700 {}", data.display())),
+        "{stderr}"
+    );
+    set(&data, 0o700);
+    let server = ServeProcess::start(&data, &["--listen", "127.0.0.1:0"], &[]);
+    assert_eq!(server.terminate().code(), Some(0));
 }

@@ -25,7 +25,11 @@ impl SimProcess {
     /// Starts exchange-sim on port 0 with `args`, writing its CA into a fresh
     /// temporary directory, and waits (at most 30 s) for the listening line.
     pub(crate) fn start(args: &[&str]) -> SimProcess {
-        Self::start_in(tempfile::tempdir().expect("temp dir"), args, true)
+        Self::start_in(
+            crate::support::private_tempdir().expect("temp dir"),
+            args,
+            true,
+        )
     }
 
     fn start_in(dir: TempDir, args: &[&str], write_ca: bool) -> SimProcess {
@@ -467,7 +471,7 @@ async fn sim_latency_delays_concurrent_answers_and_sigterm_exits_0() {
 
 #[tokio::test]
 async fn sim_serves_the_given_certificate_and_key() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = crate::support::private_tempdir().expect("temp dir");
     let (chain, key, ca) = test_chain(dir.path());
     let sim = SimProcess::start_in(
         dir,

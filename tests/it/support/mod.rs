@@ -71,6 +71,16 @@ pub fn bare_client() -> reqwest::Client {
     client_builder().build().expect("test client")
 }
 
+/// A temporary directory open to its owner alone (0700): the service
+/// refuses a data directory that group or others may open, and here
+/// `tempfile` may create them 0755.
+pub fn private_tempdir() -> std::io::Result<TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
 pub fn test_settings(dir: &Path, admin_password: Option<&str>) -> Settings {
     Settings {
         data_dir: dir.to_owned(),
@@ -89,7 +99,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(admin_password: Option<&str>) -> TestApp {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = private_tempdir().expect("temp dir");
         Self::spawn_in(dir, admin_password).await
     }
 
@@ -261,6 +271,17 @@ impl ServeProcess {
     /// Starts `presence-gateway serve` and waits (at most 30 s) for the line
     /// announcing the listening address.
     pub fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> ServeProcess {
+        Self::start_with_stderr(data_dir, args, envs, Stdio::inherit())
+    }
+
+    /// As `start`, with standard error sent to `stderr` (a file, to read the
+    /// log the service writes when it is not at a terminal).
+    pub fn start_with_stderr(
+        data_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> ServeProcess {
         let mut command = Command::new(binary());
         command
             .arg("--data-dir")
@@ -271,7 +292,7 @@ impl ServeProcess {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in envs {
             command.env(k, v);
         }
