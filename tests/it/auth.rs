@@ -743,7 +743,7 @@ async fn first_admin_password_from_the_environment_follows_the_rule() {
         ("LeaveMeAlone", "one of the 10,000 most common"),
         ("the-Admin-password", "must not contain the user ID"),
     ] {
-        let data = tempfile::tempdir().unwrap();
+        let data = crate::support::private_tempdir().unwrap();
         let settings = crate::support::test_settings(data.path(), Some(given));
         let clock = std::sync::Arc::new(presence_gateway::clock::ManualClock::new(
             time::OffsetDateTime::now_utc(),
