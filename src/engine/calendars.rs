@@ -349,11 +349,6 @@ impl Calendars {
         }
     }
 
-    /// Users watched now.
-    pub fn watched(&self) -> usize {
-        self.users.len()
-    }
-
     /// The live parameters changed (EN-1: without a restart).
     pub fn set_live(&mut self, spread: u32, display_oof: bool, status_minutes: u32, now: i64) {
         self.limits.spread = spread;

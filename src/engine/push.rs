@@ -74,14 +74,6 @@ impl Registry {
         self.entries().remove(token);
     }
 
-    pub fn len(&self) -> usize {
-        self.entries().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Whose notification this is, if the engine holds it: the token must
     /// be open and the id match (a notification that arrives before the
     /// Subscribe's answer, with no id recorded yet, is accepted).

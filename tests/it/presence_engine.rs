@@ -157,6 +157,28 @@ impl Rig {
         state: &str,
         secs: u64,
     ) -> serde_json::Value {
+        self.poll_presence(user, state, secs, None).await
+    }
+
+    /// Like [`Rig::wait_presence`], moving the clock a minute on every half
+    /// second, for reads whose time the test does not control (retries).
+    pub(crate) async fn wait_presence_moving(
+        &self,
+        user: &str,
+        state: &str,
+        secs: u64,
+    ) -> serde_json::Value {
+        self.poll_presence(user, state, secs, Some(time::Duration::minutes(1)))
+            .await
+    }
+
+    async fn poll_presence(
+        &self,
+        user: &str,
+        state: &str,
+        secs: u64,
+        step: Option<time::Duration>,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let seen = self.presence(user).await;
@@ -168,7 +190,13 @@ impl Rig {
                 let health = store::health::gateways(&self.app.state.pool).await;
                 panic!("{user} is not {state} within {secs} s: {seen}\n{stored:?}\n{health:?}");
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            match step {
+                Some(step) => {
+                    self.app.clock.advance(step);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
         }
     }
 
@@ -295,29 +323,6 @@ impl Rig {
     pub(crate) async fn wait_first_read(&self) {
         self.wait_health(10, |h| h.iter().any(|h| h.last_success.is_some()))
             .await;
-    }
-
-    /// Like [`Rig::wait_presence`], moving the clock a minute on every half
-    /// second, for reads whose time the test does not control (retries).
-    pub(crate) async fn wait_presence_moving(
-        &self,
-        user: &str,
-        state: &str,
-        secs: u64,
-    ) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let seen = self.presence(user).await;
-            if seen["calendar_presence"] == state {
-                return seen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{user} is not {state} within {secs} s: {seen}"
-            );
-            self.app.clock.advance(time::Duration::minutes(1));
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
     }
 }
 
