@@ -24,6 +24,7 @@ RANK = {
     "exchange": 3,
     "store": 2.5,
     "tls": 2,
+    "net": 1.8,
     "secrets": 1.5,
     "config": 1, "error": 1, "clock": 1,
     "cli": 0.5,

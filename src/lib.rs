@@ -10,6 +10,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod exchange;
+pub mod net;
 pub mod secrets;
 pub mod state;
 pub mod store;

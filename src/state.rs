@@ -88,6 +88,9 @@ pub struct AppState {
     pub engine_wake: crate::engine::Wake,
     /// Open presence streams on this process.
     pub streams: StreamPermits,
+    /// The engine's notification listener's connection bounds (the tests
+    /// narrow them).
+    pub listener_limits: crate::net::Limits,
 }
 
 impl AppState {
@@ -103,6 +106,7 @@ impl AppState {
             node: self.settings.node_name.clone(),
             wake: self.engine_wake.clone(),
             cipher: self.cipher.clone(),
+            listener_limits: self.listener_limits,
         }
     }
 }

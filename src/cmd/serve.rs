@@ -14,15 +14,11 @@ use crate::state::AppState;
 use crate::store;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqlitePool;
-use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 pub use crate::domain::user::FIRST_ADMIN;
 
@@ -67,6 +63,7 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
             gateway_rows_html: Default::default(),
             engine_wake: Default::default(),
             streams: Default::default(),
+            listener_limits: crate::net::Limits::notifications(),
         },
         first_admin,
     })
@@ -154,10 +151,12 @@ async fn ensure_admin(pool: &SqlitePool, settings: &Settings, now: i64) -> AppRe
 }
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(settings: Settings) -> AppResult<()> {
     let clock: SharedClock = Arc::new(SystemClock);
+    // Before anything sizes itself by it: the connection caps.
+    let files = crate::net::raise_fd_limit();
+    tracing::debug!(files, "open-file limit");
     // Before the console certificate, which is written inside it: otherwise
     // a first start off loopback would create the data directory 0755.
     secrets::ensure_data_dir(&settings.data_dir)?;
@@ -200,10 +199,8 @@ pub async fn run(settings: Settings) -> AppResult<()> {
                 state.settings.node_name,
                 state.settings.data_dir.display()
             );
-            let listener = TlsListener::new(listener, TlsAcceptor::from(cert.config));
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+            let tls = Some(TlsAcceptor::from(cert.config));
+            crate::net::serve(listener, tls, app, crate::net::Limits::console(), shutdown).await
         }
         None => {
             println!(
@@ -211,9 +208,7 @@ pub async fn run(settings: Settings) -> AppResult<()> {
                 state.settings.node_name,
                 state.settings.data_dir.display()
             );
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+            crate::net::serve(listener, None, app, crate::net::Limits::console(), shutdown).await
         }
     };
     for chore in chores {
@@ -306,73 +301,4 @@ pub fn shutdown_signal() -> AppResult<impl std::future::Future<Output = ()>> {
         }
         tracing::info!("shutting down");
     })
-}
-
-/// A listener that hands axum finished TLS connections. Handshakes run in
-/// their own tasks, so a slow or silent client never holds up the others.
-struct TlsListener {
-    incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    acceptor_task: JoinHandle<()>,
-}
-
-impl TlsListener {
-    fn new(listener: TcpListener, acceptor: TlsAcceptor) -> Self {
-        let local = listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let (tx, incoming) = mpsc::channel(64);
-        let acceptor_task = tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off briefly.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        TlsListener {
-            incoming,
-            local,
-            acceptor_task,
-        }
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor_task.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.incoming.recv().await {
-            Some(conn) => conn,
-            // The acceptor task only ends when aborted at shutdown.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }

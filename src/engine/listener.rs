@@ -2,7 +2,7 @@
 //! notifications) and UDP (HTTPU, WebDAV), on the same port. Binding both is
 //! what makes a start fail when another program holds the port.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 
 use super::push::{Heard, Registry};
 use crate::exchange::push;
+use crate::net::Limits;
 
 pub struct Listener {
     shutdown: oneshot::Sender<()>,
@@ -29,18 +30,39 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds `port` for TCP and UDP on every IPv4 address, or says why not.
-    /// EWS notifications are judged against `registry`; those it holds go
-    /// to the engine through `heard`.
+    /// Binds `port` for TCP and UDP, or says why not: on the Notification
+    /// Host's address when it is an address of this machine (nothing else
+    /// need reach an unauthenticated port), else on every IPv4 address (a
+    /// host name, or an address translated on the way in). EWS notifications
+    /// are judged against `registry`; those it holds go to the engine
+    /// through `heard`. Connections are served within `limits`.
     pub async fn bind(
+        host: &str,
         port: u16,
+        limits: Limits,
         registry: Arc<Registry>,
         heard: mpsc::Sender<Heard>,
     ) -> Result<Listener, String> {
-        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|e| held(port, "TCP", &e))?;
+        let every = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        let (tcp, addr) = match host.parse::<IpAddr>() {
+            Ok(ip) => match TcpListener::bind((ip, port)).await {
+                Ok(tcp) => (tcp, SocketAddr::from((ip, port))),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                    tracing::debug!(%ip, "Notification Host is not an address of this machine");
+                    let tcp = TcpListener::bind(every)
+                        .await
+                        .map_err(|e| held(port, "TCP", &e))?;
+                    (tcp, every)
+                }
+                Err(e) => return Err(held(port, "TCP", &e)),
+            },
+            Err(_) => {
+                let tcp = TcpListener::bind(every)
+                    .await
+                    .map_err(|e| held(port, "TCP", &e))?;
+                (tcp, every)
+            }
+        };
         let udp = UdpSocket::bind(addr)
             .await
             .map_err(|e| held(port, "UDP", &e))?;
@@ -57,10 +79,10 @@ impl Listener {
                 REQUEST_TIMEOUT,
             ));
         let http = tokio::spawn(async move {
-            let serve = axum::serve(tcp, app).with_graceful_shutdown(async {
+            let stopped = async {
                 let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
+            };
+            if let Err(e) = crate::net::serve(tcp, None, app, limits, stopped).await {
                 tracing::warn!(error = %e, "notification listener stopped");
             }
         });

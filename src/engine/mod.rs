@@ -87,6 +87,8 @@ pub struct Context {
     pub wake: Wake,
     /// Opens the Exchange service accounts' passwords.
     pub cipher: Cipher,
+    /// The notification listener's connection bounds.
+    pub listener_limits: crate::net::Limits,
 }
 
 impl Context {
@@ -262,7 +264,10 @@ impl Supervisor {
             Err(reason) => return self.failed(&reason).await,
         };
         let port = snapshot.params.notification_port;
-        let listener = match listener::Listener::bind(port, registry, heard_tx).await {
+        let host = &snapshot.params.notification_host;
+        let limits = self.ctx.listener_limits;
+        let listener = match listener::Listener::bind(host, port, limits, registry, heard_tx).await
+        {
             Ok(listener) => listener,
             Err(reason) => return self.failed(&reason).await,
         };

@@ -22,5 +22,6 @@ mod presence_engine;
 mod process;
 mod shell;
 mod sim;
+mod slow_clients;
 mod troubleshooter;
 mod user_options;

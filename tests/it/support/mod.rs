@@ -104,6 +104,20 @@ impl TestApp {
     }
 
     pub async fn spawn_in(dir: TempDir, admin_password: Option<&str>) -> TestApp {
+        Self::spawn_limited(
+            dir,
+            admin_password,
+            presence_gateway::net::Limits::console(),
+        )
+        .await
+    }
+
+    /// Served as `serve` serves the console, within `limits`.
+    pub async fn spawn_limited(
+        dir: TempDir,
+        admin_password: Option<&str>,
+        limits: presence_gateway::net::Limits,
+    ) -> TestApp {
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
         let prepared = presence_gateway::cmd::serve::prepare(
             test_settings(dir.path(), admin_password),
@@ -118,7 +132,8 @@ impl TestApp {
         let addr = listener.local_addr().expect("addr");
         let app = presence_gateway::app(state.clone());
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let forever = std::future::pending::<()>();
+            let _ = presence_gateway::net::serve(listener, None, app, limits, forever).await;
         });
         TestApp {
             addr,
