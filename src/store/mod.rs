@@ -12,6 +12,7 @@ pub mod nodes;
 pub mod params;
 pub mod presence;
 pub mod secrets;
+pub mod sign_ins;
 pub mod throttle;
 pub mod tokens;
 pub mod trust;

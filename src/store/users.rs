@@ -6,6 +6,7 @@ use crate::domain::locale::Locale;
 use crate::domain::refusal::UserRefusal;
 use crate::domain::user::{Role, Search, SearchField, UserId};
 use crate::error::{AppError, AppResult};
+use crate::store::sign_ins::SignIn;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct UserRow {
@@ -68,12 +69,15 @@ pub struct ConfigState {
     pub verdicts: i64,
 }
 
-/// The signed-in user with the configuration state, in one round trip: this
-/// runs on every page view.
+/// The signed-in user with the configuration state and the sign-in under
+/// `key`, in one round trip: this runs on every page view. The sign-in is
+/// `None` once it has ended (signed out on any node); the whole answer is
+/// `None` for a deleted user.
 pub async fn find_signed_in(
     pool: &SqlitePool,
     id: i64,
-) -> AppResult<Option<(UserRow, ConfigState)>> {
+    key: &str,
+) -> AppResult<Option<(UserRow, ConfigState, Option<SignIn>)>> {
     let sql = format!(
         "SELECT {COLUMNS},
             (SELECT COALESCE(MAX(generation), 0) FROM config_changes) AS generation,
@@ -83,10 +87,18 @@ pub async fn find_signed_in(
                 AND EXISTS (SELECT 1 FROM nodes WHERE activated = 1)) AS pending,
             (SELECT COALESCE(group_concat(name || ':' || engine_generation, ','), '')
                FROM nodes WHERE activated = 1) AS nodes,
-            (SELECT COALESCE(MAX(verdict_seq), 0) FROM gateways) AS verdicts
+            (SELECT COALESCE(MAX(verdict_seq), 0) FROM gateways) AS verdicts,
+            (SELECT s.created_at FROM sign_ins s
+              WHERE s.key = ?2 AND s.user_id = users.id) AS signed_in_at,
+            (SELECT s.seen_at FROM sign_ins s
+              WHERE s.key = ?2 AND s.user_id = users.id) AS signed_in_seen
          FROM users WHERE id = ?1"
     );
-    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .bind(key)
+        .fetch_optional(pool)
+        .await?;
     let Some(row) = row else { return Ok(None) };
     use sqlx::Row;
     let user = UserRow::from_row(&row)?;
@@ -96,7 +108,13 @@ pub async fn find_signed_in(
         nodes: row.try_get("nodes")?,
         verdicts: row.try_get("verdicts")?,
     };
-    Ok(Some((user, state)))
+    let created_at: Option<i64> = row.try_get("signed_in_at")?;
+    let seen_at: Option<i64> = row.try_get("signed_in_seen")?;
+    let sign_in = created_at.zip(seen_at).map(|(created_at, seen_at)| SignIn {
+        created_at,
+        seen_at,
+    });
+    Ok(Some((user, state, sign_in)))
 }
 
 pub async fn count_admins(pool: &SqlitePool) -> AppResult<i64> {

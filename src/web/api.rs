@@ -84,7 +84,7 @@ pub struct SessionCaller {
     id: i64,
     user_id: String,
     epoch: i64,
-    session: Option<tower_sessions::session::Id>,
+    sign_in_key: String,
 }
 
 impl Caller {
@@ -99,26 +99,21 @@ impl Caller {
     /// Whether the caller may still read: an open stream asks now and
     /// then, so a revoked token, a sign-out, an expired session, a password
     /// change or a deleted user ends it.
-    async fn still_valid(&self, pool: &SqlitePool) -> AppResult<bool> {
-        use tower_sessions::SessionStore as _;
+    async fn still_valid(&self, pool: &SqlitePool, now: i64) -> AppResult<bool> {
         match self {
             Caller::Token { id } => store::tokens::is_live(pool, *id).await,
             Caller::Admin(user) | Caller::EndUser(user) => {
-                let epoch_holds = store::users::find_signed_in(pool, user.id)
-                    .await?
-                    .is_some_and(|(row, _)| row.session_epoch == user.epoch);
-                let Some(session) = user.session else {
-                    return Ok(false);
-                };
-                // The stored session, not the in-memory cache: sign-out on
-                // another node deletes the row, and the row's expiry is the
-                // idle limit.
-                let session_lives = store::session_store(pool)
-                    .load(&session)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("reading the session: {e}"))?
-                    .is_some();
-                Ok(epoch_holds && session_lives)
+                // The sign-in row in the shared database, as for every page
+                // view, not any node's session cache: sign-out on any node
+                // deletes it, and it carries both session limits.
+                Ok(
+                    store::users::find_signed_in(pool, user.id, &user.sign_in_key)
+                        .await?
+                        .is_some_and(|(row, _, sign_in)| {
+                            row.session_epoch == user.epoch
+                                && sign_in.is_some_and(|s| super::session::sign_in_lives(&s, now))
+                        }),
+                )
             }
         }
     }
@@ -149,15 +144,11 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Option<Call
     let Some(SignedIn(user)) = user else {
         return Ok(None);
     };
-    let session = tower_sessions::Session::from_request_parts(parts, state)
-        .await
-        .map_err(|(status, message)| json_error(status, message))?
-        .id();
     let caller = SessionCaller {
         id: user.row.id,
         user_id: user.row.user_id,
         epoch: user.row.session_epoch,
-        session,
+        sign_in_key: user.sign_in_key,
     };
     Ok(Some(match user.role {
         Role::Admin => Caller::Admin(caller),
@@ -289,6 +280,8 @@ fn resume_after(headers: &HeaderMap, query: &StreamQuery) -> Result<Option<i64>,
 /// One open stream's position in the log.
 struct Tail {
     pool: SqlitePool,
+    /// The application's clock, for the session limits on a recheck.
+    clock: crate::clock::SharedClock,
     caller: Caller,
     after: i64,
     pending: VecDeque<store::presence::Published>,
@@ -316,7 +309,7 @@ impl Tail {
                 self.ticker.tick().await;
             }
             if Instant::now() >= self.recheck_at {
-                match self.caller.still_valid(&self.pool).await {
+                match self.caller.still_valid(&self.pool, self.clock.unix()).await {
                     Ok(true) => self.recheck_at = Instant::now() + RECHECK_EVERY,
                     Ok(false) => return None,
                     Err(e) => {
@@ -382,6 +375,7 @@ async fn stream(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let tail = Tail {
         pool: state.pool.clone(),
+        clock: state.clock.clone(),
         caller,
         after,
         pending: VecDeque::new(),
@@ -447,7 +441,7 @@ mod tests {
             id: 1,
             user_id: "alice".to_owned(),
             epoch: 0,
-            session: None,
+            sign_in_key: String::new(),
         };
         assert_eq!(Caller::EndUser(caller.clone()).only(), Some("alice"));
         assert_eq!(Caller::Admin(caller).only(), None);

@@ -174,7 +174,7 @@ async fn login(
     if let Err(until) = store::throttle::succeeded(&state.pool, attempt, &key, now).await? {
         return retry(StatusCode::TOO_MANY_REQUESTS, locked_message(until, now));
     }
-    session::sign_in(&session, &user, now).await?;
+    session::sign_in(&state.pool, &session, &user, now).await?;
     tracing::info!(user_id = ?user.user_id, "signed in");
     let target = if user.must_change_password {
         paths::ACCOUNT_PASSWORD.to_owned()
@@ -189,8 +189,8 @@ async fn login(
     Ok(Redirect::to(&target).into_response())
 }
 
-async fn logout(session: Session) -> AppResult<Response> {
-    session::sign_out(&session).await?;
+async fn logout(State(state): State<AppState>, session: Session) -> AppResult<Response> {
+    session::sign_out(&state.pool, &session).await?;
     Ok(Redirect::to(&format!("{}?signed_out=1", paths::LOGIN)).into_response())
 }
 
@@ -320,7 +320,7 @@ async fn change_password(
         .await?;
     let epoch =
         store::users::set_password(&state.pool, user.row.id, &hash, false, state.now()).await?;
-    session::adopt_epoch(&session, epoch).await?;
+    session::adopt_epoch(&state.pool, &session, epoch).await?;
     if user.role == Role::Admin && user.row.user_id == crate::domain::user::FIRST_ADMIN {
         // The generated first password is no longer valid: do not leave it lying around.
         let file = state

@@ -47,6 +47,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub const SESSION_COOKIE: &str = "pg_session";
 pub const SESSION_IDLE_MINUTES: i64 = 30;
+/// However active, a session ends this long after sign-in (ASVS 3.3.2).
+pub const SESSION_LIFETIME_HOURS: i64 = 12;
 /// Sessions kept in the in-memory cache; older ones are read from SQLite.
 const SESSION_CACHE_CAPACITY: u64 = 50_000;
 
@@ -54,8 +56,12 @@ const SESSION_CACHE_CAPACITY: u64 = 50_000;
 pub fn app(state: AppState) -> Router {
     let https = state.settings.serves_https();
     // Sessions are cached in memory in front of SQLite, so a page view reads
-    // no session row; revocation stays immediate through the user's epoch,
-    // which is read from the database on every request.
+    // no session record. The cache is safe in a cluster because no record
+    // is trusted alone: every request reads the session's sign-in row (and
+    // the user's epoch) from the shared database in the same query as the
+    // user, so sign-out or expiry on any node, which deletes the row, ends
+    // the session on every node at once, and a stale record another node
+    // caches or writes back names a row that is gone for good.
     let store = CachingSessionStore::new(
         MokaStore::new(Some(SESSION_CACHE_CAPACITY)),
         crate::store::session_store(&state.pool),

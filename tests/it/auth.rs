@@ -412,6 +412,67 @@ async fn expired_session_sends_to_sign_in_with_a_message() {
     assert!(body.contains("Your session has ended. Sign in again to continue."));
 }
 
+/// A request for `/` with `cookie` on `app`, from a browser with no jar.
+async fn get_with_cookie(app: &TestApp, cookie: &str) -> reqwest::Response {
+    crate::support::bare_client()
+        .get(app.url("/"))
+        .header("Cookie", format!("pg_session={cookie}"))
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn sign_out_on_one_node_ends_the_session_on_every_node() {
+    let a = TestApp::spawn().await;
+    let b = a.second_node("node-b").await;
+    let signed_in = a.sign_in(ADMIN, ADMIN_PASSWORD).await;
+    let cookie = cookie_value(&session_cookie(&signed_in).expect("session cookie"));
+    // Node B reads the session once, so its in-memory cache holds it.
+    assert_eq!(get_with_cookie(&b, &cookie).await.status().as_u16(), 200);
+    // What a request on B still in flight during the sign-out writes back
+    // when it ends: the session record as B held it.
+    sqlx::query("CREATE TABLE held AS SELECT * FROM tower_sessions")
+        .execute(&a.state.pool)
+        .await
+        .expect("hold the session record");
+
+    let response = a.post_form("/logout", &[]).await;
+    assert_eq!(location(&response), "/login?signed_out=1");
+    sqlx::query("INSERT OR REPLACE INTO tower_sessions SELECT * FROM held")
+        .execute(&a.state.pool)
+        .await
+        .expect("write the record back");
+
+    // Refused on B at once, and a later request on B (stale enough to
+    // re-save the session) brings nothing back, on A or on B.
+    for app in [&b, &a] {
+        a.clock.advance(time::Duration::minutes(2));
+        let response = get_with_cookie(app, &cookie).await;
+        assert_eq!(response.status().as_u16(), 303);
+        assert_eq!(location(&response), "/login?ended=1");
+    }
+    a.clock.advance(time::Duration::minutes(2));
+    assert_eq!(get_with_cookie(&b, &cookie).await.status().as_u16(), 303);
+    assert_eq!(get_with_cookie(&a, &cookie).await.status().as_u16(), 303);
+}
+
+#[tokio::test]
+async fn a_busy_session_still_ends_after_twelve_hours() {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    // A page every 20 minutes for 11 hours 40 minutes: never idle.
+    busy(&app, 35).await;
+    // Twelve hours after sign-in the session ends, however busy.
+    app.clock.advance(time::Duration::minutes(20));
+    let response = app.get("/system/nodes").await;
+    assert_eq!(response.status().as_u16(), 303);
+    let target = location(&response);
+    assert_eq!(target, "/login?next=%2Fsystem%2Fnodes&ended=1");
+    let (_, body) = app.get_text(&target).await;
+    assert!(body.contains("Your session has ended. Sign in again to continue."));
+}
+
 #[tokio::test]
 async fn idle_session_is_resaved_at_most_once_a_minute() {
     let app = TestApp::spawn().await;
@@ -800,4 +861,34 @@ async fn failures_older_than_the_window_are_purged_for_every_id() {
         0
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM login_failures").await, 1);
+}
+
+/// A page every 20 minutes, `times` times: never idle.
+async fn busy(app: &TestApp, times: usize) {
+    for _ in 0..times {
+        app.clock.advance(time::Duration::minutes(20));
+        assert_eq!(app.get("/").await.status().as_u16(), 200);
+    }
+}
+
+#[tokio::test]
+async fn changing_the_password_does_not_extend_the_session() {
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    busy(&app, 18).await;
+    let response = app
+        .post_form(
+            "/account/password",
+            &[
+                ("current", ADMIN_PASSWORD),
+                ("new", "second-pass-99"),
+                ("confirm", "second-pass-99"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    busy(&app, 17).await;
+    // Twelve hours after the sign-in, not after the password change.
+    app.clock.advance(time::Duration::minutes(20));
+    assert_eq!(location(&app.get("/").await), "/login?ended=1");
 }

@@ -119,12 +119,24 @@ impl TestApp {
         limits: presence_gateway::net::Limits,
     ) -> TestApp {
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
-        let prepared = presence_gateway::cmd::serve::prepare(
-            test_settings(dir.path(), admin_password),
-            clock.clone(),
-        )
-        .await
-        .expect("prepare");
+        let settings = test_settings(dir.path(), admin_password);
+        Self::serve(settings, dir, clock).await
+    }
+
+    /// Another node of the same cluster: its own process state (session
+    /// cache included) and port, on this node's data directory and database,
+    /// and on the same clock. `keep` only holds an empty directory alive.
+    pub async fn second_node(&self, name: &str) -> TestApp {
+        let mut settings = test_settings(self.dir.path(), Some(ADMIN_PASSWORD));
+        settings.node_name = name.to_owned();
+        let keep = private_tempdir().expect("temp dir");
+        Self::serve(settings, keep, self.clock.clone()).await
+    }
+
+    async fn serve(settings: Settings, dir: TempDir, clock: Arc<ManualClock>) -> TestApp {
+        let prepared = presence_gateway::cmd::serve::prepare(settings, clock.clone())
+            .await
+            .expect("prepare");
         let state = prepared.state;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
