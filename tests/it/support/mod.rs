@@ -120,7 +120,7 @@ impl TestApp {
     ) -> TestApp {
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
         let settings = test_settings(dir.path(), admin_password);
-        Self::serve(settings, dir, clock).await
+        Self::serve(settings, dir, clock, limits).await
     }
 
     /// Another node of the same cluster: its own process state (session
@@ -130,10 +130,16 @@ impl TestApp {
         let mut settings = test_settings(self.dir.path(), Some(ADMIN_PASSWORD));
         settings.node_name = name.to_owned();
         let keep = private_tempdir().expect("temp dir");
-        Self::serve(settings, keep, self.clock.clone()).await
+        let limits = presence_gateway::net::Limits::console();
+        Self::serve(settings, keep, self.clock.clone(), limits).await
     }
 
-    async fn serve(settings: Settings, dir: TempDir, clock: Arc<ManualClock>) -> TestApp {
+    async fn serve(
+        settings: Settings,
+        dir: TempDir,
+        clock: Arc<ManualClock>,
+        limits: presence_gateway::net::Limits,
+    ) -> TestApp {
         let prepared = presence_gateway::cmd::serve::prepare(settings, clock.clone())
             .await
             .expect("prepare");
