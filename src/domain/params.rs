@@ -27,6 +27,8 @@ pub enum Kind {
     Host,
     /// (stored value, label shown)
     Choice(&'static [(&'static str, &'static str)]),
+    /// An `https://` URL, or empty for none.
+    HttpsUrl,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,8 @@ pub const EXCHANGE_QUEUE: &str = "exchange_queue";
 pub const EXCHANGE_THREADS: &str = "exchange_threads";
 pub const EXCHANGE_AUTH: &str = "exchange_auth";
 pub const OUT_OF_OFFICE: &str = "calendar_out_of_office";
+pub const M365_POLL_INTERVAL: &str = "m365_poll_interval";
+pub const M365_NOTIFICATION_URL: &str = "m365_notification_url";
 
 pub const AUTH_CHOICES: &[(&str, &str)] = &[
     ("auto", "Auto (NTLMv2, then Basic)"),
@@ -174,6 +178,35 @@ pub const CATALOGUE: &[Param] = &[
                time. Applies incrementally.",
         caution: false,
     },
+    Param {
+        key: M365_POLL_INTERVAL,
+        label: "Microsoft 365 Poll Interval",
+        unit: "minutes",
+        kind: Kind::Integer { min: 1, max: 60 },
+        default: Some("5"),
+        after: AfterChange::Live,
+        help: "How often the Presence Engine reads every user's calendar from Microsoft 365 \
+               (Exchange Online) with getSchedule. With a Microsoft 365 Notification URL, \
+               changes arrive as notifications and this poll is a safety net. A shorter \
+               interval shows changes sooner and spends more of Microsoft's request budget. \
+               Applies incrementally.",
+        caution: false,
+    },
+    Param {
+        key: M365_NOTIFICATION_URL,
+        label: "Microsoft 365 Notification URL",
+        unit: "https URL or empty",
+        kind: Kind::HttpsUrl,
+        default: Some(""),
+        after: AfterChange::RestartRequired,
+        help: "Leave empty to poll Microsoft 365 calendars. Or enter an https:// URL that \
+               reaches this node's notification listener (the Microsoft Exchange Notification \
+               Port), for example through a reverse proxy: Microsoft Graph then posts calendar \
+               changes to <URL>/graph/notify and subscription events to <URL>/graph/lifecycle. \
+               It must be reachable from the internet with a certificate Microsoft trusts; only \
+               Microsoft can tell whether it is, so any https URL is accepted here.",
+        caution: false,
+    },
 ];
 
 impl Param {
@@ -234,8 +267,38 @@ impl Param {
                     let labels: Vec<&str> = choices.iter().map(|(_, l)| *l).collect();
                     format!("Choose one of: {}.", labels.join(", "))
                 }),
+            Kind::HttpsUrl => {
+                parse_https_base(value).map_err(|why| format!("{}: {why}", self.label))
+            }
         }
     }
+}
+
+/// A public base URL the engine appends paths to: `https`, a host, no
+/// user name or password (they would travel in every notification), no
+/// query or fragment (the paths go after it). Empty is none. Stored
+/// without a trailing slash.
+fn parse_https_base(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    let url = url::Url::parse(value)
+        .map_err(|_| "enter a full URL such as https://presence.example.com/ or leave it empty.")?;
+    if url.scheme() != "https" {
+        return Err("Microsoft Graph posts only to https:// URLs.".to_owned());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL needs a host name.".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("leave the user name and password out of the URL.".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(
+            "leave out the query (?) and fragment (#): paths are added after the URL.".to_owned(),
+        );
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// SPEC section 3: the suggested Calendar Spread for a node, its assigned
@@ -263,6 +326,9 @@ pub struct ServiceParams {
     pub exchange_threads: u32,
     pub exchange_auth: ExchangeAuth,
     pub display_out_of_office: bool,
+    pub m365_poll_interval_minutes: u32,
+    /// Empty: Microsoft 365 calendars are polled only.
+    pub m365_notification_url: String,
 }
 
 impl ServiceParams {
@@ -292,6 +358,8 @@ impl ServiceParams {
                 ExchangeAuth::Auto
             },
             display_out_of_office: get(OUT_OF_OFFICE) == "display",
+            m365_poll_interval_minutes: num(M365_POLL_INTERVAL).max(1),
+            m365_notification_url: get(M365_NOTIFICATION_URL),
         }
     }
 
@@ -339,6 +407,8 @@ mod tests {
                 exchange_threads: 60,
                 exchange_auth: ExchangeAuth::Auto,
                 display_out_of_office: false,
+                m365_poll_interval_minutes: 5,
+                m365_notification_url: String::new(),
             }
         );
     }
@@ -371,6 +441,38 @@ mod tests {
         assert_eq!(host.parse("10.0.0.5"), Ok("10.0.0.5".to_owned()));
         assert!(host.parse("http://x/").is_err());
         assert!(host.parse("").is_err());
+    }
+
+    #[test]
+    fn the_notification_url_is_an_https_base_or_empty() {
+        let url = Param::by_key(M365_NOTIFICATION_URL).unwrap();
+        assert_eq!(url.parse(""), Ok(String::new()));
+        assert_eq!(url.parse("  "), Ok(String::new()));
+        assert_eq!(
+            url.parse("https://Presence.Example.com/pg/"),
+            Ok("https://presence.example.com/pg".to_owned())
+        );
+        assert_eq!(
+            url.parse("https://presence.example.com"),
+            Ok("https://presence.example.com".to_owned())
+        );
+        for (bad, says) in [
+            ("http://presence.example.com/", "only to https://"),
+            ("presence.example.com", "full URL"),
+            (
+                "https://user:pw@presence.example.com/",
+                "user name and password",
+            ),
+            ("https://presence.example.com/?a=1", "query"),
+            ("https://presence.example.com/#x", "fragment"),
+        ] {
+            let message = url.parse(bad).unwrap_err();
+            assert!(
+                message.starts_with("Microsoft 365 Notification URL: "),
+                "{message}"
+            );
+            assert!(message.contains(says), "{bad}: {message}");
+        }
     }
 
     #[test]

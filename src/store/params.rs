@@ -79,6 +79,7 @@ impl Change {
                 .find(|(v, _)| *v == value)
                 .map_or(value, |(_, label)| *label)
                 .to_owned(),
+            Kind::HttpsUrl if value.is_empty() => "(empty)".to_owned(),
             _ => value.to_owned(),
         };
         let unit = match self.param.kind {

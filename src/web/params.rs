@@ -80,6 +80,7 @@ impl Field {
             }
             Kind::Integer { min, max } => ("text", min, max, Vec::new()),
             Kind::Host => ("text", 0, 0, Vec::new()),
+            Kind::HttpsUrl => ("text", 0, 0, Vec::new()),
             Kind::Choice(choices) => (
                 "select",
                 0,
@@ -101,6 +102,7 @@ impl Field {
                 .find(|(v, _)| *v == default)
                 .map_or(default.clone(), |(_, label)| (*label).to_owned()),
             Kind::Host => format!("{default} (this node's name)"),
+            Kind::HttpsUrl => "empty (calendars are polled)".to_owned(),
             Kind::Integer { .. } => default,
         };
         let note = (param.key == CALENDAR_SPREAD).then(|| {
@@ -532,9 +534,11 @@ mod tests {
             ("exchange_queue".to_owned(), "0".to_owned()),
         ];
         let errors = wanted(&fields, "n").unwrap_err();
-        // Every parameter but the missing ones' defaults: all were missing
-        // or wrong, so every field has its message.
-        assert_eq!(errors.len(), CATALOGUE.len());
+        // All were missing or wrong, so every field that cannot be empty
+        // has its message (the Notification URL may be: empty is "none").
+        let may_be_empty = CATALOGUE.iter().filter(|p| p.parse("").is_ok()).count();
+        assert_eq!(may_be_empty, 1);
+        assert_eq!(errors.len(), CATALOGUE.len() - may_be_empty);
         assert!(errors["exchange_timeout"].contains("from 1 to 20"));
     }
 }
