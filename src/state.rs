@@ -88,6 +88,8 @@ pub struct AppState {
     pub engine_wake: crate::engine::Wake,
     /// Open presence streams on this process.
     pub streams: StreamPermits,
+    /// One bulk import or check at a time on this node.
+    pub imports: crate::store::bulk::ImportGate,
 }
 
 impl AppState {

@@ -67,6 +67,7 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
             gateway_rows_html: Default::default(),
             engine_wake: Default::default(),
             streams: Default::default(),
+            imports: Default::default(),
         },
         first_admin,
     })
