@@ -73,6 +73,17 @@ async fn import_users(db: &Path, file: &Path, dry_run: bool) -> AppResult<u8> {
                 }
             }
         }
+        let listed = report
+            .rows
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Error(_)))
+            .count();
+        if report.errors > listed {
+            println!(
+                "{} more rows in error are not listed (the first {listed} are).",
+                report.errors - listed
+            );
+        }
         println!("{}", report.summary());
     };
     let status = if dry_run {

@@ -104,10 +104,19 @@ pub struct RowReport {
     pub outcome: Outcome,
 }
 
-/// The whole file checked: every row's outcome.
+/// Rows in error kept with their messages; beyond this many only counted.
+/// A 16 MiB file of two-byte bad lines is 8 million errors, which kept in
+/// full took 2.4 GB; nobody reads past the first few thousand, and a file
+/// with any error is not applied, so the rest are not needed.
+pub const ERRORS_KEPT: usize = 5_000;
+
+/// The whole file checked: every row's outcome, except errors beyond
+/// `ERRORS_KEPT`, which are only counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     pub rows: Vec<RowReport>,
+    /// Data rows in the file, those not kept in `rows` included.
+    pub total: usize,
     pub created: usize,
     pub updated: usize,
     /// Of `updated`, the rows that change nothing.
@@ -364,6 +373,7 @@ pub fn validate_until(bytes: &[u8], known: &Known, stop: &AtomicBool) -> Result<
         }
         row += 1;
         let record = record.map_err(|e| FileError::Unreadable(format!("row {row}: {e}")))?;
+        report.total += 1;
         let (user_id, outcome) = check_record(&record, row, known, &mut seen);
         match &outcome {
             Outcome::Create(_) => report.created += 1,
@@ -371,7 +381,12 @@ pub fn validate_until(bytes: &[u8], known: &Known, stop: &AtomicBool) -> Result<
                 report.updated += 1;
                 report.unchanged += usize::from(*unchanged);
             }
-            Outcome::Error(_) => report.errors += 1,
+            Outcome::Error(_) => {
+                report.errors += 1;
+                if report.errors > ERRORS_KEPT {
+                    continue;
+                }
+            }
         }
         report.rows.push(RowReport {
             row,
@@ -379,7 +394,7 @@ pub fn validate_until(bytes: &[u8], known: &Known, stop: &AtomicBool) -> Result<
             outcome,
         });
     }
-    if report.rows.is_empty() {
+    if report.total == 0 {
         return Err(FileError::NoRows);
     }
     Ok(report)
@@ -743,6 +758,16 @@ mod tests {
         );
         let big = vec![b' '; MAX_BYTES + 1];
         assert_eq!(validate(&big, &known), Err(FileError::TooLarge));
+    }
+
+    #[test]
+    fn errors_beyond_those_kept_are_counted_only() {
+        let file = format!("{HEADER}{}", "x\n".repeat(ERRORS_KEPT + 10));
+        let report = validate(file.as_bytes(), &known()).expect("readable");
+        assert_eq!(report.total, ERRORS_KEPT + 10);
+        assert_eq!(report.errors, ERRORS_KEPT + 10);
+        assert_eq!(report.rows.len(), ERRORS_KEPT);
+        assert!(!report.is_clean());
     }
 
     #[test]

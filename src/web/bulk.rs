@@ -42,7 +42,7 @@ pub const UPLOAD_HARD_LIMIT: usize = 2 * MAX_BYTES;
 const LIST_ALL_ROWS: usize = 500;
 /// Errors listed at most, so a wholly wrong 45,000-row file still gives a
 /// page a browser can show; the count says how many more there are.
-const ERRORS_SHOWN: usize = 5_000;
+const ERRORS_SHOWN: usize = crate::domain::bulk::ERRORS_KEPT;
 /// Users with an uninstalled locale listed by name.
 const STALE_SHOWN: i64 = 100;
 
@@ -195,7 +195,7 @@ struct ReportPage {
 }
 
 fn row_views(report: &Report) -> (Vec<RowView>, bool, usize) {
-    let listed_all = report.rows.len() <= LIST_ALL_ROWS;
+    let listed_all = report.total <= LIST_ALL_ROWS;
     let mut shown_errors = 0;
     let mut views = Vec::new();
     for r in &report.rows {
@@ -254,7 +254,7 @@ async fn report_page(
         shell: Shell::new(state, user, messages, "Import Validation Report", PAGE).await?,
         file_name: file_name.to_owned(),
         size: size(bytes),
-        total: report.rows.len(),
+        total: report.total,
         created: report.created,
         updated: report.updated,
         unchanged: report.unchanged,
@@ -378,24 +378,31 @@ async fn import(
         Ok(report) => report,
         Err(e) => return refuse_file(&state, &user, messages, file_message(&name, &e)).await,
     };
-    let (status, token) = if report.is_clean() {
-        let token =
-            store::bulk::save_pending(&state.pool, &user.row.user_id, &name, &bytes, state.now())
-                .await?;
-        (StatusCode::OK, Some(token))
-    } else {
-        (StatusCode::UNPROCESSABLE_ENTITY, None)
-    };
-    let page = report_page(
+    // The page keeps only the rows it shows: the full report (every row
+    // parsed, several times the file's size) goes before the file is copied
+    // into the database, so the two are never held at once.
+    let mut page = report_page(
         &state,
         &user,
         messages,
         (&name, bytes.len()),
         &report,
-        token,
+        None,
         None,
     )
     .await?;
+    let clean = report.is_clean();
+    drop(report);
+    let status = if clean {
+        let token =
+            store::bulk::save_pending(&state.pool, &user.row.user_id, &name, &bytes, state.now())
+                .await?;
+        page.token = Some(token);
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    drop(bytes);
     render(status, &page)
 }
 
