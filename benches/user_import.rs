@@ -45,8 +45,10 @@ async fn import(
     bytes: &[u8],
     now: i64,
 ) -> Result<(Timing, store::bulk::Applied), Box<dyn std::error::Error>> {
+    let work = store::bulk::Work::alone();
+    let bytes = bytes::Bytes::copy_from_slice(bytes);
     let started = Instant::now();
-    let report = store::bulk::check(pool, bytes)
+    let report = store::bulk::check(pool, bytes.clone(), &work)
         .await?
         .map_err(|e| e.to_string())?;
     if !report.is_clean() {
@@ -56,7 +58,7 @@ async fn import(
     let started = Instant::now();
     // The page makes the unusable password hash per Apply: count it in.
     let hash = store::bulk::unusable_password_hash().await?;
-    let applied = store::bulk::apply(pool, bytes, &hash, "admin", now, None)
+    let applied = store::bulk::apply(pool, bytes, &hash, "admin", now, None, &work)
         .await?
         .map_err(|e| format!("refused: {e:?}"))?;
     Ok((

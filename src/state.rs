@@ -91,6 +91,8 @@ pub struct AppState {
     /// The engine's notification listener's connection bounds (the tests
     /// narrow them).
     pub listener_limits: crate::net::Limits,
+    /// One bulk import or check at a time on this node.
+    pub imports: crate::store::bulk::ImportGate,
 }
 
 impl AppState {

@@ -64,6 +64,7 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
             engine_wake: Default::default(),
             streams: Default::default(),
             listener_limits: crate::net::Limits::notifications(),
+            imports: Default::default(),
         },
         first_admin,
     })

@@ -38,31 +38,24 @@ pub async fn run(data_dir: &Path, command: &crate::cli::UsersCommand) -> u8 {
 }
 
 async fn import_users(db: &Path, file: &Path, dry_run: bool) -> AppResult<u8> {
-    use crate::domain::bulk::{MAX_BYTES, Outcome};
+    use crate::domain::bulk::Outcome;
     use crate::store::bulk::Refused;
 
-    // The size first, so a huge file is refused before it is read.
-    let size = match std::fs::metadata(file) {
-        Ok(meta) => meta.len(),
+    let bytes = match read_bounded(file) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            eprintln!(
+                "error: {} is larger than 16 MiB: nothing imported; split it into smaller files",
+                file.display()
+            );
+            return Ok(USERS_USAGE);
+        }
         Err(e) => {
             eprintln!("error: cannot read {}: {e}", file.display());
             return Ok(USERS_USAGE);
         }
     };
-    if size > MAX_BYTES as u64 {
-        eprintln!(
-            "error: {} is larger than 16 MiB ({size} bytes): split it into smaller files",
-            file.display()
-        );
-        return Ok(USERS_USAGE);
-    }
-    let bytes = match std::fs::read(file) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", file.display());
-            return Ok(USERS_USAGE);
-        }
-    };
+    let work = store::bulk::Work::alone();
     let pool = store::open(db).await?;
     let print = |report: &crate::domain::bulk::Report| {
         println!("Rows are numbered as in a spreadsheet: the header is row 1.");
@@ -80,10 +73,21 @@ async fn import_users(db: &Path, file: &Path, dry_run: bool) -> AppResult<u8> {
                 }
             }
         }
+        let listed = report
+            .rows
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Error(_)))
+            .count();
+        if report.errors > listed {
+            println!(
+                "{} more rows in error are not listed (the first {listed} are).",
+                report.errors - listed
+            );
+        }
         println!("{}", report.summary());
     };
     let status = if dry_run {
-        match store::bulk::check(&pool, &bytes).await? {
+        match store::bulk::check(&pool, bytes, &work).await? {
             Err(e) => {
                 println!("{e}");
                 USERS_ROWS_BAD
@@ -102,7 +106,7 @@ async fn import_users(db: &Path, file: &Path, dry_run: bool) -> AppResult<u8> {
     } else {
         let hash = store::bulk::unusable_password_hash().await?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        match store::bulk::apply(&pool, &bytes, &hash, SHELL_ACTOR, now, None).await? {
+        match store::bulk::apply(&pool, bytes, &hash, SHELL_ACTOR, now, None, &work).await? {
             Ok(applied) => {
                 print(&applied.report);
                 println!("Import applied: {}.", applied.summary());
@@ -121,6 +125,26 @@ async fn import_users(db: &Path, file: &Path, dry_run: bool) -> AppResult<u8> {
     };
     pool.close().await;
     Ok(status)
+}
+
+/// The file's bytes, or None when it holds more than `MAX_BYTES`. The limit
+/// counts the bytes actually read, not the length the file system reports:
+/// a pipe, a device such as /dev/zero or a file still growing says nothing
+/// true about its length, and is read only one byte past the limit.
+fn read_bounded(file: &Path) -> std::io::Result<Option<bytes::Bytes>> {
+    use crate::domain::bulk::MAX_BYTES;
+    use std::io::Read;
+    let limit = MAX_BYTES as u64 + 1;
+    let opened = std::fs::File::open(file)?;
+    // A regular file's length, when it is within the limit, sizes the
+    // buffer once rather than by doubling; it is only a hint.
+    let hint = opened.metadata().map(|m| m.len().min(limit)).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+    opened.take(limit).read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_BYTES {
+        return Ok(None);
+    }
+    Ok(Some(bytes::Bytes::from(bytes)))
 }
 
 /// Who the audit log names for changes made from the shell.

@@ -4,6 +4,11 @@
 //! records a restart.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
@@ -18,6 +23,76 @@ use super::{audit, locales};
 
 /// A checked file waits this long for "Apply".
 pub const PENDING_SECS: i64 = 3600;
+
+/// One bulk import or check at a time in this process (one per node): each
+/// holds a 16 MiB file, its parsed rows and seconds of CPU, so several at
+/// once multiply the memory (four reached 1.7 GB) for no gain, and the
+/// single applying transaction serializes the writes anyway. In the
+/// application state, not a static, so each `AppState` (each test app) has
+/// its own.
+#[derive(Clone)]
+pub struct ImportGate(Arc<Semaphore>);
+
+impl Default for ImportGate {
+    fn default() -> Self {
+        ImportGate(Arc::new(Semaphore::new(1)))
+    }
+}
+
+impl ImportGate {
+    /// The right to import now, or None while another import runs here.
+    pub fn try_start(&self) -> Option<Work> {
+        let permit = self.0.clone().try_acquire_owned().ok()?;
+        Some(Work {
+            running: Running {
+                stop: Arc::new(AtomicBool::new(false)),
+                _permit: Arc::new(permit),
+            },
+        })
+    }
+
+    /// Whether an import holds the gate (tests wait on this).
+    pub fn is_busy(&self) -> bool {
+        self.0.available_permits() == 0
+    }
+}
+
+/// What the blocking thread holds of a running import: the stop flag, and a
+/// share of the gate's permit, so the gate opens only once that thread has
+/// stopped too, not merely when the request ended.
+#[derive(Clone)]
+struct Running {
+    stop: Arc<AtomicBool>,
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
+/// A running import, owned by whoever asked for it (the request handler's
+/// future). Dropping it, when the request ends in any way, the client
+/// leaving or the request timeout included, tells the blocking work to
+/// stop: nothing is written by a stopped import.
+pub struct Work {
+    running: Running,
+}
+
+impl Work {
+    /// An import not gated by any service: the shell's, one per process.
+    pub fn alone() -> Work {
+        // A fresh gate nobody else holds: its permit is always there.
+        ImportGate::default()
+            .try_start()
+            .unwrap_or_else(|| unreachable!("a new gate is open"))
+    }
+
+    fn stopped(&self) -> bool {
+        self.running.stop.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        self.running.stop.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Why a file was not applied: it cannot be read, or rows are in error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,23 +179,40 @@ async fn known(conn: &mut SqliteConnection) -> AppResult<Known> {
 }
 
 /// Checks a file against the database as it is now; writes nothing.
-pub async fn check(pool: &SqlitePool, bytes: &[u8]) -> AppResult<Result<Report, FileError>> {
+pub async fn check(
+    pool: &SqlitePool,
+    bytes: Bytes,
+    work: &Work,
+) -> AppResult<Result<Report, FileError>> {
     if bytes.len() > bulk::MAX_BYTES {
         return Ok(Err(FileError::TooLarge));
     }
     let mut conn = pool.acquire().await?;
     let known = known(&mut conn).await?;
     drop(conn);
-    validate_off_thread(bytes, known).await
+    validate_off_thread(bytes, known, work).await
 }
 
 /// Reading 16 MiB of CSV takes CPU time: off the async threads, like
-/// password hashing, so other requests are not stalled meanwhile.
-async fn validate_off_thread(bytes: &[u8], known: Known) -> AppResult<Result<Report, FileError>> {
-    let bytes = bytes.to_vec();
-    tokio::task::spawn_blocking(move || bulk::validate(&bytes, &known))
-        .await
-        .map_err(|e| AppError::Internal(e.into()))
+/// password hashing, so other requests are not stalled meanwhile. `bytes`
+/// is shared, not copied. The thread stops early when `work` is dropped,
+/// and holds the import gate until it has.
+async fn validate_off_thread(
+    bytes: Bytes,
+    known: Known,
+    work: &Work,
+) -> AppResult<Result<Report, FileError>> {
+    let running = work.running.clone();
+    tokio::task::spawn_blocking(move || {
+        let report = bulk::validate_until(&bytes, &known, &running.stop);
+        // The file and what was read of the database go before the gate
+        // opens, so the next import does not start beside them.
+        drop((bytes, known));
+        drop(running);
+        report
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.into()))
 }
 
 /// A password hash that no password verifies: an Argon2id hash (the
@@ -180,18 +272,21 @@ fn upsert_sql(rows: usize) -> String {
 /// `pending` names. Nothing is written when anything is refused.
 pub async fn apply(
     pool: &SqlitePool,
-    bytes: &[u8],
+    bytes: Bytes,
     password_hash: &str,
     actor: &str,
     now: i64,
     pending: Option<&str>,
+    work: &Work,
 ) -> AppResult<Result<Applied, Refused>> {
     if bytes.len() > bulk::MAX_BYTES {
         return Ok(Err(Refused::File(FileError::TooLarge)));
     }
+    // Hashed now, so the file need not be kept until the audit entry.
+    let sha256 = sha256_hex(&bytes);
     let mut tx = super::begin_write(pool).await?;
     let known = known(&mut tx).await?;
-    let report = match validate_off_thread(bytes, known).await? {
+    let report = match validate_off_thread(bytes, known, work).await? {
         Ok(report) if report.is_clean() => report,
         Ok(report) => return Ok(Err(Refused::Rows(report))),
         Err(e) => return Ok(Err(Refused::File(e))),
@@ -201,6 +296,10 @@ pub async fn apply(
     let writes: Vec<&UserRecord> = report.writes().collect();
     let full_batch = upsert_sql(BATCH);
     for chunk in writes.chunks(BATCH) {
+        // A stopped import rolls back (the transaction is dropped unwritten).
+        if work.stopped() {
+            return Ok(Err(Refused::File(FileError::Stopped)));
+        }
         let last_batch;
         let sql = if chunk.len() == BATCH {
             &full_batch
@@ -249,7 +348,7 @@ pub async fn apply(
                 "created": applied.created,
                 "updated": applied.updated,
                 "unchanged": applied.unchanged,
-                "sha256": sha256_hex(bytes),
+                "sha256": sha256,
             })),
         },
         now,
@@ -262,6 +361,9 @@ pub async fn apply(
             .bind(now - PENDING_SECS)
             .execute(&mut *tx)
             .await?;
+    }
+    if work.stopped() {
+        return Ok(Err(Refused::File(FileError::Stopped)));
     }
     tx.commit().await?;
     Ok(Ok(applied))

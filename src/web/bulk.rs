@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use axum_messages::Messages;
+use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::domain::bulk::{COLUMNS, FileError, MAX_BYTES, Outcome, Report};
@@ -41,12 +42,13 @@ pub const UPLOAD_HARD_LIMIT: usize = 2 * MAX_BYTES;
 const LIST_ALL_ROWS: usize = 500;
 /// Errors listed at most, so a wholly wrong 45,000-row file still gives a
 /// page a browser can show; the count says how many more there are.
-const ERRORS_SHOWN: usize = 5_000;
+const ERRORS_SHOWN: usize = crate::domain::bulk::ERRORS_KEPT;
 /// Users with an uninstalled locale listed by name.
 const STALE_SHOWN: i64 = 100;
 
 const TOO_LARGE: &str = "The file is larger than 16 MiB: nothing imported. Split it into \
                          smaller files.";
+const BUSY: &str = "An import is running on this node: try again when it has finished.";
 
 /// The page and its forms (1 MiB body limit, as everywhere).
 pub fn router() -> Router<AppState> {
@@ -193,7 +195,7 @@ struct ReportPage {
 }
 
 fn row_views(report: &Report) -> (Vec<RowView>, bool, usize) {
-    let listed_all = report.rows.len() <= LIST_ALL_ROWS;
+    let listed_all = report.total <= LIST_ALL_ROWS;
     let mut shown_errors = 0;
     let mut views = Vec::new();
     for r in &report.rows {
@@ -252,7 +254,7 @@ async fn report_page(
         shell: Shell::new(state, user, messages, "Import Validation Report", PAGE).await?,
         file_name: file_name.to_owned(),
         size: size(bytes),
-        total: report.rows.len(),
+        total: report.total,
         created: report.created,
         updated: report.updated,
         unchanged: report.unchanged,
@@ -265,9 +267,11 @@ async fn report_page(
     })
 }
 
-/// Reads the `file` part, bounded by `UPLOAD_BODY_LIMIT`: (name, bytes), or
-/// the message for beside the field.
-async fn read_file(multipart: &mut Multipart) -> Result<(String, Vec<u8>), String> {
+/// Reads the `file` part: (name, bytes), or the message for beside the
+/// field. The part is read chunk by chunk and given up on as soon as it
+/// passes `MAX_BYTES`, counting the bytes that arrived, whatever the request
+/// declared; the rest of the body is never read.
+async fn read_file(multipart: &mut Multipart) -> Result<(String, Bytes), String> {
     let failed = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             TOO_LARGE.to_owned()
@@ -279,14 +283,24 @@ async fn read_file(multipart: &mut Multipart) -> Result<(String, Vec<u8>), Strin
         }
     };
     let mut file = None;
-    while let Some(field) = multipart.next_field().await.map_err(failed)? {
-        if field.name() == Some("file") {
-            let name = field.file_name().unwrap_or_default().to_owned();
-            let bytes = field.bytes().await.map_err(failed)?;
-            // A form sent without a chosen file has an empty, unnamed part.
-            if !(name.is_empty() && bytes.is_empty()) {
-                file = Some((name, bytes.to_vec()));
+    while let Some(mut field) = multipart.next_field().await.map_err(failed)? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field.file_name().unwrap_or_default().to_owned();
+        // One buffer, grown as chunks come: never a second copy of the file.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(failed)? {
+            if bytes.len() + chunk.len() > MAX_BYTES {
+                return Err(TOO_LARGE.to_owned());
             }
+            bytes.extend_from_slice(&chunk);
+        }
+        // A form sent without a chosen file has an empty, unnamed part.
+        if !(name.is_empty() && bytes.is_empty()) {
+            // The file is all this form carries: the rest is not read.
+            file = Some((name, Bytes::from(bytes)));
+            break;
         }
     }
     file.ok_or_else(|| "Choose a CSV file to import: nothing was uploaded.".to_owned())
@@ -310,10 +324,36 @@ async fn refuse_file(
     messages: Messages,
     message: String,
 ) -> AppResult<Response> {
+    refuse_file_with(
+        state,
+        user,
+        messages,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        message,
+    )
+    .await
+}
+
+async fn refuse_file_with(
+    state: &AppState,
+    user: &CurrentUser,
+    messages: Messages,
+    status: StatusCode,
+    message: String,
+) -> AppResult<Response> {
     let mut errors = FieldErrors::default();
     errors.set("file", message);
     let page = index_page(state, user, messages, RawSync::default(), errors).await?;
-    render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+    render(status, &page)
+}
+
+/// The page saying another import runs here (409: try again later).
+async fn refuse_busy(
+    state: &AppState,
+    user: &CurrentUser,
+    messages: Messages,
+) -> AppResult<Response> {
+    refuse_file_with(state, user, messages, StatusCode::CONFLICT, BUSY.to_owned()).await
 }
 
 /// Checks the uploaded file and shows the report; nothing is written to
@@ -324,32 +364,45 @@ async fn import(
     messages: Messages,
     mut multipart: Multipart,
 ) -> AppResult<Response> {
+    // Taken before the body is read, so one upload's buffer at a time is
+    // held; dropped with this future however the request ends, which stops
+    // the check on its blocking thread.
+    let Some(work) = state.imports.try_start() else {
+        return refuse_busy(&state, &user, messages).await;
+    };
     let (name, bytes) = match read_file(&mut multipart).await {
         Ok(file) => file,
         Err(message) => return refuse_file(&state, &user, messages, message).await,
     };
-    let report = match store::bulk::check(&state.pool, &bytes).await? {
+    let report = match store::bulk::check(&state.pool, bytes.clone(), &work).await? {
         Ok(report) => report,
         Err(e) => return refuse_file(&state, &user, messages, file_message(&name, &e)).await,
     };
-    let (status, token) = if report.is_clean() {
-        let token =
-            store::bulk::save_pending(&state.pool, &user.row.user_id, &name, &bytes, state.now())
-                .await?;
-        (StatusCode::OK, Some(token))
-    } else {
-        (StatusCode::UNPROCESSABLE_ENTITY, None)
-    };
-    let page = report_page(
+    // The page keeps only the rows it shows: the full report (every row
+    // parsed, several times the file's size) goes before the file is copied
+    // into the database, so the two are never held at once.
+    let mut page = report_page(
         &state,
         &user,
         messages,
         (&name, bytes.len()),
         &report,
-        token,
+        None,
         None,
     )
     .await?;
+    let clean = report.is_clean();
+    drop(report);
+    let status = if clean {
+        let token =
+            store::bulk::save_pending(&state.pool, &user.row.user_id, &name, &bytes, state.now())
+                .await?;
+        page.token = Some(token);
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    drop(bytes);
     render(status, &page)
 }
 
@@ -367,6 +420,10 @@ async fn apply(
     messages: Messages,
     Form(form): Form<ApplyForm>,
 ) -> AppResult<Response> {
+    // Before the stored file is loaded: a busy node loads nothing.
+    let Some(work) = state.imports.try_start() else {
+        return refuse_busy(&state, &user, messages).await;
+    };
     let now = state.now();
     let token = form.token.trim();
     let Some(pending) =
@@ -378,14 +435,16 @@ async fn apply(
             .to_owned();
         return refuse_file(&state, &user, messages, message).await;
     };
+    let bytes_len = pending.bytes.len();
     let hash = store::bulk::unusable_password_hash().await?;
     let outcome = store::bulk::apply(
         &state.pool,
-        &pending.bytes,
+        Bytes::from(pending.bytes),
         &hash,
         &user.row.user_id,
         now,
         Some(token),
+        &work,
     )
     .await?;
     match outcome {
@@ -402,7 +461,7 @@ async fn apply(
                 &state,
                 &user,
                 messages,
-                (&pending.file_name, pending.bytes.len()),
+                (&pending.file_name, bytes_len),
                 &report,
                 None,
                 Some(note),

@@ -818,3 +818,241 @@ async fn bulk_many_rows_apply_across_statement_batches() {
         "Changed"
     );
 }
+
+// ------------------------------------------- limits on memory and concurrency
+
+/// Waits (at most 30 s) for `busy()` to say `want`: the gate is taken and
+/// released by other tasks, so the tests wait for the state rather than
+/// sleeping for a guessed time.
+async fn wait_for_gate(app: &TestApp, want: bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.state.imports.is_busy() != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import gate never became {}",
+            if want { "busy" } else { "free" }
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// An administrator's session cookie (`pg_session=...`), for requests sent
+/// by hand over a raw connection.
+async fn session_cookie(app: &TestApp) -> String {
+    use crate::support::{ADMIN, ADMIN_PASSWORD, bare_client};
+    let response = bare_client()
+        .post(app.url("/login"))
+        .header("Origin", &app.base)
+        .header("Sec-Fetch-Site", "same-origin")
+        .form(&[
+            ("user_id", ADMIN),
+            ("password", ADMIN_PASSWORD),
+            ("next", ""),
+        ])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(response.status().as_u16(), 303, "admin sign-in");
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("pg_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned()
+}
+
+/// An upload over a raw connection that sends its headers and only the
+/// first half of its body, then waits: the import it starts holds the
+/// node's gate until the rest is sent or the connection is dropped.
+/// Returns the connection and the unsent rest of the body.
+async fn half_sent_upload(app: &TestApp, csv: &[u8]) -> (tokio::net::TcpStream, Vec<u8>) {
+    use tokio::io::AsyncWriteExt;
+    let cookie = session_cookie(app).await;
+    let body = crate::support::multipart(&[("file", Some("slow.csv"), csv)]);
+    let head = format!(
+        "POST /bulk/import HTTP/1.1\r\nHost: {addr}\r\nOrigin: {base}\r\n\
+         Sec-Fetch-Site: same-origin\r\nCookie: {cookie}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {len}\r\nConnection: close\r\n\r\n",
+        addr = app.addr,
+        base = app.base,
+        boundary = crate::support::BOUNDARY,
+        len = body.len(),
+    );
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("send head");
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream.write_all(first).await.expect("send half the body");
+    stream.flush().await.expect("flush");
+    (stream, rest.to_vec())
+}
+
+#[tokio::test]
+async fn bulk_one_import_at_a_time_per_node() {
+    let app = admin_app().await;
+    let users_before = user_count(&app).await;
+    let (slow_csv, _) = big_csv(256 * 1024);
+    let (mut stream, rest) = half_sent_upload(&app, &slow_csv).await;
+    wait_for_gate(&app, true).await;
+
+    // A second import while the first is still uploading: told so beside
+    // the file field, and nothing checked or kept.
+    let small = format!("{HEADER}kim,Kim,King,,,,on\n");
+    let (status, page) = upload(&app, "second.csv", small.as_bytes()).await;
+    assert_eq!(status, 409, "{page}");
+    let message = crate::support::field_error(&page, "file").expect("a message beside the file");
+    assert!(
+        message.contains("An import is running on this node: try again when it has finished."),
+        "{message}"
+    );
+    assert_eq!(
+        crate::support::seed::count_pending(&app.state.pool)
+            .await
+            .expect("pending"),
+        0
+    );
+
+    // The first one finishes normally (its rows name an unregistered node,
+    // so it is a report with errors), and the node is free again.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(&rest).await.expect("send the rest");
+        let mut response = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            stream.read_to_end(&mut response),
+        )
+        .await
+        .expect("the first import answers")
+        .expect("read the answer");
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with("HTTP/1.1 422") || response.starts_with("HTTP/1.1 200"),
+            "{}",
+            &response[..response.len().min(2000)]
+        );
+        assert!(response.contains("Import Validation Report"));
+    }
+    wait_for_gate(&app, false).await;
+    let (status, page) = upload(&app, "second.csv", small.as_bytes()).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        user_count(&app).await,
+        users_before,
+        "checks write no users"
+    );
+}
+
+#[tokio::test]
+async fn bulk_a_dropped_upload_writes_nothing_and_frees_the_node() {
+    let app = admin_app().await;
+    let users_before = user_count(&app).await;
+    let (csv, _) = big_csv(256 * 1024);
+    let (stream, _rest) = half_sent_upload(&app, &csv).await;
+    wait_for_gate(&app, true).await;
+    // The client goes away mid-upload.
+    drop(stream);
+    wait_for_gate(&app, false).await;
+    assert_eq!(user_count(&app).await, users_before);
+    assert_eq!(
+        crate::support::seed::count_pending(&app.state.pool)
+            .await
+            .expect("pending"),
+        0,
+        "nothing kept for Apply"
+    );
+
+    // The next import works, through to Apply.
+    let good = format!("{HEADER}kim,Kim,King,,,,on\nlee,Lee,Long,,,,off\n");
+    let (status, page) = upload(&app, "good.csv", good.as_bytes()).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, page) = apply(&app, &token(&page)).await;
+    assert_eq!(status, 303, "{page}");
+    assert_eq!(user_count(&app).await, users_before + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_an_apply_dropped_mid_work_writes_nothing_and_frees_the_node() {
+    let app = admin_app().await;
+    let users_before = user_count(&app).await;
+    let audit_before = audit(&app).await.len();
+    let (csv, _) = big_csv(16 * MIB - 1024);
+    let csv = bytes::Bytes::from(csv);
+    let hash = store::bulk::unusable_password_hash().await.expect("hash");
+    let work = app.state.imports.try_start().expect("the node is free");
+    // The request's future, dropped while its 16 MiB file is being checked
+    // on the blocking thread (as when the client leaves or the request times
+    // out): reading that many rows takes far longer than 50 ms.
+    let applying = store::bulk::apply(
+        &app.state.pool,
+        csv.clone(),
+        &hash,
+        "admin",
+        app.state.now(),
+        None,
+        &work,
+    );
+    let outcome = tokio::time::timeout(std::time::Duration::from_millis(50), applying).await;
+    assert!(outcome.is_err(), "the apply was still running: {outcome:?}");
+    drop(work);
+    wait_for_gate(&app, false).await;
+    assert_eq!(user_count(&app).await, users_before, "nothing half-written");
+    assert_eq!(audit(&app).await.len(), audit_before);
+
+    // The next import on this node runs.
+    let work = app
+        .state
+        .imports
+        .try_start()
+        .expect("the node is free again");
+    let report = store::bulk::check(&app.state.pool, csv, &work)
+        .await
+        .expect("check")
+        .expect("readable");
+    assert!(report.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_cli_import_of_an_endless_file_stops_at_the_limit() {
+    let app = TestApp::spawn().await;
+    let data = app.dir.path().to_owned();
+    let users_before = user_count(&app).await;
+    // /dev/zero says its length is 0 and never ends: only counting the
+    // bytes read stops it.
+    let mut child = Command::new(binary())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["users", "import", "/dev/zero"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run presence-gateway users import");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("users import /dev/zero still running after 30 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let output = child.wait_with_output().expect("output");
+    assert_eq!(status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/dev/zero is larger than 16 MiB: nothing imported"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert_eq!(user_count(&app).await, users_before);
+}
