@@ -122,6 +122,15 @@ impl Cloud {
     }
 }
 
+/// Parsing the command line's names (clap's `value_parser` takes it).
+impl std::str::FromStr for Cloud {
+    type Err = GraphError;
+
+    fn from_str(name: &str) -> Result<Cloud, GraphError> {
+        Cloud::from_cli(name)
+    }
+}
+
 /// `base` followed by `segments`, each percent-encoded as one path segment
 /// (a mailbox with `/`, `?` or `#` stays one segment).
 fn url_with(base: &str, segments: &[&str]) -> Result<String, GraphError> {
@@ -607,8 +616,10 @@ pub fn backoff(attempt: u32) -> Duration {
 
 // ---------------------------------------------------------------- subscriptions
 
-/// The longest an Outlook event subscription lives, minutes (the contract;
-/// Microsoft's subscription resource documentation).
+/// The longest we ask an Outlook event subscription to live, minutes: the
+/// contract's figure, and the maximum Microsoft long documented for Outlook
+/// resources (subscription resource type, "Subscription lifetime"). Should
+/// Graph now allow longer, a shorter lifetime is still accepted.
 pub const MAX_SUBSCRIPTION_MINUTES: i64 = 4230;
 
 /// Where the listener takes change notifications, under the public base.
@@ -939,6 +950,7 @@ mod tests {
             assert_eq!(cloud.scope(), format!("{graph}/.default"));
         }
         assert!(Cloud::from_cli("germany").is_err());
+        assert_eq!("china".parse::<Cloud>(), Ok(Cloud::China));
         let sim = Cloud::custom("http://127.0.0.1:9000/", "http://127.0.0.1:9001");
         assert_eq!(sim.signin(), "http://127.0.0.1:9000");
         assert_eq!(sim.scope(), "http://127.0.0.1:9001/.default");
@@ -1002,8 +1014,12 @@ mod tests {
     }
 
     /// The shape of the identity platform's error response (client
-    /// credentials flow, "Error response"), with each code's description as
-    /// Microsoft words it.
+    /// credentials flow, "Error response",
+    /// <https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow>),
+    /// with each code's description as Microsoft's sign-in words it (codes:
+    /// <https://learn.microsoft.com/entra/identity-platform/reference-error-codes>;
+    /// 7000215/7000222/700016 also in
+    /// <https://learn.microsoft.com/azure/developer/java/sdk/troubleshooting-authentication-service-principal>).
     fn refusal(error: &str, code: u32, text: &str) -> Vec<u8> {
         json!({
             "error": error,
@@ -1060,6 +1076,12 @@ mod tests {
             let advice = advice(&refused);
             assert!(advice.contains(hint), "{code}: {advice}");
         }
+        // The advice goes by the code, whatever the OAuth error says: 90002
+        // also comes as `invalid_tenant`, 65001 with a `suberror`.
+        let tenant = br#"{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant 'contoso.onmicrosoft.con' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.\r\nTrace ID: 1\r\nCorrelation ID: 2\r\nTimestamp: 2026-12-03 10:00:00Z","error_codes":[90002],"error_uri":"https://login.microsoftonline.com/error?code=90002"}"#;
+        assert!(advice(&parse_token(tenant).unwrap_err()).contains("Check the Tenant"));
+        let consent = br#"{"error":"invalid_grant","error_description":"AADSTS65001: The user or administrator has not consented to use the application with ID 'x' named 'y'. Send an interactive authorization request for this user and resource.","error_codes":[65001],"suberror":"consent_required"}"#;
+        assert!(advice(&parse_token(consent).unwrap_err()).contains("Grant admin consent"));
         // Codes 65001 and 700016 must not be confused with their prefixes.
         assert_ne!(
             advice(&TokenError {
@@ -1133,8 +1155,9 @@ mod tests {
         assert!(schedule_request(&["a@x.com"], 0, 60, 4).is_err());
     }
 
-    /// Microsoft's sample answer (calendar: getSchedule, paraphrased),
-    /// asked in UTC, with an unknown mailbox's error item.
+    /// Microsoft's sample answer (calendar: getSchedule,
+    /// <https://learn.microsoft.com/graph/api/calendar-getschedule>,
+    /// paraphrased), asked in UTC, with an unknown mailbox's error item.
     const SAMPLE: &str = r#"{
       "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(microsoft.graph.scheduleInformation)",
       "value": [
@@ -1430,8 +1453,9 @@ mod tests {
         assert!(!client_state_matches("", Some("")));
     }
 
-    /// Microsoft's change notification example (webhooks delivery,
-    /// "Change notification example"), for an event.
+    /// Microsoft's change notification example, for an event instead of a
+    /// message
+    /// (<https://learn.microsoft.com/graph/change-notifications-delivery-webhooks>).
     #[test]
     fn change_notifications_name_their_mailbox() {
         let body = br##"{"value":[{
@@ -1478,7 +1502,9 @@ mod tests {
     }
 
     /// Microsoft's lifecycle notification example ("Reduce missing
-    /// subscriptions and change notifications"), and the other events.
+    /// subscriptions and change notifications",
+    /// <https://learn.microsoft.com/graph/change-notifications-lifecycle-events>),
+    /// and the other events.
     #[test]
     fn lifecycle_notifications_say_what_happened() {
         let body = br#"{"value":[
