@@ -15,6 +15,7 @@ mod listener;
 pub mod netport;
 pub mod push;
 pub mod schedule;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
