@@ -12,6 +12,12 @@ mod certs;
 mod control;
 #[path = "exchange_sim/ews.rs"]
 mod ews;
+#[path = "exchange_sim/graph.rs"]
+mod graph;
+#[path = "exchange_sim/graph_control.rs"]
+mod graph_control;
+#[path = "exchange_sim/graph_subs.rs"]
+mod graph_subs;
 #[path = "exchange_sim/push.rs"]
 mod push;
 #[path = "exchange_sim/service.rs"]
@@ -228,6 +234,54 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     max_subscriptions: u64,
+
+    /// Microsoft 365: the tenant id the token endpoint answers for
+    /// (/{tenant}/oauth2/v2.0/token); --graph-domain is accepted alike.
+    #[arg(long, value_name = "GUID", default_value = DEFAULT_TENANT)]
+    graph_tenant: String,
+
+    /// Microsoft 365: the tenant's verified domain, accepted in place of the
+    /// tenant id.
+    #[arg(long, value_name = "DOMAIN", default_value = "example.com")]
+    graph_domain: String,
+
+    /// Microsoft 365: the application (client) id the token endpoint knows.
+    #[arg(long, value_name = "GUID", default_value = DEFAULT_CLIENT_ID)]
+    graph_client_id: String,
+
+    /// Microsoft 365: the environment variable holding the client secret;
+    /// without it (or unset) every token request fails with AADSTS7000215.
+    #[arg(long, value_name = "VAR")]
+    graph_secret_env: Option<String>,
+
+    /// Microsoft 365: the access tokens' lifetime (expires_in).
+    #[arg(long, value_name = "N", default_value_t = 3599,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    graph_token_lifetime_secs: u64,
+
+    /// Microsoft 365: a mailbox the application may not read (repeatable):
+    /// getSchedule naming it (in the path or in schedules) and subscriptions
+    /// on it get 403 ErrorAccessDenied, as RBAC for Applications scopes do.
+    #[arg(long = "graph-forbidden", value_name = "MAILBOX")]
+    graph_forbidden: Vec<String>,
+
+    /// Microsoft 365: deliver validation requests and notifications to
+    /// http://HOST:PORT, keeping each URL's path and query, as a reverse
+    /// proxy in front of the receiver would (the sim speaks no TLS as a
+    /// client). Without it only plain http:// URLs are reachable.
+    #[arg(long, value_name = "http://HOST:PORT", value_parser = parse_deliver_to)]
+    graph_deliver_to: Option<url::Url>,
+}
+
+const DEFAULT_TENANT: &str = "8f2c6a1e-4b7d-4e9a-9c3f-2d5e7a1b0c64";
+const DEFAULT_CLIENT_ID: &str = "3b9d1f6a-7c2e-4a58-b1d4-6e0f9a2c8b57";
+
+fn parse_deliver_to(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?}: {e}"))?;
+    if url.scheme() != "http" || url.host_str().is_none() || url.path() != "/" {
+        return Err(format!("{text:?}: expected http://HOST:PORT"));
+    }
+    Ok(url)
 }
 
 /// The answer to an NTLM NEGOTIATE (--ntlm-challenge).
@@ -322,6 +376,8 @@ pub struct Sim {
     pub faults: control::Faults,
     /// What reached EWS, for GET /sim/stats.
     pub stats: control::Stats,
+    /// The Microsoft 365 face: tokens, getSchedule, subscriptions.
+    pub graph: Arc<graph::Graph>,
     /// The channel bindings of a TLS connection to this server (its leaf
     /// certificate's `tls-server-end-point`), which NTLM answers must carry
     /// when they carry any.
@@ -441,6 +497,25 @@ async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
         )),
         faults: control::Faults::default(),
         stats: control::Stats::default(),
+        graph: Arc::new(graph::Graph::new(graph::Config {
+            tenant: cli.graph_tenant,
+            domain: cli.graph_domain,
+            client_id: cli.graph_client_id,
+            secret: cli
+                .graph_secret_env
+                .as_deref()
+                .and_then(|var| std::env::var(var).ok()),
+            token_lifetime: Duration::from_secs(cli.graph_token_lifetime_secs),
+            forbidden: cli
+                .graph_forbidden
+                .iter()
+                .map(|m| m.to_ascii_lowercase())
+                .collect(),
+            deliver_to: cli.graph_deliver_to,
+            latency: Duration::from_millis(cli.latency_ms),
+            push_timeout: Duration::from_millis(cli.push_timeout_ms),
+            retry_pause: Duration::from_millis(cli.minute_ms) / 12,
+        })),
         channel_bindings,
     });
 
