@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+/// The Microsoft 365 face.
+mod graph;
+
 pub(crate) const ACCOUNT: &str = "svc@example.com";
 pub(crate) const PASSWORD: &str = "s3cret pass:word";
 pub(crate) const PASSWORD_ENV: &str = "EXCHANGE_SIM_TEST_PASSWORD";
