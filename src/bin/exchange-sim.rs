@@ -108,6 +108,49 @@ application/x-www-form-urlencoded body):
                                  subscriptions without telling their
                                  subscribers (a lost subscription); {\"dropped\": N}
 
+Microsoft 365 (Microsoft Graph, same listener, per the Graph wire contract):
+  M365_SECRET=s3cret exchange-sim --write-ca ca.pem --graph-secret-env M365_SECRET \\
+      --graph-deliver-to http://127.0.0.1:8081 --calendar calendars.csv
+  # a token (client credentials; the tenant id or the --graph-domain alias):
+  curl --cacert ca.pem https://localhost:PORT/example.com/oauth2/v2.0/token \\
+      -d client_id=3b9d1f6a-7c2e-4a58-b1d4-6e0f9a2c8b57 -d client_secret=s3cret \\
+      -d scope=https://graph.microsoft.com/.default -d grant_type=client_credentials
+  # check a mailbox's free/busy with it (times are always UTC; say so with
+  # Prefer: outlook.timezone=\"UTC\", which is echoed in Preference-Applied):
+  curl --cacert ca.pem https://localhost:PORT/v1.0/users/user@example.com/calendar/getSchedule \\
+      -H \"Authorization: Bearer TOKEN\" -H 'Prefer: outlook.timezone=\"UTC\"' \\
+      -H 'Content-Type: application/json' -d '{\"schedules\":[\"user@example.com\"],
+      \"startTime\":{\"dateTime\":\"2030-01-15T00:00:00\",\"timeZone\":\"UTC\"},
+      \"endTime\":{\"dateTime\":\"2030-01-16T00:00:00\",\"timeZone\":\"UTC\"}}'
+  The gateway's Microsoft 365 Notification URL stays public https (say
+  https://pg.example.com/presence); subscriptions POST to <it>/graph/notify and
+  <it>/graph/lifecycle, which --graph-deliver-to sends to the listener on
+  http://127.0.0.1:8081 (path and query kept), as a reverse proxy would.
+  Token errors: unknown tenant AADSTS90002 (400 invalid_request), unknown
+  client id AADSTS700016 (400 unauthorized_client), wrong or no secret
+  AADSTS7000215 (401 invalid_client); on demand expired secret AADSTS7000222
+  and missing consent AADSTS65001. Graph calls need a live Bearer token (else
+  401 InvalidAuthenticationToken). getSchedule: at most 20 schedules and under
+  42 days (Microsoft's documented limits), UTC times only; an unknown mailbox
+  is its schedule's ErrorMailRecipientNotFound; --graph-forbidden mailboxes
+  403 ErrorAccessDenied. Subscriptions (users/{mailbox}/events, at most 4230
+  minutes ahead) are validated (POST URL?validationToken=..., 200 text/plain
+  echo within 10 s, else 400 ValidationError), renewed by PATCH, ended by
+  DELETE, and notified with their clientState when the calendar changes.
+  POST   /sim/graph/faults       kind=throttle mailbox=ADDRESS [status=429|503]
+                                 [retry_after=N (default 10)|none]
+                                 | kind=expired-secret | kind=consent-missing;
+                                 [count=K] [for_ms=D] (neither: the next request)
+  DELETE /sim/graph/faults       clears Graph faults
+  POST   /sim/graph/lifecycle?mailbox=ADDRESS&event=subscriptionRemoved|missed|reauthorizationRequired
+                                 (subscriptionRemoved also ends the subscriptions)
+  POST   /sim/graph/notify?mailbox=ADDRESS[&client_state=TEXT]   a change
+                                 notification now, with that clientState
+  GET /sim/stats has a \"graph\" object: token_requests, get_schedule_requests,
+  get_schedule_by_mailbox, max_concurrency (per path mailbox), throttled,
+  subscriptions_active/created/renewed/deleted, notifications_sent/failed,
+  lifecycle_sent, validations_ok/failed.
+
 Stop it with Ctrl-C or SIGTERM (exit status 0).";
 
 #[derive(Parser, Debug)]

@@ -570,6 +570,18 @@ fn sim_help_explains_every_flag_and_the_check_example() {
         "BackOffMilliseconds",
         "ErrorInvalidSubscription",
         "presence-gateway check --type ews",
+        "--graph-tenant",
+        "--graph-domain",
+        "--graph-client-id",
+        "--graph-secret-env",
+        "--graph-token-lifetime-secs",
+        "--graph-forbidden",
+        "--graph-deliver-to",
+        "/sim/graph/faults",
+        "/sim/graph/lifecycle",
+        "/sim/graph/notify",
+        "oauth2/v2.0/token",
+        "getSchedule",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
