@@ -16,6 +16,8 @@ mod ews;
 mod graph;
 #[path = "exchange_sim/graph_control.rs"]
 mod graph_control;
+#[path = "exchange_sim/graph_schedule.rs"]
+mod graph_schedule;
 #[path = "exchange_sim/graph_subs.rs"]
 mod graph_subs;
 #[path = "exchange_sim/push.rs"]

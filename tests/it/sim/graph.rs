@@ -503,3 +503,22 @@ async fn graph_https_urls_fail_validation_without_deliver_to() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "ValidationError");
 }
+
+#[tokio::test]
+async fn graph_tokens_expire_after_their_lifetime() {
+    let sim = start(&["--graph-token-lifetime-secs", "1"]);
+    sim.control("POST", "/sim/calendars", &format!("{ALICE},,,\n"))
+        .await;
+    let (status, body) = sim.token_request(TENANT, CLIENT, PASSWORD).await;
+    assert_eq!(
+        (status, body["expires_in"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(sim.get_schedule(&token, ALICE, &[ALICE]).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (status, _, body) = sim.get_schedule(&token, ALICE, &[ALICE]).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
+}
