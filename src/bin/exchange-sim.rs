@@ -137,8 +137,9 @@ Microsoft 365 (Microsoft Graph, same listener, per the Graph wire contract):
   is its schedule's ErrorMailRecipientNotFound; --graph-forbidden mailboxes
   403 ErrorAccessDenied. Subscriptions (users/{mailbox}/events, at most 4230
   minutes ahead) are validated (POST URL?validationToken=..., 200 text/plain
-  echo within 10 s, else 400 ValidationError), renewed by PATCH, ended by
-  DELETE, and notified with their clientState when the calendar changes.
+  echo within 10 s, else 400 ValidationError), renewed by PATCH (POST
+  /v1.0/subscriptions/{id}/reauthorize answers 204), ended by DELETE, and
+  notified with their clientState when the calendar changes.
   POST   /sim/graph/faults       kind=throttle mailbox=ADDRESS [status=429|503]
                                  [retry_after=N (default 10)|none]
                                  | kind=expired-secret | kind=consent-missing;

@@ -324,10 +324,13 @@ pub async fn handle(request: Request<Incoming>, sim: &Sim) -> Response<Full<Byte
                 tokio::time::sleep(graph.config.latency).await;
             }
             let id = segments.get(2).map(|s| (*s).to_owned());
-            if segments.len() > 3 {
-                return not_found();
-            }
-            crate::graph_subs::handle(request, sim, method, id).await
+            // Only {id}/reauthorize lies below a subscription.
+            let reauthorize = match segments.get(3) {
+                None => false,
+                Some(s) if s.eq_ignore_ascii_case("reauthorize") && segments.len() == 4 => true,
+                Some(_) => return not_found(),
+            };
+            crate::graph_subs::handle(request, sim, method, id, reauthorize).await
         }
         _ => not_found(),
     }

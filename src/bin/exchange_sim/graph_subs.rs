@@ -131,6 +131,7 @@ pub async fn handle(
     sim: &Sim,
     method: Method,
     id: Option<String>,
+    reauthorize: bool,
 ) -> Response<Full<Bytes>> {
     let graph = &sim.graph;
     if !graph.authorized(request.headers()) {
@@ -144,6 +145,21 @@ pub async fn handle(
         );
     };
     match (method, id) {
+        // The answer to reauthorizationRequired, besides renewing.
+        (Method::POST, Some(id)) if reauthorize => {
+            if graph.subs.lock().contains_key(&id) {
+                let mut response = respond(StatusCode::NO_CONTENT, JSON, String::new());
+                response.headers_mut().remove(header::CONTENT_TYPE);
+                response
+            } else {
+                subscription_not_found()
+            }
+        }
+        (_, Some(_)) if reauthorize => graph_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BadRequest",
+            "POST /subscriptions/{id}/reauthorize.",
+        ),
         (Method::POST, None) => create(sim, &body).await,
         (Method::PATCH, Some(id)) => renew(graph, &id, &body),
         (Method::DELETE, Some(id)) => {

@@ -439,6 +439,11 @@ async fn graph_subscriptions_validate_notify_and_end() {
         )
         .await;
     assert_eq!(status, 200, "{renewed}");
+    let reauthorize = format!("/v1.0/subscriptions/{id}/reauthorize");
+    let (status, _, _) = sim
+        .graph(reqwest::Method::POST, &reauthorize, &token, None)
+        .await;
+    assert_eq!(status, 204);
     let (status, body) = sim
         .control(
             "POST",
