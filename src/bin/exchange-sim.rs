@@ -12,6 +12,14 @@ mod certs;
 mod control;
 #[path = "exchange_sim/ews.rs"]
 mod ews;
+#[path = "exchange_sim/graph.rs"]
+mod graph;
+#[path = "exchange_sim/graph_control.rs"]
+mod graph_control;
+#[path = "exchange_sim/graph_schedule.rs"]
+mod graph_schedule;
+#[path = "exchange_sim/graph_subs.rs"]
+mod graph_subs;
 #[path = "exchange_sim/push.rs"]
 mod push;
 #[path = "exchange_sim/service.rs"]
@@ -101,6 +109,50 @@ application/x-www-form-urlencoded body):
   POST   /sim/subscriptions/drop?mailbox=ADDRESS (or ?id=ID, URL-encoded)   forgets
                                  subscriptions without telling their
                                  subscribers (a lost subscription); {\"dropped\": N}
+
+Microsoft 365 (Microsoft Graph, same listener, per the Graph wire contract):
+  M365_SECRET=s3cret exchange-sim --write-ca ca.pem --graph-secret-env M365_SECRET \\
+      --graph-deliver-to http://127.0.0.1:8081 --calendar calendars.csv
+  # a token (client credentials; the tenant id or the --graph-domain alias):
+  curl --cacert ca.pem https://localhost:PORT/example.com/oauth2/v2.0/token \\
+      -d client_id=3b9d1f6a-7c2e-4a58-b1d4-6e0f9a2c8b57 -d client_secret=s3cret \\
+      -d scope=https://graph.microsoft.com/.default -d grant_type=client_credentials
+  # check a mailbox's free/busy with it (times are always UTC; say so with
+  # Prefer: outlook.timezone=\"UTC\", which is echoed in Preference-Applied):
+  curl --cacert ca.pem https://localhost:PORT/v1.0/users/user@example.com/calendar/getSchedule \\
+      -H \"Authorization: Bearer TOKEN\" -H 'Prefer: outlook.timezone=\"UTC\"' \\
+      -H 'Content-Type: application/json' -d '{\"schedules\":[\"user@example.com\"],
+      \"startTime\":{\"dateTime\":\"2030-01-15T00:00:00\",\"timeZone\":\"UTC\"},
+      \"endTime\":{\"dateTime\":\"2030-01-16T00:00:00\",\"timeZone\":\"UTC\"}}'
+  The gateway's Microsoft 365 Notification URL stays public https (say
+  https://pg.example.com/presence); subscriptions POST to <it>/graph/notify and
+  <it>/graph/lifecycle, which --graph-deliver-to sends to the listener on
+  http://127.0.0.1:8081 (path and query kept), as a reverse proxy would.
+  Token errors: unknown tenant AADSTS90002 (400 invalid_request), unknown
+  client id AADSTS700016 (400 unauthorized_client), wrong or no secret
+  AADSTS7000215 (401 invalid_client); on demand expired secret AADSTS7000222
+  and missing consent AADSTS65001. Graph calls need a live Bearer token (else
+  401 InvalidAuthenticationToken). getSchedule: at most 20 schedules and under
+  42 days (Microsoft's documented limits), UTC times only; an unknown mailbox
+  is its schedule's ErrorMailRecipientNotFound; --graph-forbidden mailboxes
+  403 ErrorAccessDenied. Subscriptions (users/{mailbox}/events, at most 4230
+  minutes ahead) are validated (POST URL?validationToken=..., 200 text/plain
+  echo within 10 s, else 400 ValidationError), renewed by PATCH (POST
+  /v1.0/subscriptions/{id}/reauthorize answers 204), ended by DELETE, and
+  notified with their clientState when the calendar changes.
+  POST   /sim/graph/faults       kind=throttle mailbox=ADDRESS [status=429|503]
+                                 [retry_after=N (default 10)|none]
+                                 | kind=expired-secret | kind=consent-missing;
+                                 [count=K] [for_ms=D] (neither: the next request)
+  DELETE /sim/graph/faults       clears Graph faults
+  POST   /sim/graph/lifecycle?mailbox=ADDRESS&event=subscriptionRemoved|missed|reauthorizationRequired
+                                 (subscriptionRemoved also ends the subscriptions)
+  POST   /sim/graph/notify?mailbox=ADDRESS[&client_state=TEXT]   a change
+                                 notification now, with that clientState
+  GET /sim/stats has a \"graph\" object: token_requests, get_schedule_requests,
+  get_schedule_by_mailbox, max_concurrency (per path mailbox), throttled,
+  subscriptions_active/created/renewed/deleted, notifications_sent/failed,
+  lifecycle_sent, validations_ok/failed.
 
 Stop it with Ctrl-C or SIGTERM (exit status 0).";
 
@@ -228,6 +280,54 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     max_subscriptions: u64,
+
+    /// Microsoft 365: the tenant id the token endpoint answers for
+    /// (/{tenant}/oauth2/v2.0/token); --graph-domain is accepted alike.
+    #[arg(long, value_name = "GUID", default_value = DEFAULT_TENANT)]
+    graph_tenant: String,
+
+    /// Microsoft 365: the tenant's verified domain, accepted in place of the
+    /// tenant id.
+    #[arg(long, value_name = "DOMAIN", default_value = "example.com")]
+    graph_domain: String,
+
+    /// Microsoft 365: the application (client) id the token endpoint knows.
+    #[arg(long, value_name = "GUID", default_value = DEFAULT_CLIENT_ID)]
+    graph_client_id: String,
+
+    /// Microsoft 365: the environment variable holding the client secret;
+    /// without it (or unset) every token request fails with AADSTS7000215.
+    #[arg(long, value_name = "VAR")]
+    graph_secret_env: Option<String>,
+
+    /// Microsoft 365: the access tokens' lifetime (expires_in).
+    #[arg(long, value_name = "N", default_value_t = 3599,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    graph_token_lifetime_secs: u64,
+
+    /// Microsoft 365: a mailbox the application may not read (repeatable):
+    /// getSchedule naming it (in the path or in schedules) and subscriptions
+    /// on it get 403 ErrorAccessDenied, as RBAC for Applications scopes do.
+    #[arg(long = "graph-forbidden", value_name = "MAILBOX")]
+    graph_forbidden: Vec<String>,
+
+    /// Microsoft 365: deliver validation requests and notifications to
+    /// http://HOST:PORT, keeping each URL's path and query, as a reverse
+    /// proxy in front of the receiver would (the sim speaks no TLS as a
+    /// client). Without it only plain http:// URLs are reachable.
+    #[arg(long, value_name = "http://HOST:PORT", value_parser = parse_deliver_to)]
+    graph_deliver_to: Option<url::Url>,
+}
+
+const DEFAULT_TENANT: &str = "8f2c6a1e-4b7d-4e9a-9c3f-2d5e7a1b0c64";
+const DEFAULT_CLIENT_ID: &str = "3b9d1f6a-7c2e-4a58-b1d4-6e0f9a2c8b57";
+
+fn parse_deliver_to(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?}: {e}"))?;
+    if url.scheme() != "http" || url.host_str().is_none() || url.path() != "/" {
+        return Err(format!("{text:?}: expected http://HOST:PORT"));
+    }
+    Ok(url)
 }
 
 /// The answer to an NTLM NEGOTIATE (--ntlm-challenge).
@@ -322,6 +422,8 @@ pub struct Sim {
     pub faults: control::Faults,
     /// What reached EWS, for GET /sim/stats.
     pub stats: control::Stats,
+    /// The Microsoft 365 face: tokens, getSchedule, subscriptions.
+    pub graph: Arc<graph::Graph>,
     /// The channel bindings of a TLS connection to this server (its leaf
     /// certificate's `tls-server-end-point`), which NTLM answers must carry
     /// when they carry any.
@@ -441,6 +543,25 @@ async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
         )),
         faults: control::Faults::default(),
         stats: control::Stats::default(),
+        graph: Arc::new(graph::Graph::new(graph::Config {
+            tenant: cli.graph_tenant,
+            domain: cli.graph_domain,
+            client_id: cli.graph_client_id,
+            secret: cli
+                .graph_secret_env
+                .as_deref()
+                .and_then(|var| std::env::var(var).ok()),
+            token_lifetime: Duration::from_secs(cli.graph_token_lifetime_secs),
+            forbidden: cli
+                .graph_forbidden
+                .iter()
+                .map(|m| m.to_ascii_lowercase())
+                .collect(),
+            deliver_to: cli.graph_deliver_to,
+            latency: Duration::from_millis(cli.latency_ms),
+            push_timeout: Duration::from_millis(cli.push_timeout_ms),
+            retry_pause: Duration::from_millis(cli.minute_ms) / 12,
+        })),
         channel_bindings,
     });
 

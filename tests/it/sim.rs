@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+/// The Microsoft 365 face.
+mod graph;
+
 pub(crate) const ACCOUNT: &str = "svc@example.com";
 pub(crate) const PASSWORD: &str = "s3cret pass:word";
 pub(crate) const PASSWORD_ENV: &str = "EXCHANGE_SIM_TEST_PASSWORD";
@@ -567,6 +570,18 @@ fn sim_help_explains_every_flag_and_the_check_example() {
         "BackOffMilliseconds",
         "ErrorInvalidSubscription",
         "presence-gateway check --type ews",
+        "--graph-tenant",
+        "--graph-domain",
+        "--graph-client-id",
+        "--graph-secret-env",
+        "--graph-token-lifetime-secs",
+        "--graph-forbidden",
+        "--graph-deliver-to",
+        "/sim/graph/faults",
+        "/sim/graph/lifecycle",
+        "/sim/graph/notify",
+        "oauth2/v2.0/token",
+        "getSchedule",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }

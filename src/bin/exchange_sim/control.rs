@@ -229,6 +229,9 @@ pub async fn handle(request: Request<Incoming>, sim: &Sim) -> Response<Full<Byte
             let dropped = sim.push.drop_silently(mailbox, id);
             json_answer(StatusCode::OK, &json!({ "dropped": dropped }))
         }
+        (method, path) if path.starts_with("/sim/graph/") => {
+            crate::graph_control::handle(&method, path, &params, sim)
+        }
         (
             _,
             "/sim/calendars"
@@ -249,6 +252,7 @@ fn load_calendars(sim: &Sim, rows: &str) -> Response<Full<Bytes>> {
     match sim.calendars.load(rows) {
         Ok(changed) => {
             sim.push.changed(&changed);
+            crate::graph_subs::changed(&sim.graph, &changed);
             text(
                 StatusCode::OK,
                 &format!("{} calendars changed", changed.len()),
@@ -259,7 +263,7 @@ fn load_calendars(sim: &Sim, rows: &str) -> Response<Full<Bytes>> {
 }
 
 /// The first value of parameter `name`.
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -334,16 +338,17 @@ fn stats(sim: &Sim) -> Response<Full<Bytes>> {
         "availability_requests": counts.availability,
         "subscriptions": sim.push.list(),
         "fault": sim.faults.describe(),
+        "graph": sim.graph.stats_json(),
     });
     drop(counts);
     json_answer(StatusCode::OK, &body)
 }
 
-fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+pub fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     answer(status, "text/plain; charset=utf-8", format!("{message}\n"))
 }
 
-fn json_answer(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+pub fn json_answer(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
     answer(status, "application/json", value.to_string())
 }
 

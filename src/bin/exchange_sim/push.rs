@@ -557,7 +557,7 @@ async fn post(target: &Target, body: Bytes) -> Result<Answer, String> {
 
 /// Aborts a spawned task when dropped, so no connection outlives its
 /// delivery attempt.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

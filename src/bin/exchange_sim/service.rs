@@ -53,10 +53,17 @@ pub async fn handle(
     sim: &Sim,
     ntlm: &NtlmState,
 ) -> Response<Full<Bytes>> {
-    if !sim.latency.is_zero() {
-        tokio::time::sleep(sim.latency).await;
-    }
-    let mut response = route(request, sim, ntlm).await;
+    // The Graph face applies the latency itself, inside its count of
+    // concurrent requests per mailbox.
+    let path = request.uri().path();
+    let mut response = if crate::graph::is_graph_path(path) {
+        crate::graph::handle(request, sim).await
+    } else {
+        if !sim.latency.is_zero() {
+            tokio::time::sleep(sim.latency).await;
+        }
+        route(request, sim, ntlm).await
+    };
     let headers = response.headers_mut();
     headers.insert(
         header::SERVER,
@@ -401,7 +408,7 @@ fn propfind(rest: &str, path: &str, host: &str, sim: &Sim) -> Response<Full<Byte
 }
 
 /// %XX-decodes a path segment; None when it is malformed or not UTF-8.
-fn percent_decode(segment: &str) -> Option<String> {
+pub fn percent_decode(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
