@@ -11,6 +11,7 @@
 
 pub mod calendars;
 pub mod ews;
+pub mod graph;
 mod listener;
 pub mod netport;
 pub mod push;

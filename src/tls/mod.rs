@@ -6,6 +6,7 @@ pub mod certinfo;
 pub mod chain;
 pub mod console;
 pub mod fetch;
+pub mod system;
 
 use std::sync::Arc;
 

@@ -10,6 +10,8 @@ use tempfile::TempDir;
 
 /// The Microsoft 365 face.
 mod graph;
+/// The engine's Microsoft 365 reader against it.
+mod graph_engine;
 
 pub(crate) const ACCOUNT: &str = "svc@example.com";
 pub(crate) const PASSWORD: &str = "s3cret pass:word";
