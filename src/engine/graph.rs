@@ -133,23 +133,14 @@ impl GraphEndpoint {
     /// one is open; the connection is kept after any complete answer.
     async fn send(
         &self,
-        method: &'static str,
         url: &str,
-        content_type: &'static str,
-        body: String,
-        headers: Vec<(&'static str, String)>,
+        mut request: client::Request,
         bearer: Option<&SecretString>,
         now: i64,
     ) -> Result<client::Response, String> {
         let place = place(url)?;
         let server = format!("{}:{}", place.host, place.port);
-        let request = client::Request {
-            method,
-            path: place.path.clone(),
-            content_type,
-            body: Bytes::from(body),
-            headers,
-        };
+        request.path = place.path.clone();
         let authorization = bearer.map(|t| format!("Bearer {}", t.expose_secret()));
         let mut kept = self.take_idle(&server);
         loop {
@@ -203,16 +194,9 @@ impl GraphEndpoint {
     async fn fetch_token(&self, now: i64) -> Result<Token, String> {
         let url = graph::token_url(&self.cloud, &self.tenant).map_err(|e| e.to_string())?;
         let body = graph::token_body(&self.cloud, &self.client_id, self.secret.expose_secret());
+        let request = post("application/x-www-form-urlencoded", body, Vec::new());
         let response = self
-            .send(
-                "POST",
-                &url,
-                "application/x-www-form-urlencoded",
-                body,
-                Vec::new(),
-                None,
-                now,
-            )
+            .send(&url, request, None, now)
             .await
             .map_err(|e| format!("Microsoft 365 sign-in: {e}"))?;
         let body = response.body.unwrap_or_default();
@@ -314,17 +298,8 @@ pub async fn read(
             }
         };
         let headers = vec![("Prefer", graph::PREFER_UTC.to_owned())];
-        let sent = endpoint
-            .send(
-                "POST",
-                &url,
-                "application/json",
-                body.clone(),
-                headers,
-                Some(&token),
-                now,
-            )
-            .await;
+        let request = post("application/json", body.clone(), headers);
+        let sent = endpoint.send(&url, request, Some(&token), now).await;
         let response = match sent {
             Ok(response) => response,
             Err(e) => {
@@ -380,6 +355,21 @@ pub async fn read(
     Answer::Busy {
         back_off: Duration::from_secs(1),
         text: "Microsoft Graph throttled getSchedule (429)".to_owned(),
+    }
+}
+
+/// A POST whose path [`GraphEndpoint::send`] fills in from its URL.
+fn post(
+    content_type: &'static str,
+    body: String,
+    headers: Vec<(&'static str, String)>,
+) -> client::Request {
+    client::Request {
+        method: "POST",
+        path: String::new(),
+        content_type,
+        body: Bytes::from(body),
+        headers,
     }
 }
 
