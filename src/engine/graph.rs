@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use hyper::StatusCode;
 use rustls::pki_types::CertificateDer;
 use secrecy::{ExposeSecret, SecretString};
@@ -21,37 +20,15 @@ use secrecy::{ExposeSecret, SecretString};
 use super::ews::Answer;
 use super::tokens::TokenCache;
 use crate::clock::SharedClock;
-use crate::domain::gateway::{GatewayKind, ServerLocation};
 use crate::exchange::availability::{MailboxAvailability, MailboxError};
 use crate::exchange::client;
 use crate::exchange::graph::{self, Cloud, Token};
-use crate::troubleshoot::{self, Target};
+use crate::troubleshoot::{self, graph as tgraph};
 
 /// At most this many requests in flight per path mailbox (GR-6).
 pub const PER_MAILBOX: u8 = 4;
 /// Other path mailboxes tried after a 429/503 before the batch waits.
 const PATH_TRIES: usize = 3;
-
-/// Where a request goes: the server and the path on it.
-struct Place {
-    host: ServerLocation,
-    port: u16,
-    path: String,
-}
-
-/// `https://host[:port]/path?query` → its server and its path.
-fn place(url: &str) -> Result<Place, String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
-    let host = parsed.host_str().ok_or_else(|| format!("{url}: no host"))?;
-    let host = ServerLocation::parse(host).map_err(|e| format!("{url}: {e}"))?;
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let mut path = parsed.path().to_owned();
-    if let Some(query) = parsed.query() {
-        path.push('?');
-        path.push_str(query);
-    }
-    Ok(Place { host, port, path })
-}
 
 /// A path mailbox's budget as this engine sees it.
 #[derive(Default)]
@@ -94,8 +71,7 @@ impl GraphEndpoint {
         timeout: Duration,
         clock: SharedClock,
     ) -> GraphEndpoint {
-        let mut trust = crate::tls::system::roots().to_vec();
-        trust.extend(trust_store);
+        let trust = tgraph::with_system_roots(trust_store);
         GraphEndpoint {
             id,
             description,
@@ -112,23 +88,6 @@ impl GraphEndpoint {
         }
     }
 
-    fn target(&self, place: &Place, now: i64) -> Target {
-        Target {
-            kind: GatewayKind::Ews,
-            host: place.host.clone(),
-            port: place.port,
-            connect: None,
-            dns_configured: true,
-            trust: self.trust.clone(),
-            credentials: None,
-            mailbox: None,
-            calendar_folder: troubleshoot::DEFAULT_CALENDAR_FOLDER.to_owned(),
-            auth: client::AuthMode::Basic,
-            timeout: self.timeout,
-            now,
-        }
-    }
-
     /// Sends one request to `url`, on a kept connection to its server when
     /// one is open; the connection is kept after any complete answer.
     async fn send(
@@ -138,8 +97,8 @@ impl GraphEndpoint {
         bearer: Option<&SecretString>,
         now: i64,
     ) -> Result<client::Response, String> {
-        let place = place(url)?;
-        let server = format!("{}:{}", place.host, place.port);
+        let place = tgraph::place(url)?;
+        let server = place.server();
         request.path = place.path.clone();
         let authorization = bearer.map(|t| format!("Bearer {}", t.expose_secret()));
         let mut kept = self.take_idle(&server);
@@ -147,7 +106,10 @@ impl GraphEndpoint {
             let reused = kept.is_some();
             let mut connection = match kept.take() {
                 Some(connection) => connection,
-                None => troubleshoot::connect(&self.target(&place, now)).await?,
+                None => {
+                    let target = tgraph::target_for(&place, self.trust.clone(), self.timeout, now);
+                    troubleshoot::connect(&target).await?
+                }
             };
             match connection.send(&request, authorization.as_deref()).await {
                 Ok(response) => {
@@ -193,15 +155,30 @@ impl GraphEndpoint {
 
     async fn fetch_token(&self, now: i64) -> Result<Token, String> {
         let url = graph::token_url(&self.cloud, &self.tenant).map_err(|e| e.to_string())?;
-        let body = graph::token_body(&self.cloud, &self.client_id, self.secret.expose_secret());
-        let request = post("application/x-www-form-urlencoded", body, Vec::new());
-        let response = self
-            .send(&url, request, None, now)
-            .await
-            .map_err(|e| format!("Microsoft 365 sign-in: {e}"))?;
-        let body = response.body.unwrap_or_default();
-        graph::parse_token(&body)
-            .map_err(|e| format!("Microsoft 365 sign-in failed: {}", graph::advice(&e)))
+        let place = tgraph::place(&url)?;
+        let server = place.server();
+        let mut connection = match self.take_idle(&server) {
+            Some(connection) => connection,
+            None => {
+                let target = tgraph::target_for(&place, self.trust.clone(), self.timeout, now);
+                troubleshoot::connect(&target)
+                    .await
+                    .map_err(|e| format!("Microsoft 365 sign-in: {e}"))?
+            }
+        };
+        let token = tgraph::request_token(
+            &mut connection,
+            &self.cloud,
+            &self.tenant,
+            &self.client_id,
+            &self.secret,
+        )
+        .await;
+        self.keep(server, connection);
+        token.map_err(|failure| match failure {
+            Ok(refused) => format!("Microsoft 365 sign-in failed: {}", refused.advice),
+            Err(e) => format!("Microsoft 365 sign-in: {e}"),
+        })
     }
 
     /// A path mailbox from `batch` with budget left, starting at this
@@ -298,7 +275,7 @@ pub async fn read(
             }
         };
         let headers = vec![("Prefer", graph::PREFER_UTC.to_owned())];
-        let request = post("application/json", body.clone(), headers);
+        let request = tgraph::post("application/json", body.clone(), headers);
         let sent = endpoint.send(&url, request, Some(&token), now).await;
         let response = match sent {
             Ok(response) => response,
@@ -358,21 +335,6 @@ pub async fn read(
     }
 }
 
-/// A POST whose path [`GraphEndpoint::send`] fills in from its URL.
-fn post(
-    content_type: &'static str,
-    body: String,
-    headers: Vec<(&'static str, String)>,
-) -> client::Request {
-    client::Request {
-        method: "POST",
-        path: String::new(),
-        content_type,
-        body: Bytes::from(body),
-        headers,
-    }
-}
-
 fn service_text(body: &[u8]) -> String {
     graph::parse_error(body)
         .map(|e| format!(" ({}: {})", e.code, e.message))
@@ -408,18 +370,6 @@ fn in_order(asked: &[String], answered: Vec<graph::MailboxSchedule>) -> Vec<Mail
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_split_into_server_and_path() {
-        let p =
-            place("https://graph.example.com:8443/v1.0/users/a%40x/calendar/getSchedule").unwrap();
-        assert_eq!(p.host.to_string(), "graph.example.com");
-        assert_eq!(p.port, 8443);
-        assert_eq!(p.path, "/v1.0/users/a%40x/calendar/getSchedule");
-        let p = place("https://login.microsoftonline.com/t/oauth2/v2.0/token?x=1").unwrap();
-        assert_eq!(p.port, 443);
-        assert_eq!(p.path, "/t/oauth2/v2.0/token?x=1");
-    }
 
     #[test]
     fn results_follow_the_order_asked_whatever_graph_answers() {

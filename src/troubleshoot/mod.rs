@@ -7,6 +7,7 @@
 //! whatever its validity, the chain is judged, and only when chain, validity
 //! and name passed are credentials sent, over that same connection (TS-5).
 
+pub mod graph;
 mod steps;
 pub mod stored;
 pub mod verdict;
