@@ -781,7 +781,8 @@ pub fn parse_graph(raw: &RawGraph<'_>) -> Result<GraphSettings, Vec<(&'static st
         .map_err(|e| errors.push(("cloud", e)))
         .ok();
     // The URL fields are read only for Custom: a national cloud's hosts
-    // are fixed, and what stays typed in the hidden-by-help fields is moot.
+    // are fixed, and the fields stay on the page (no JavaScript hides
+    // them), so what is left typed there must not block a save.
     let urls = match cloud.map(Cloud::endpoints) {
         Some(Some((signin, graph))) => {
             Some((BaseUrl(signin.to_owned()), BaseUrl(graph.to_owned())))

@@ -630,18 +630,20 @@ pub async fn change_type(
     save_credentials(&mut tx, to, &change.account, Some(&password), now).await?;
     // Where the new type connects: Graph's host for Microsoft 365, the
     // Exchange server typed for EWS from Microsoft 365, else unchanged.
-    let (server, port) = match (&change.graph, &change.server) {
-        (Some(graph), _) if to == GatewayKind::Graph => {
+    let missing = |what: &str| {
+        AppError::Internal(anyhow::anyhow!(
+            "change type from {} to {} without {what}",
+            from.as_str(),
+            to.as_str()
+        ))
+    };
+    let (server, port) = match (to, &change.graph, &change.server) {
+        (GatewayKind::Graph, Some(graph), _) => {
             (graph.graph_url.host(), i64::from(graph.graph_url.port()))
         }
-        (_, Some((server, port))) => (server.to_string(), i64::from(port.get())),
-        _ if from == GatewayKind::Graph || to == GatewayKind::Graph => {
-            return Err(AppError::Internal(anyhow::anyhow!(
-                "change type from {} to {} without the new type's location",
-                from.as_str(),
-                to.as_str()
-            )));
-        }
+        (GatewayKind::Graph, None, _) => return Err(missing("the Microsoft 365 settings")),
+        (_, _, Some((server, port))) => (server.to_string(), i64::from(port.get())),
+        _ if from == GatewayKind::Graph => return Err(missing("the Exchange server")),
         _ => (gateway.server.clone(), gateway.port),
     };
     let graph = change.graph.as_ref().filter(|_| to == GatewayKind::Graph);

@@ -539,3 +539,107 @@ async fn the_troubleshooter_says_plainly_that_microsoft_365_checks_are_not_built
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn the_migration_keeps_every_existing_gateway_and_credential() {
+    use sqlx::Connection;
+    const GRAPH_MIGRATION: i64 = 20261203000016;
+    let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+        .await
+        .unwrap();
+    let migrations = store::MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration());
+    let (before, after): (Vec<_>, Vec<_>) = migrations.partition(|m| m.version < GRAPH_MIGRATION);
+    for m in before {
+        sqlx::raw_sql(&m.sql).execute(&mut conn).await.unwrap();
+    }
+    sqlx::raw_sql(
+        "INSERT INTO gateways (id, kind, description, server, port, test_mailbox, last_verdict,
+                               last_checked_at, created_at, updated_at, verdict_seq)
+         VALUES (7, 'ews', 'Kept', 'ex1.example.com', 8443, 'room@example.com', 'Verified',
+                 5, 1, 2, 9);
+         INSERT INTO exchange_credentials VALUES ('ews', 'svc@example.com', x'01', x'02', 3);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let graph = after
+        .iter()
+        .find(|m| m.version == GRAPH_MIGRATION)
+        .expect("the Graph migration");
+    sqlx::raw_sql(&graph.sql).execute(&mut conn).await.unwrap();
+
+    let row: (
+        i64,
+        String,
+        String,
+        String,
+        i64,
+        String,
+        String,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = sqlx::query_as(
+        "SELECT id, kind, description, server, port, test_mailbox, last_verdict,
+                    last_checked_at, created_at, updated_at, verdict_seq FROM gateways",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        (
+            7,
+            "ews".into(),
+            "Kept".into(),
+            "ex1.example.com".into(),
+            8443,
+            "room@example.com".into(),
+            "Verified".into(),
+            5,
+            1,
+            2,
+            9
+        )
+    );
+    let credentials: (String, String) =
+        sqlx::query_as("SELECT kind, account_name FROM exchange_credentials")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(credentials, ("ews".into(), "svc@example.com".into()));
+    // Descriptions stay unique regardless of case; 'graph' is now a kind,
+    // with all four of its columns.
+    assert!(
+        sqlx::raw_sql(
+            "INSERT INTO gateways (kind, description, server, port, created_at, updated_at)
+             VALUES ('ews', 'KEPT', 'x', 443, 1, 1)"
+        )
+        .execute(&mut conn)
+        .await
+        .is_err()
+    );
+    assert!(
+        sqlx::raw_sql(
+            "INSERT INTO gateways (kind, description, server, port, created_at, updated_at)
+             VALUES ('graph', 'Half', 'x', 443, 1, 1)"
+        )
+        .execute(&mut conn)
+        .await
+        .is_err(),
+        "a Graph row needs its tenant, cloud and URLs"
+    );
+    sqlx::raw_sql(
+        "INSERT INTO gateways (kind, description, server, port, created_at, updated_at, tenant,
+                               cloud, signin_url, graph_url)
+         VALUES ('graph', 'Online', 'graph.microsoft.com', 443, 1, 1, 'contoso.com', 'global',
+                 'https://login.microsoftonline.com', 'https://graph.microsoft.com');
+         INSERT INTO exchange_credentials VALUES ('graph', 'id', x'01', x'02', 3);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
