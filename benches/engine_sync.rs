@@ -176,6 +176,7 @@ async fn main() -> Result<(), Error> {
         test_mailbox: Mailbox::parse_optional(GatewayKind::Ews, "user00000@example.com")?,
         account: AccountName::parse(GatewayKind::Ews, sim::ACCOUNT)?,
         password: Some(state.cipher.seal_password(sim::PASSWORD)?),
+        graph: None,
     };
     store::gateways::create(&pool, &input, "bench", state.now()).await?;
     {

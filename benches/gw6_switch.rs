@@ -48,6 +48,7 @@ async fn one_run() -> Result<Duration, Box<dyn std::error::Error>> {
         test_mailbox: None,
         account: AccountName::parse(GatewayKind::Ews, "svc@example.com")?,
         password: Some(state.cipher.seal_password("bench-password")?),
+        graph: None,
     };
     let saved = store::gateways::create(&state.pool, &input, "admin", state.now()).await?;
 

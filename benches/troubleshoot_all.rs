@@ -60,6 +60,7 @@ async fn main() -> Result<(), Error> {
             } else {
                 None
             },
+            graph: None,
         };
         store::gateways::create(&state.pool, &input, "bench", state.now()).await?;
     }

@@ -29,6 +29,13 @@ pub enum GatewayRefusal {
     TypeChangedByEdit,
     /// Change Type needs the gateway to be the only one.
     TypeChangeNotAlone { total: i64 },
+    /// Change Type offers only the next or previous step (GW-5, GR-2).
+    TypeChangeNotOffered {
+        from: super::gateway::GatewayKind,
+        to: super::gateway::GatewayKind,
+    },
+    /// No client secret typed and none stored for Microsoft 365 yet.
+    ClientSecretMissing,
 }
 
 /// Users: end users, administrators, their switches and placement.
@@ -141,6 +148,20 @@ impl fmt::Display for GatewayRefusal {
                 "The type can only be changed while this is the only gateway; there are \
                  {total}. Delete the others first."
             ),
+            GatewayRefusal::TypeChangeNotOffered { from, to } => write!(
+                f,
+                "A {} gateway cannot change in place to {}: change it to {} instead.",
+                from.label(),
+                to.label(),
+                from.change_targets()
+                    .iter()
+                    .map(|k| k.label())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+            GatewayRefusal::ClientSecretMissing => {
+                f.write_str("Enter the client secret, and again to confirm it.")
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
 use crate::domain::gateway::{
-    AccountName, Description, GatewayKind, Mailbox, Port, ServerLocation, may_add,
+    AccountName, Description, GatewayKind, GraphSettings, Mailbox, Port, ServerLocation, may_add,
 };
 use crate::domain::refusal::GatewayRefusal;
 use crate::error::{AppError, AppResult};
@@ -26,15 +26,37 @@ pub struct GatewayRow {
     pub test_mailbox: Option<String>,
     pub last_verdict: Option<String>,
     pub last_checked_at: Option<i64>,
+    /// Microsoft 365 only (GR-1): the tenant, the cloud's stored value, and
+    /// the sign-in and Graph base URLs (the cloud's, or typed for Custom).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub cloud: Option<String>,
+    #[serde(default)]
+    pub signin_url: Option<String>,
+    #[serde(default)]
+    pub graph_url: Option<String>,
 }
 
 impl GatewayRow {
     pub fn kind(&self) -> GatewayKind {
-        // The CHECK constraint admits only the two kinds.
+        // The CHECK constraint admits only the three kinds.
         GatewayKind::parse(&self.kind).unwrap_or(GatewayKind::Ews)
     }
 
     fn audit_view(&self, account: Option<&str>) -> serde_json::Value {
+        if self.kind() == GatewayKind::Graph {
+            return json!({
+                "type": self.kind().label(),
+                "description": self.description,
+                "tenant": self.tenant,
+                "application_client_id": account,
+                "cloud": self.cloud,
+                "signin_url": self.signin_url,
+                "graph_url": self.graph_url,
+                "test_mailbox": self.test_mailbox,
+            });
+        }
         json!({
             "type": self.kind().label(),
             "description": self.description,
@@ -54,7 +76,10 @@ pub struct CredentialRow {
     pub password_ciphertext: Vec<u8>,
 }
 
-/// A gateway as validated from the form. `password: None` keeps the stored one.
+/// A gateway as validated from the form. `password: None` keeps the stored
+/// one. For Microsoft 365 (`graph: Some`), `account` is the Application
+/// (client) ID, `password` the client secret, and `server`/`port` the Graph
+/// URL's host and port, so the list's columns stay meaningful.
 pub struct GatewayInput {
     pub kind: GatewayKind,
     pub description: Description,
@@ -63,10 +88,58 @@ pub struct GatewayInput {
     pub test_mailbox: Option<Mailbox>,
     pub account: AccountName,
     pub password: Option<Sealed>,
+    pub graph: Option<GraphSettings>,
+}
+
+/// The Microsoft 365 columns to write: all four, or none for the others.
+fn graph_columns(
+    graph: Option<&GraphSettings>,
+) -> (Option<&str>, Option<&str>, Option<&str>, Option<&str>) {
+    match graph {
+        Some(g) => (
+            Some(g.tenant.as_str()),
+            Some(g.cloud.as_str()),
+            Some(g.signin_url.as_str()),
+            Some(g.graph_url.as_str()),
+        ),
+        None => (None, None, None, None),
+    }
+}
+
+fn graph_audit_view(graph: &GraphSettings) -> serde_json::Value {
+    json!({
+        "tenant": graph.tenant.as_str(),
+        "application_client_id": graph.client_id.as_str(),
+        "cloud": graph.cloud.label(),
+        "signin_url": graph.signin_url.as_str(),
+        "graph_url": graph.graph_url.as_str(),
+    })
 }
 
 impl GatewayInput {
     fn audit_view(&self) -> serde_json::Value {
+        if let Some(graph) = &self.graph {
+            let mut view = graph_audit_view(graph);
+            if let Some(map) = view.as_object_mut() {
+                map.insert("type".into(), json!(self.kind.label()));
+                map.insert("description".into(), json!(self.description.as_str()));
+                map.insert(
+                    "test_mailbox".into(),
+                    json!(self.test_mailbox.as_ref().map(Mailbox::as_str)),
+                );
+                // Redacted like passwords (GW-7): whether it changed, never
+                // what it is.
+                map.insert(
+                    "client_secret".into(),
+                    json!(if self.password.is_some() {
+                        "(changed)"
+                    } else {
+                        "(unchanged)"
+                    }),
+                );
+            }
+            return view;
+        }
         json!({
             "type": self.kind.label(),
             "description": self.description.as_str(),
@@ -88,8 +161,8 @@ pub struct Saved {
     pub sharing: i64,
 }
 
-const COLUMNS: &str =
-    "id, kind, description, server, port, test_mailbox, last_verdict, last_checked_at";
+const COLUMNS: &str = "id, kind, description, server, port, test_mailbox, last_verdict, \
+                       last_checked_at, tenant, cloud, signin_url, graph_url";
 
 /// Find and List (GW-1): all gateways, or those whose description or server
 /// contains `search`, by description. The rows come back as one JSON array
@@ -100,7 +173,8 @@ pub async fn list(pool: &SqlitePool, search: Option<&str>) -> AppResult<Vec<Gate
         "SELECT COALESCE(json_group_array(json_object(
                     'id', id, 'kind', kind, 'description', description, 'server', server,
                     'port', port, 'test_mailbox', test_mailbox, 'last_verdict', last_verdict,
-                    'last_checked_at', last_checked_at)), '[]')
+                    'last_checked_at', last_checked_at, 'tenant', tenant, 'cloud', cloud,
+                    'signin_url', signin_url, 'graph_url', graph_url)), '[]')
          FROM gateways
          WHERE ?1 IS NULL OR instr(lower(description), lower(?1)) > 0
                           OR instr(lower(server), lower(?1)) > 0",
@@ -170,7 +244,11 @@ async fn save_credentials(
 ) -> AppResult<bool> {
     let stored = credentials_in(conn, kind).await?;
     match (&stored, password) {
-        (None, None) => Err(AppError::refused(GatewayRefusal::PasswordMissing)),
+        (None, None) => Err(AppError::refused(if kind == GatewayKind::Graph {
+            GatewayRefusal::ClientSecretMissing
+        } else {
+            GatewayRefusal::PasswordMissing
+        })),
         (None, Some(sealed)) => {
             sqlx::query(
                 "INSERT INTO exchange_credentials
@@ -275,9 +353,11 @@ pub async fn create(
         now,
     )
     .await?;
+    let (tenant, cloud, signin_url, graph_url) = graph_columns(input.graph.as_ref());
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO gateways (kind, description, server, port, test_mailbox, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id",
+        "INSERT INTO gateways (kind, description, server, port, test_mailbox, created_at,
+                               updated_at, tenant, cloud, signin_url, graph_url)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10) RETURNING id",
     )
     .bind(input.kind.as_str())
     .bind(input.description.as_str())
@@ -285,6 +365,10 @@ pub async fn create(
     .bind(input.port.get())
     .bind(input.test_mailbox.as_ref().map(Mailbox::as_str))
     .bind(now)
+    .bind(tenant)
+    .bind(cloud)
+    .bind(signin_url)
+    .bind(graph_url)
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| duplicate_description(e.into()))?;
@@ -342,9 +426,10 @@ pub async fn update(
         now,
     )
     .await?;
+    let (tenant, cloud, signin_url, graph_url) = graph_columns(input.graph.as_ref());
     sqlx::query(
         "UPDATE gateways SET description = ?2, server = ?3, port = ?4, test_mailbox = ?5,
-             updated_at = ?6
+             updated_at = ?6, tenant = ?7, cloud = ?8, signin_url = ?9, graph_url = ?10
          WHERE id = ?1",
     )
     .bind(id)
@@ -353,6 +438,10 @@ pub async fn update(
     .bind(input.port.get())
     .bind(input.test_mailbox.as_ref().map(Mailbox::as_str))
     .bind(now)
+    .bind(tenant)
+    .bind(cloud)
+    .bind(signin_url)
+    .bind(graph_url)
     .execute(&mut *tx)
     .await
     .map_err(|e| duplicate_description(e.into()))?;
@@ -463,8 +552,6 @@ async fn switch_calendar_off_for_everyone(conn: &mut SqliteConnection) -> AppRes
     Ok(done.rows_affected() as i64)
 }
 
-/// Change type in place (GW-5): only for the only gateway; users keep their
-/// calendar setting; the credentials move to the new kind.
 /// What Change Type did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeChanged {
@@ -474,11 +561,28 @@ pub struct TypeChanged {
     pub cleared_test_mailbox: Option<String>,
 }
 
+/// What Change Type asks for: the new type's credentials, and its own
+/// fields where the old type had none (GR-2). `password: None` carries the
+/// stored password over, which only WebDAV and EWS may do: a client secret
+/// is not an account password.
+pub struct TypeChange {
+    pub to: GatewayKind,
+    pub account: AccountName,
+    pub password: Option<Sealed>,
+    /// To EWS from Microsoft 365: the Exchange server (the Graph host is
+    /// not one). Otherwise the server stays.
+    pub server: Option<(ServerLocation, Port)>,
+    /// To Microsoft 365: its settings.
+    pub graph: Option<GraphSettings>,
+}
+
+/// Change type in place (GW-5, GR-2): only for the only gateway, only to a
+/// type `change_targets` offers; users keep their calendar setting (nothing
+/// here touches `users`); the credentials move to the new kind.
 pub async fn change_type(
     pool: &SqlitePool,
     id: i64,
-    account: &AccountName,
-    password: Option<&Sealed>,
+    change: &TypeChange,
     actor: &str,
     now: i64,
 ) -> AppResult<TypeChanged> {
@@ -493,26 +597,57 @@ pub async fn change_type(
         }));
     }
     let from = gateway.kind();
-    let to = from.other();
+    let to = change.to;
+    if !from.change_targets().contains(&to) {
+        return Err(AppError::refused(GatewayRefusal::TypeChangeNotOffered {
+            from,
+            to,
+        }));
+    }
+    let graph_involved = from == GatewayKind::Graph || to == GatewayKind::Graph;
     let stored = credentials_in(&mut tx, from).await?;
     sqlx::query("DELETE FROM exchange_credentials WHERE kind = ?1")
         .bind(from.as_str())
         .execute(&mut *tx)
         .await?;
-    let password = match (password, stored) {
+    let password = match (&change.password, stored) {
         (Some(sealed), _) => Sealed {
             nonce: sealed.nonce.clone(),
             ciphertext: sealed.ciphertext.clone(),
         },
-        (None, Some(stored)) => Sealed {
+        (None, Some(stored)) if !graph_involved => Sealed {
             nonce: stored.password_nonce,
             ciphertext: stored.password_ciphertext,
         },
-        (None, None) => {
-            return Err(AppError::refused(GatewayRefusal::PasswordMissing));
+        (None, _) => {
+            return Err(AppError::refused(if to == GatewayKind::Graph {
+                GatewayRefusal::ClientSecretMissing
+            } else {
+                GatewayRefusal::PasswordMissing
+            }));
         }
     };
-    save_credentials(&mut tx, to, account, Some(&password), now).await?;
+    save_credentials(&mut tx, to, &change.account, Some(&password), now).await?;
+    // Where the new type connects: Graph's host for Microsoft 365, the
+    // Exchange server typed for EWS from Microsoft 365, else unchanged.
+    let missing = |what: &str| {
+        AppError::Internal(anyhow::anyhow!(
+            "change type from {} to {} without {what}",
+            from.as_str(),
+            to.as_str()
+        ))
+    };
+    let (server, port) = match (to, &change.graph, &change.server) {
+        (GatewayKind::Graph, Some(graph), _) => {
+            (graph.graph_url.host(), i64::from(graph.graph_url.port()))
+        }
+        (GatewayKind::Graph, None, _) => return Err(missing("the Microsoft 365 settings")),
+        (_, _, Some((server, port))) => (server.to_string(), i64::from(port.get())),
+        _ if from == GatewayKind::Graph => return Err(missing("the Exchange server")),
+        _ => (gateway.server.clone(), gateway.port),
+    };
+    let graph = change.graph.as_ref().filter(|_| to == GatewayKind::Graph);
+    let (tenant, cloud, signin_url, graph_url) = graph_columns(graph);
     // The Test Mailbox must suit the new type: an alias is a WebDAV mailbox
     // only, and EWS would send it as an impersonation address.
     let cleared_test_mailbox = gateway
@@ -521,13 +656,20 @@ pub async fn change_type(
         .filter(|m| Mailbox::parse_optional(to, m).is_err());
     sqlx::query(
         "UPDATE gateways SET kind = ?2, updated_at = ?3,
-             test_mailbox = CASE WHEN ?4 THEN NULL ELSE test_mailbox END
+             test_mailbox = CASE WHEN ?4 THEN NULL ELSE test_mailbox END,
+             server = ?5, port = ?6, tenant = ?7, cloud = ?8, signin_url = ?9, graph_url = ?10
          WHERE id = ?1",
     )
     .bind(id)
     .bind(to.as_str())
     .bind(now)
     .bind(cleared_test_mailbox.is_some())
+    .bind(&server)
+    .bind(port)
+    .bind(tenant)
+    .bind(cloud)
+    .bind(signin_url)
+    .bind(graph_url)
     .execute(&mut *tx)
     .await?;
     let summary = format!(
@@ -537,18 +679,38 @@ pub async fn change_type(
         to.label()
     );
     changes::record(&mut tx, &summary, actor, Restart::Required, now).await?;
+    let mut after = json!({
+        "type": to.label(),
+        "presence_gateway": server,
+        "port": port,
+        "test_mailbox": gateway.test_mailbox.as_ref().filter(|_| cleared_test_mailbox.is_none()),
+    });
+    if let Some(map) = after.as_object_mut() {
+        match graph {
+            Some(graph) => {
+                if let Some(fields) = graph_audit_view(graph).as_object() {
+                    map.extend(fields.clone());
+                }
+                map.insert("client_secret".into(), json!("(changed)"));
+            }
+            None => {
+                map.insert("account_name".into(), json!(change.account.as_str()));
+            }
+        }
+    }
     audit::record(
         &mut tx,
         audit::Entry {
             actor,
             action: "gateway type changed",
             target: &gateway.description,
-            before: Some(json!({ "type": from.label(), "test_mailbox": gateway.test_mailbox })),
-            after: Some(json!({
-                "type": to.label(),
-                "account_name": account.as_str(),
-                "test_mailbox": gateway.test_mailbox.as_ref().filter(|_| cleared_test_mailbox.is_none()),
+            before: Some(json!({
+                "type": from.label(),
+                "presence_gateway": gateway.server,
+                "port": gateway.port,
+                "test_mailbox": gateway.test_mailbox,
             })),
+            after: Some(after),
         },
         now,
     )

@@ -16,13 +16,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::domain::gateway::{
-    AccountName, Description, GatewayKind, Mailbox, Port, ServerLocation, may_add, parse_password,
+    AccountName, Cloud, Description, GatewayKind, GraphSettings, Mailbox, Port, RawGraph,
+    ServerLocation, may_add, parse_client_secret, parse_graph, parse_password,
 };
 use crate::error::{AppError, AppResult};
 use crate::secrets::cipher::Sealed;
 use crate::state::AppState;
 use crate::store;
-use crate::store::gateways::{GatewayInput, GatewayRow};
+use crate::store::gateways::{GatewayInput, GatewayRow, TypeChange};
 
 use super::forms::{FORM, FieldErrors, SecretField};
 use super::paths;
@@ -189,6 +190,60 @@ struct RawGateway {
     port: String,
     #[serde(default)]
     test_mailbox: String,
+    // Microsoft 365 (GR-1).
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    cloud: String,
+    #[serde(default)]
+    signin_url: String,
+    #[serde(default)]
+    graph_url: String,
+    #[serde(default)]
+    client_secret: SecretField,
+    #[serde(default)]
+    confirm_client_secret: SecretField,
+}
+
+impl RawGateway {
+    fn graph(&self) -> RawGraph<'_> {
+        RawGraph {
+            tenant: &self.tenant,
+            client_id: &self.client_id,
+            cloud: &self.cloud,
+            signin_url: &self.signin_url,
+            graph_url: &self.graph_url,
+        }
+    }
+}
+
+/// One choice of the Cloud select.
+struct CloudOption {
+    value: &'static str,
+    label: &'static str,
+    selected: bool,
+}
+
+fn cloud_options(chosen: &str) -> Vec<CloudOption> {
+    Cloud::ALL
+        .into_iter()
+        .map(|c| CloudOption {
+            value: c.as_str(),
+            label: c.label(),
+            selected: c.as_str() == chosen,
+        })
+        .collect()
+}
+
+/// Where a Microsoft 365 gateway's calendars are read: the Graph URL's host
+/// and port, stored as the gateway's server and port so the list's columns
+/// stay meaningful (GR-1).
+fn graph_location(graph: &GraphSettings) -> Result<(ServerLocation, Port), String> {
+    let server = ServerLocation::parse(&graph.graph_url.host())?;
+    let port = Port::parse(&graph.graph_url.port().to_string())?;
+    Ok((server, port))
 }
 
 /// What the form shows: the values as typed (passwords excepted), the
@@ -211,6 +266,11 @@ struct FormView {
     id: Option<i64>,
     /// The last troubleshooter verdict, with when (edit only).
     last_verdict: String,
+    tenant: String,
+    client_id: String,
+    cloud: String,
+    signin_url: String,
+    graph_url: String,
 }
 
 impl FormView {
@@ -229,6 +289,27 @@ impl FormView {
             shared_with: 0,
             id: None,
             last_verdict: String::new(),
+            tenant: raw.tenant.clone(),
+            client_id: raw.client_id.clone(),
+            cloud: raw.cloud.clone(),
+            signin_url: raw.signin_url.clone(),
+            graph_url: raw.graph_url.clone(),
+        }
+    }
+
+    fn is_graph(&self) -> bool {
+        self.kind == GatewayKind::Graph
+    }
+
+    fn clouds(&self) -> Vec<CloudOption> {
+        cloud_options(&self.cloud)
+    }
+
+    fn secret_help(&self) -> &'static str {
+        if self.password_stored {
+            "A client secret is stored. Leave both client secret fields empty to keep it."
+        } else {
+            "The app registration's client secret value. Stored encrypted; never shown again."
         }
     }
 
@@ -243,7 +324,11 @@ impl FormView {
     /// The Test Mailbox input's type: an e-mail address for EWS; WebDAV
     /// takes the mailbox alias too (`alice`), which an email input refuses.
     fn mailbox_input(&self) -> &'static str {
-        if self.is_ews() { "email" } else { "text" }
+        if self.kind == GatewayKind::WebDav {
+            "text"
+        } else {
+            "email"
+        }
     }
 
     fn password_help(&self) -> &'static str {
@@ -273,6 +358,9 @@ fn parse_gateway(
     raw: &RawGateway,
     password_stored: bool,
 ) -> AppResult<Result<GatewayInput, FieldErrors>> {
+    if kind == GatewayKind::Graph {
+        return parse_graph_gateway(state, raw, password_stored);
+    }
     let mut errors = FieldErrors::default();
     let description = Description::parse(&raw.description)
         .map_err(|e| errors.set("description", e))
@@ -310,6 +398,64 @@ fn parse_gateway(
                 test_mailbox,
                 account,
                 password,
+                graph: None,
+            }))
+        }
+        _ => Ok(Err(errors)),
+    }
+}
+
+/// The Microsoft 365 form (GR-1): the client secret is sealed here like a
+/// password; the Application (client) ID is the credential set's account.
+fn parse_graph_gateway(
+    state: &AppState,
+    raw: &RawGateway,
+    secret_stored: bool,
+) -> AppResult<Result<GatewayInput, FieldErrors>> {
+    let mut errors = FieldErrors::default();
+    let description = Description::parse(&raw.description)
+        .map_err(|e| errors.set("description", e))
+        .ok();
+    let graph = parse_graph(&raw.graph())
+        .map_err(|list| {
+            for (field, message) in list {
+                errors.set(field, message);
+            }
+        })
+        .ok();
+    let location = graph.as_ref().and_then(|g| {
+        graph_location(g)
+            .map_err(|e| errors.set("graph_url", e))
+            .ok()
+    });
+    let secret = parse_client_secret(
+        &raw.client_secret.0,
+        &raw.confirm_client_secret.0,
+        secret_stored,
+    )
+    .map_err(|e| errors.set("client_secret", e))
+    .ok();
+    let test_mailbox = Mailbox::parse_optional(GatewayKind::Graph, &raw.test_mailbox)
+        .map_err(|e| errors.set("test_mailbox", e))
+        .ok();
+    match (description, graph, location, secret, test_mailbox) {
+        (
+            Some(description),
+            Some(graph),
+            Some((server, port)),
+            Some(secret),
+            Some(test_mailbox),
+        ) if !errors.any() => {
+            let password = seal(state, secret)?;
+            Ok(Ok(GatewayInput {
+                kind: GatewayKind::Graph,
+                description,
+                server,
+                port,
+                test_mailbox,
+                account: AccountName::client_id(&graph.client_id),
+                password,
+                graph: Some(graph),
             }))
         }
         _ => Ok(Err(errors)),
@@ -368,7 +514,9 @@ fn confirm_saved(
         }
     }
     let messages = messages.success(text);
-    match input.port.warning() {
+    // The port warning is Exchange's (GW-2); a Microsoft 365 gateway's
+    // port comes from its Graph URL.
+    match input.port.warning().filter(|_| input.graph.is_none()) {
         Some(warning) => messages.warning(warning),
         None => messages,
     }
@@ -411,7 +559,7 @@ async fn choose_type(
     } else {
         existing[0]
     });
-    let options = [GatewayKind::WebDav, GatewayKind::Ews]
+    let options = [GatewayKind::WebDav, GatewayKind::Ews, GatewayKind::Graph]
         .into_iter()
         .map(|k| KindOption {
             value: k.as_str(),
@@ -445,6 +593,7 @@ async fn new_form(state: &AppState, kind: GatewayKind) -> AppResult<FormView> {
     form.action = paths::GATEWAY_NEW.to_owned();
     form.submit = "Add New";
     form.port = Port::RECOMMENDED.to_string();
+    form.cloud = Cloud::Global.as_str().to_owned();
     prefill_shared(state, kind, &mut form).await?;
     Ok(form)
 }
@@ -587,6 +736,10 @@ fn edit_heading(gateway: &GatewayRow) -> String {
 async fn edit_form(state: &AppState, gateway: &GatewayRow) -> AppResult<FormView> {
     let kind = gateway.kind();
     let stored = store::gateways::credentials(&state.pool, kind).await?;
+    // A national cloud's URLs are the cloud's, not typed: the URL fields
+    // show only what was typed for Custom.
+    let custom = gateway.cloud.as_deref() == Some(Cloud::Custom.as_str());
+    let typed_url = |url: &Option<String>| url.clone().filter(|_| custom).unwrap_or_default();
     Ok(FormView {
         kind,
         action: format!("{LIST}/{}", gateway.id),
@@ -608,6 +761,15 @@ async fn edit_form(state: &AppState, gateway: &GatewayRow) -> AppResult<FormView
             (Some(v), None) => v.clone(),
             _ => String::new(),
         },
+        tenant: gateway.tenant.clone().unwrap_or_default(),
+        client_id: stored
+            .as_ref()
+            .filter(|_| kind == GatewayKind::Graph)
+            .map(|c| c.account_name.clone())
+            .unwrap_or_default(),
+        cloud: gateway.cloud.clone().unwrap_or_default(),
+        signin_url: typed_url(&gateway.signin_url),
+        graph_url: typed_url(&gateway.graph_url),
     })
 }
 
@@ -750,22 +912,62 @@ struct ChangeTypePage {
     id: i64,
     description: String,
     from: &'static str,
-    to: &'static str,
-    to_kind: GatewayKind,
+    /// The chosen new type; `None` while there is a choice to make (EWS
+    /// can become WebDAV or Microsoft 365).
+    to_kind: Option<GatewayKind>,
+    /// The types offered, when there is more than one.
+    choices: Vec<KindOption>,
     /// Why the type cannot be changed now (more than one gateway).
     blocked: Option<String>,
+    /// Microsoft 365 to EWS asks where the Exchange server is.
+    needs_server: bool,
     account_name: String,
+    server: String,
+    port: String,
+    tenant: String,
+    client_id: String,
+    cloud: String,
+    signin_url: String,
+    graph_url: String,
     errors: FieldErrors,
 }
 
 impl ChangeTypePage {
+    fn to(&self) -> &'static str {
+        self.to_kind.map_or("", GatewayKind::label)
+    }
+
+    fn to_value(&self) -> &'static str {
+        self.to_kind.map_or("", GatewayKind::as_str)
+    }
+
+    fn to_graph(&self) -> bool {
+        self.to_kind == Some(GatewayKind::Graph)
+    }
+
+    fn clouds(&self) -> Vec<CloudOption> {
+        cloud_options(&self.cloud)
+    }
+
+    /// The stored password carries over only between WebDAV and EWS: a
+    /// client secret is not an account password.
+    fn password_help(&self) -> &'static str {
+        if self.needs_server {
+            "Enter the EWS account's password: the Microsoft 365 client secret does not carry \
+             over."
+        } else {
+            "Leave both password fields empty to keep the stored password."
+        }
+    }
+
     fn account_help(&self) -> &'static str {
         match self.to_kind {
-            GatewayKind::Ews => "The impersonation account, as user@domain or domain\\user.",
-            GatewayKind::WebDav => {
+            Some(GatewayKind::Ews) => "The impersonation account, as user@domain or domain\\user.",
+            Some(GatewayKind::WebDav) => {
                 "The Receive-As account, as domain\\user, or user when Exchange has a default \
                  domain."
             }
+            Some(GatewayKind::Graph) | None => "",
         }
     }
 }
@@ -773,11 +975,46 @@ impl ChangeTypePage {
 #[derive(Debug, Default, Deserialize)]
 struct RawChangeType {
     #[serde(default)]
+    to: String,
+    #[serde(default)]
     account_name: String,
     #[serde(default)]
     password: SecretField,
     #[serde(default)]
     confirm: SecretField,
+    #[serde(default)]
+    server: String,
+    #[serde(default)]
+    port: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    cloud: String,
+    #[serde(default)]
+    signin_url: String,
+    #[serde(default)]
+    graph_url: String,
+    #[serde(default)]
+    client_secret: SecretField,
+    #[serde(default)]
+    confirm_client_secret: SecretField,
+}
+
+#[derive(Debug, Deserialize)]
+struct TypeQuery {
+    #[serde(default)]
+    to: String,
+}
+
+/// The new type: the only one offered, or the one asked for among those
+/// offered (`None` while the administrator has yet to choose).
+fn chosen_target(from: GatewayKind, asked: &str) -> Option<GatewayKind> {
+    match from.change_targets() {
+        [only] => Some(*only),
+        targets => GatewayKind::parse(asked).filter(|k| targets.contains(k)),
+    }
 }
 
 async fn change_type_page(
@@ -785,7 +1022,8 @@ async fn change_type_page(
     user: &CurrentUser,
     messages: Messages,
     gateway: &GatewayRow,
-    account_name: String,
+    to_kind: Option<GatewayKind>,
+    raw: &RawChangeType,
 ) -> AppResult<ChangeTypePage> {
     let from = gateway.kind();
     let total = store::gateways::count(&state.pool).await?;
@@ -795,15 +1033,44 @@ async fn change_type_page(
              Delete the others first."
         )
     });
+    let choices = if from.change_targets().len() > 1 {
+        from.change_targets()
+            .iter()
+            .map(|k| KindOption {
+                value: k.as_str(),
+                label: k.label(),
+                hint: k.hint(),
+                checked: Some(*k) == to_kind,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(ChangeTypePage {
         shell: shell(state, user, messages, "Change Presence Gateway Type").await?,
         id: gateway.id,
         description: gateway.description.clone(),
         from: from.label(),
-        to: from.other().label(),
-        to_kind: from.other(),
+        to_kind,
+        choices,
         blocked,
-        account_name,
+        needs_server: from == GatewayKind::Graph,
+        account_name: raw.account_name.clone(),
+        server: raw.server.clone(),
+        port: if raw.port.is_empty() {
+            Port::RECOMMENDED.to_string()
+        } else {
+            raw.port.clone()
+        },
+        tenant: raw.tenant.clone(),
+        client_id: raw.client_id.clone(),
+        cloud: if raw.cloud.is_empty() {
+            Cloud::Global.as_str().to_owned()
+        } else {
+            raw.cloud.clone()
+        },
+        signin_url: raw.signin_url.clone(),
+        graph_url: raw.graph_url.clone(),
         errors: FieldErrors::default(),
     })
 }
@@ -812,17 +1079,107 @@ async fn type_form(
     State(state): State<AppState>,
     Admin(user): Admin,
     Path(id): Path<i64>,
+    Query(query): Query<TypeQuery>,
     messages: Messages,
 ) -> AppResult<Response> {
     let gateway = find(&state, id).await?;
-    // Offer the current account when it is valid for the new type too.
-    let account = store::gateways::credentials(&state.pool, gateway.kind())
-        .await?
-        .map(|c| c.account_name)
-        .filter(|a| AccountName::parse(gateway.kind().other(), a).is_ok())
-        .unwrap_or_default();
-    let page = change_type_page(&state, &user, messages, &gateway, account).await?;
+    let to = chosen_target(gateway.kind(), &query.to);
+    // Offer the current account when it is valid for the new type too (a
+    // client ID never is an Exchange account, nor the reverse).
+    let account = match to {
+        Some(to) if to != GatewayKind::Graph && gateway.kind() != GatewayKind::Graph => {
+            store::gateways::credentials(&state.pool, gateway.kind())
+                .await?
+                .map(|c| c.account_name)
+                .filter(|a| AccountName::parse(to, a).is_ok())
+                .unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    let raw = RawChangeType {
+        account_name: account,
+        ..RawChangeType::default()
+    };
+    let page = change_type_page(&state, &user, messages, &gateway, to, &raw).await?;
     render(StatusCode::OK, &page)
+}
+
+/// Parses the fields the new type needs, each message beside its field.
+fn parse_type_change(
+    state: &AppState,
+    from: GatewayKind,
+    to: GatewayKind,
+    raw: &RawChangeType,
+    errors: &mut FieldErrors,
+) -> AppResult<Option<TypeChange>> {
+    if to == GatewayKind::Graph {
+        let graph = parse_graph(&RawGraph {
+            tenant: &raw.tenant,
+            client_id: &raw.client_id,
+            cloud: &raw.cloud,
+            signin_url: &raw.signin_url,
+            graph_url: &raw.graph_url,
+        })
+        .map_err(|list| {
+            for (field, message) in list {
+                errors.set(field, message);
+            }
+        })
+        .ok();
+        if let Some(graph) = &graph
+            && let Err(e) = graph_location(graph)
+        {
+            errors.set("graph_url", e);
+        }
+        // A client secret is always new: an Exchange password is not one.
+        let secret = parse_client_secret(&raw.client_secret.0, &raw.confirm_client_secret.0, false)
+            .map_err(|e| errors.set("client_secret", e))
+            .ok()
+            .flatten();
+        return Ok(match (graph, secret) {
+            (Some(graph), Some(secret)) if !errors.any() => Some(TypeChange {
+                to,
+                account: AccountName::client_id(&graph.client_id),
+                password: seal(state, Some(secret))?,
+                server: None,
+                graph: Some(graph),
+            }),
+            _ => None,
+        });
+    }
+    let account = AccountName::parse(to, &raw.account_name)
+        .map_err(|e| errors.set("account_name", e))
+        .ok();
+    // The password moves over between WebDAV and EWS unless a new one is
+    // typed; from Microsoft 365 there is none to move.
+    let carry = from != GatewayKind::Graph;
+    let password = parse_password(&raw.password.0, &raw.confirm.0, carry)
+        .map_err(|e| errors.set("password", e))
+        .ok();
+    let server = if from == GatewayKind::Graph {
+        let server = ServerLocation::parse(&raw.server)
+            .map_err(|e| errors.set("server", e))
+            .ok();
+        let port = Port::parse(&raw.port)
+            .map_err(|e| errors.set("port", e))
+            .ok();
+        server.zip(port)
+    } else {
+        None
+    };
+    if errors.any() {
+        return Ok(None);
+    }
+    let (Some(account), Some(password)) = (account, password) else {
+        return Ok(None);
+    };
+    Ok(Some(TypeChange {
+        to,
+        account,
+        password: seal(state, password)?,
+        server,
+        graph: None,
+    }))
 }
 
 async fn change_type(
@@ -833,33 +1190,17 @@ async fn change_type(
     Form(raw): Form<RawChangeType>,
 ) -> AppResult<Response> {
     let gateway = find(&state, id).await?;
-    let to = gateway.kind().other();
-    let mut page = change_type_page(
-        &state,
-        &user,
-        messages.clone(),
-        &gateway,
-        raw.account_name.clone(),
-    )
-    .await?;
-    let account = AccountName::parse(to, &raw.account_name)
-        .map_err(|e| page.errors.set("account_name", e))
-        .ok();
-    // The password moves over from the old type unless a new one is typed.
-    let password = parse_password(&raw.password.0, &raw.confirm.0, true)
-        .map_err(|e| page.errors.set("password", e))
-        .ok();
-    if let (Some(account), Some(password)) = (account, password) {
-        let sealed = seal(&state, password)?;
-        match store::gateways::change_type(
-            &state.pool,
-            id,
-            &account,
-            sealed.as_ref(),
-            &user.row.user_id,
-            state.now(),
-        )
-        .await
+    let from = gateway.kind();
+    let to = chosen_target(from, &raw.to);
+    let mut page = change_type_page(&state, &user, messages.clone(), &gateway, to, &raw).await?;
+    let Some(to) = to else {
+        page.errors
+            .set("to", "Choose the new Presence Gateway Type.");
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    };
+    if let Some(change) = parse_type_change(&state, from, to, &raw, &mut page.errors)? {
+        match store::gateways::change_type(&state.pool, id, &change, &user.row.user_id, state.now())
+            .await
         {
             Ok(changed) => {
                 let cleared = changed
@@ -882,7 +1223,9 @@ async fn change_type(
             // The page has no type field: a refusal about the type (not the
             // only gateway any more) goes at the top.
             Err(AppError::Refused(refusal)) => match super::refusals::field(&refusal) {
-                "password" | "account_name" => super::refusals::place(&mut page.errors, &refusal),
+                field @ ("password" | "account_name" | "client_secret") => {
+                    page.errors.set(field, refusal.to_string())
+                }
                 _ => page.errors.set(FORM, refusal.to_string()),
             },
             Err(other) => return Err(other),

@@ -12,8 +12,10 @@ pub fn field(refusal: &Refusal) -> &'static str {
         Refusal::Gateway(r) => match r {
             GatewayRefusal::Mix(_)
             | GatewayRefusal::TypeChangedByEdit
-            | GatewayRefusal::TypeChangeNotAlone { .. } => "kind",
+            | GatewayRefusal::TypeChangeNotAlone { .. }
+            | GatewayRefusal::TypeChangeNotOffered { .. } => "kind",
             GatewayRefusal::PasswordMissing => "password",
+            GatewayRefusal::ClientSecretMissing => "client_secret",
             GatewayRefusal::DescriptionTaken => "description",
         },
         Refusal::User(r) => match r {

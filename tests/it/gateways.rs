@@ -777,6 +777,7 @@ async fn data_dir_with_secret(path: &std::path::Path, with_secret: bool) {
             test_mailbox: None,
             account: AccountName::parse(GatewayKind::Ews, "svc@example.com").unwrap(),
             password: Some(state.cipher.seal_password(EWS_PASSWORD).unwrap()),
+            graph: None,
         };
         store::gateways::create(&state.pool, &input, "admin", state.now())
             .await

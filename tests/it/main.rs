@@ -14,6 +14,7 @@ mod check_cli;
 mod end_users;
 mod engine;
 mod gateways;
+mod graph_gateways;
 mod limbo;
 mod locales;
 mod params;
