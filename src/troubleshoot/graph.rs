@@ -47,6 +47,22 @@ impl Place {
     }
 }
 
+/// The cloud a stored Microsoft 365 gateway names: one of Microsoft's, or
+/// Custom with its two URLs.
+pub fn cloud_of(gateway: &crate::store::gateways::GatewayRow) -> Result<Cloud, String> {
+    match gateway.cloud.as_deref() {
+        Some("custom") => match (&gateway.signin_url, &gateway.graph_url) {
+            (Some(signin), Some(graph)) => Ok(Cloud::Custom {
+                signin: signin.clone(),
+                graph: graph.clone(),
+            }),
+            _ => Err("a Custom cloud without its Sign-in URL and Graph URL".to_owned()),
+        },
+        Some(name) => Cloud::from_cli(name).map_err(|e| e.to_string()),
+        None => Err("no cloud".to_owned()),
+    }
+}
+
 /// `https://host[:port]/path?query` → its server and its path.
 pub fn place(url: &str) -> Result<Place, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;

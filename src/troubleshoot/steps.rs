@@ -450,12 +450,14 @@ pub(super) async fn authenticate(
                 "text/xml; charset=utf-8",
             )
         }
-        // The stored runner answers Microsoft 365 gateways before any
-        // check; Exchange's requests mean nothing to Graph.
+        // Microsoft 365 gateways are checked by `graph::run`; Exchange's
+        // requests mean nothing to Graph.
         GatewayKind::Graph => {
             return fail(
-                super::stored::GRAPH_NOT_BUILT,
-                "The troubleshooter's checks for Microsoft 365 are not built yet.".to_owned(),
+                NETWORK_ERROR,
+                "A Microsoft 365 gateway is checked with a token and getSchedule, not with an \
+                 Exchange account."
+                    .to_owned(),
             );
         }
     };

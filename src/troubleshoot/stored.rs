@@ -37,6 +37,8 @@ struct Stored {
     trust: Vec<CertificateDer<'static>>,
     ews: Option<Credentials>,
     webdav: Option<Credentials>,
+    /// Microsoft 365: the Application (client) ID and the client secret.
+    graph: Option<Credentials>,
     /// SY-2: without DNS on this server, gateways must be IP addresses.
     dns_configured: bool,
     /// Test mailboxes' users' locales, for the WebDAV calendar folder.
@@ -56,6 +58,7 @@ impl Stored {
             trust: store::trust::anchors(scope.pool).await?,
             ews: credentials(scope, GatewayKind::Ews).await?,
             webdav: credentials(scope, GatewayKind::WebDav).await?,
+            graph: credentials(scope, GatewayKind::Graph).await?,
             dns_configured: store::engine::dns_configured(scope.pool, scope.node).await?,
             mailbox_locales: store::users::test_mailbox_locales(scope.pool).await?,
             timeout: Duration::from_secs(u64::from(params.exchange_timeout_seconds)),
@@ -82,8 +85,7 @@ impl Stored {
             credentials: match kind {
                 GatewayKind::Ews => self.ews.clone(),
                 GatewayKind::WebDav => self.webdav.clone(),
-                // Never reached: Microsoft 365 gateways are answered by
-                // `not_built` before a target is made.
+                // Never used: Microsoft 365 gateways run `graph_target`.
                 GatewayKind::Graph => None,
             },
             mailbox: gateway.test_mailbox.clone(),
@@ -117,41 +119,43 @@ async fn credentials(scope: &Scope<'_>, kind: GatewayKind) -> AppResult<Option<C
     }))
 }
 
-/// The troubleshooter's checks speak Exchange (EWS and WebDAV over TLS with
-/// an account); Microsoft 365's (a token from the sign-in host, then Graph)
-/// are not built yet. Say so plainly instead of running Exchange's checks
-/// against Graph's host; no verdict is stored, since nothing was checked.
-pub fn not_built(gateway: &GatewayRow) -> Report {
-    Report {
-        ok: false,
-        verdict: GRAPH_NOT_BUILT.to_owned(),
-        address: None,
-        matched_name: None,
-        checks: vec![super::Check {
-            id: "auth",
-            status: super::Status::Skip,
-            verdict: GRAPH_NOT_BUILT.to_owned(),
-            detail: format!(
-                "{} is a {} gateway: the troubleshooter's checks for Microsoft 365 are not \
-                 built yet, so nothing was checked.",
-                gateway.description,
-                GatewayKind::Graph.label()
+impl Stored {
+    /// A Microsoft 365 gateway's checks, from its row and its sealed secret.
+    fn graph_target(&self, gateway: &GatewayRow) -> AppResult<super::graph::GraphTarget> {
+        let cloud = super::graph::cloud_of(gateway).map_err(|e| {
+            AppError::Internal(anyhow::anyhow!("stored Microsoft 365 gateway: {e}"))
+        })?;
+        let (client_id, secret) = match &self.graph {
+            Some(credentials) => (
+                credentials.account.clone(),
+                Some(credentials.password.clone()),
             ),
-            elapsed_ms: 0,
-        }],
-        chain: Vec::new(),
+            None => (String::new(), None),
+        };
+        Ok(super::graph::GraphTarget {
+            cloud,
+            tenant: gateway.tenant.clone().unwrap_or_default(),
+            client_id,
+            secret,
+            mailbox: gateway.test_mailbox.clone(),
+            trust: self.trust.clone(),
+            timeout: self.timeout,
+            now: self.now,
+        })
+    }
+
+    /// The checks for `gateway`, whatever its type.
+    async fn run(&self, gateway: &GatewayRow) -> AppResult<Report> {
+        Ok(match gateway.kind() {
+            GatewayKind::Graph => super::graph::run(&self.graph_target(gateway)?).await,
+            _ => super::run(&self.target(gateway)?).await,
+        })
     }
 }
 
-pub const GRAPH_NOT_BUILT: &str = "Not checked - Microsoft 365 checks not built yet";
-
 /// Runs the checks on one gateway and stores the headline as its verdict.
 pub async fn run_one(scope: &Scope<'_>, gateway: &GatewayRow) -> AppResult<Report> {
-    if gateway.kind() == GatewayKind::Graph {
-        return Ok(not_built(gateway));
-    }
-    let target = Stored::read(scope).await?.target(gateway)?;
-    let report = super::run(&target).await;
+    let report = Stored::read(scope).await?.run(gateway).await?;
     store::gateways::set_verdict(scope.pool, gateway.id, &report.verdict, scope.now).await?;
     Ok(report)
 }
@@ -160,37 +164,21 @@ pub async fn run_one(scope: &Scope<'_>, gateway: &GatewayRow) -> AppResult<Repor
 /// its own deadline (four Exchange Timeouts), so the whole is too.
 pub async fn run_all(scope: &Scope<'_>) -> AppResult<Vec<(GatewayRow, Report)>> {
     let gateways = store::gateways::list(scope.pool, None).await?;
-    let stored = Stored::read(scope).await?;
-    // Microsoft 365 gateways get no target: their checks are not built.
-    let targets = gateways
-        .iter()
-        .map(|g| {
-            (g.kind() != GatewayKind::Graph)
-                .then(|| stored.target(g))
-                .transpose()
-        })
-        .collect::<AppResult<Vec<_>>>()?;
+    let stored = std::sync::Arc::new(Stored::read(scope).await?);
     let mut reports: Vec<Option<Report>> = vec![None; gateways.len()];
     let mut runs = tokio::task::JoinSet::new();
-    for (i, target) in targets.into_iter().enumerate() {
-        match target {
-            Some(target) => {
-                runs.spawn(async move { (i, super::run(&target).await) });
-            }
-            None => reports[i] = Some(not_built(&gateways[i])),
-        }
+    for (i, gateway) in gateways.iter().enumerate() {
+        let stored = stored.clone();
+        let gateway = gateway.clone();
+        runs.spawn(async move { (i, stored.run(&gateway).await) });
     }
     while let Some(done) = runs.join_next().await {
         let (i, report) = done.map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
-        reports[i] = Some(report);
+        reports[i] = Some(report?);
     }
     let mut results = Vec::with_capacity(gateways.len());
     for (gateway, report) in gateways.into_iter().zip(reports) {
         let Some(report) = report else { continue };
-        if gateway.kind() == GatewayKind::Graph {
-            results.push((gateway, report));
-            continue;
-        }
         store::gateways::set_verdict(scope.pool, gateway.id, &report.verdict, scope.now).await?;
         results.push((gateway, report));
     }

@@ -527,20 +527,6 @@ async fn gw6_deleting_the_microsoft_365_gateway_switches_calendar_presence_off()
 }
 
 #[tokio::test]
-async fn the_troubleshooter_says_plainly_that_microsoft_365_checks_are_not_built() {
-    let app = admin_app().await;
-    let id = add(&app, &graph("Online")).await;
-    let (status, page) = app
-        .post_text(&format!("/presence/gateways/{id}/troubleshoot"), &[])
-        .await;
-    assert_eq!(status, 200);
-    assert!(
-        page.contains("Microsoft 365 checks not built yet"),
-        "{page}"
-    );
-}
-
-#[tokio::test]
 async fn the_migration_keeps_every_existing_gateway_and_credential() {
     use sqlx::Connection;
     const GRAPH_MIGRATION: i64 = 20261203000016;

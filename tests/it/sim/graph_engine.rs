@@ -199,3 +199,119 @@ async fn graph_engine_explains_a_wrong_secret_and_does_not_hammer() {
     assert_eq!(sim.stats().await["graph"]["token_requests"], 1);
     assert_eq!(sim.stats().await["graph"]["get_schedule_requests"], 0);
 }
+
+/// The console's troubleshooter on a Microsoft 365 gateway (GR-7) against
+/// exchange-sim playing the tenant: Verified, then a wrong secret, missing
+/// consent and a Test Mailbox outside the application's scope, each saying
+/// what to change in Entra ID.
+#[tokio::test]
+async fn graph_troubleshooter_verdicts_in_the_console() {
+    const DOMAIN: &str = "contoso.onmicrosoft.com";
+    let sim = start(&[
+        "--graph-domain",
+        DOMAIN,
+        "--graph-client-id",
+        CLIENT,
+        "--graph-forbidden",
+        "boss@contoso.com",
+    ]);
+    sim.control(
+        "POST",
+        "/sim/calendars",
+        "room@contoso.com,2030-01-15T10:00:00Z,2030-01-15T11:00:00Z,Busy\nboss@contoso.com,,,\n",
+    )
+    .await;
+    let app = crate::support::admin_app().await;
+    let pem = std::fs::read(sim.dir.path().join("ca.pem")).expect("ca.pem");
+    for der in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let der = der.expect("PEM");
+        let info = presence_gateway::tls::certinfo::parse(&der).expect("certificate");
+        presence_gateway::store::trust::insert(
+            &app.state.pool,
+            &der,
+            &info,
+            "admin",
+            app.state.now(),
+        )
+        .await
+        .expect("trust");
+    }
+    let base = format!("https://localhost:{}", sim.port());
+    let form = |secret: &'static str, mailbox: &'static str| {
+        vec![
+            ("type", "graph".to_owned()),
+            ("description", "Exchange Online".to_owned()),
+            ("tenant", DOMAIN.to_owned()),
+            ("client_id", CLIENT.to_owned()),
+            ("client_secret", secret.to_owned()),
+            ("confirm_client_secret", secret.to_owned()),
+            ("cloud", "custom".to_owned()),
+            ("signin_url", base.clone()),
+            ("graph_url", base.clone()),
+            ("test_mailbox", mailbox.to_owned()),
+        ]
+    };
+    let add = form("wrong-secret-value", "room@contoso.com");
+    let add: Vec<(&str, &str)> = add.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let response = app.post_form("/presence/gateways/new", &add).await;
+    assert_eq!(response.status().as_u16(), 303);
+    let id = crate::support::location(&response)
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse::<i64>().ok())
+        .expect("gateway id");
+    let troubleshoot = || async {
+        let (status, page) = app
+            .post_text(&format!("/presence/gateways/{id}/troubleshoot"), &[])
+            .await;
+        assert_eq!(status, 200);
+        page
+    };
+    let edit = |secret: &'static str, mailbox: &'static str| {
+        let fields = form(secret, mailbox);
+        let app = &app;
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let response = app
+                .post_form(&format!("/presence/gateways/{id}"), &fields)
+                .await;
+            assert_eq!(response.status().as_u16(), 303);
+        }
+    };
+
+    // A wrong secret: the six checks pass against the sign-in host, and
+    // auth says to copy the secret's Value.
+    let page = troubleshoot().await;
+    assert!(page.contains("AADSTS7000215"), "{page}");
+    assert!(page.contains("Value"), "{page}");
+    assert!(page.contains("Failed - Authentication Rejected"), "{page}");
+
+    // The right one: Verified, with the Test Mailbox's schedule read.
+    edit(PASSWORD, "room@contoso.com").await;
+    let page = troubleshoot().await;
+    assert!(page.contains("read room@contoso.com"), "{page}");
+    let verdict: Option<String> =
+        sqlx::query_scalar("SELECT last_verdict FROM gateways WHERE id = ?1")
+            .bind(id)
+            .fetch_one(&app.state.pool)
+            .await
+            .expect("verdict");
+    assert_eq!(verdict.as_deref(), Some("Verified"));
+
+    // Consent missing (on demand): the advice names admin consent.
+    let (status, body) = sim
+        .control("POST", "/sim/graph/faults?kind=consent-missing", "")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let page = troubleshoot().await;
+    assert!(page.contains("AADSTS65001"), "{page}");
+    assert!(page.contains("consent"), "{page}");
+
+    // A Test Mailbox outside the application's RBAC scope: 403, with what
+    // to grant and where.
+    edit("", "boss@contoso.com").await;
+    let page = troubleshoot().await;
+    assert!(page.contains("Failed - Access Denied"), "{page}");
+    assert!(page.contains("Calendars.Read"), "{page}");
+    assert!(page.contains("RBAC for Applications"), "{page}");
+}
