@@ -26,6 +26,7 @@ use crate::store::health::{GatewayHealth, Minute};
 use crate::store::presence::Publication;
 
 use super::ews::{Answer, DEFAULT_BACK_OFF, Endpoint, SubAnswer, read, subscribe};
+use super::graph::GraphEndpoint;
 use super::push::{self, Heard, Registry};
 use super::schedule::Schedule;
 use tokio::sync::mpsc;
@@ -57,10 +58,10 @@ const BATCH_WINDOW: Duration = Duration::from_millis(300);
 /// After Exchange refuses a subscription (rights, too many), how long the
 /// user is only polled before asking again (calendar seconds).
 const SUBSCRIBE_RETRY_SECONDS: i64 = 900;
-/// Why users are `unknown` when the engine runs with no EWS gateway (WebDAV
-/// calendars are not read by this engine).
-pub const NO_EWS_GATEWAY: &str = "the Presence Engine runs with no EWS Presence Gateway \
-     (after adding one, restart the engine in Control Center)";
+/// Why users are `unknown` when the engine runs with no EWS or Microsoft
+/// 365 gateway (WebDAV calendars are not read by this engine).
+pub const NO_EWS_GATEWAY: &str = "the Presence Engine runs with no EWS or Microsoft 365 \
+     Presence Gateway (after adding one, restart the engine in Control Center)";
 /// Why users not read yet are `unknown` while every gateway is set aside.
 pub const NO_GATEWAY_REACHABLE: &str = "no Microsoft Exchange gateway can be reached";
 /// How often the passes over every user (what is due, what to subscribe,
@@ -151,8 +152,45 @@ impl Watched {
     }
 }
 
+/// Where a gateway's requests go: an Exchange server over EWS, or
+/// Microsoft 365 over Graph (GR-5: same scheduler, mapping, publication
+/// and limits; only the requests differ).
+pub enum Source {
+    Ews(Arc<Endpoint>),
+    Graph(Arc<GraphEndpoint>),
+}
+
+impl Source {
+    fn id(&self) -> i64 {
+        match self {
+            Source::Ews(e) => e.id,
+            Source::Graph(e) => e.id,
+        }
+    }
+
+    fn description(&self) -> &str {
+        match self {
+            Source::Ews(e) => &e.description,
+            Source::Graph(e) => &e.description,
+        }
+    }
+
+    /// Mailboxes per read: `GetUserAvailability` takes 100, `getSchedule`
+    /// is documented for 20.
+    fn batch(&self) -> usize {
+        match self {
+            Source::Ews(_) => availability::MAX_MAILBOXES,
+            Source::Graph(_) => crate::exchange::graph::MAX_SCHEDULES,
+        }
+    }
+
+    fn is_graph(&self) -> bool {
+        matches!(self, Source::Graph(_))
+    }
+}
+
 struct Gateway {
-    endpoint: Arc<Endpoint>,
+    endpoint: Source,
     in_flight: usize,
     /// Batches (user, epoch) waiting for a thread. With `subs`, at most
     /// Exchange Queue requests wait; reads go first.
@@ -171,9 +209,9 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn new(endpoint: Endpoint) -> Gateway {
+    fn new(endpoint: Source) -> Gateway {
         Gateway {
-            endpoint: Arc::new(endpoint),
+            endpoint,
             in_flight: 0,
             queue: VecDeque::new(),
             subs: VecDeque::new(),
@@ -285,6 +323,9 @@ pub struct Limits {
     pub callback: Option<String>,
     /// EWS Status Frequency, minutes.
     pub status_minutes: u32,
+    /// Microsoft 365 Poll Interval, minutes (applies live): how often a
+    /// Microsoft 365 user's calendar is read.
+    pub poll_minutes: u32,
 }
 
 pub struct Calendars {
@@ -316,7 +357,7 @@ pub struct Calendars {
 impl Calendars {
     pub fn new(
         node: &str,
-        endpoints: Vec<Endpoint>,
+        endpoints: Vec<Source>,
         limits: Limits,
         ready: Arc<Notify>,
         registry: Arc<Registry>,
@@ -350,8 +391,16 @@ impl Calendars {
     }
 
     /// The live parameters changed (EN-1: without a restart).
-    pub fn set_live(&mut self, spread: u32, display_oof: bool, status_minutes: u32, now: i64) {
+    pub fn set_live(
+        &mut self,
+        spread: u32,
+        display_oof: bool,
+        status_minutes: u32,
+        poll_minutes: u32,
+        now: i64,
+    ) {
         self.limits.spread = spread;
+        self.limits.poll_minutes = poll_minutes;
         // New subscriptions take it; held ones keep theirs until renewed.
         self.limits.status_minutes = status_minutes;
         self.limits.display_oof = display_oof;
@@ -571,6 +620,10 @@ impl Calendars {
                 continue;
             };
             let gateway = &mut self.gateways[g];
+            // EWS push only: Microsoft 365 users are polled.
+            if gateway.endpoint.is_graph() {
+                continue;
+            }
             if gateway.waiting() >= self.limits.queue {
                 continue;
             }
@@ -681,7 +734,8 @@ impl Calendars {
         for (g, mut users) in due.into_iter().enumerate() {
             // A stable order, so the same users share batches read to read.
             users.sort_unstable();
-            for batch in users.chunks(availability::MAX_MAILBOXES) {
+            let size = self.gateways[g].endpoint.batch();
+            for batch in users.chunks(size) {
                 let gateway = &mut self.gateways[g];
                 if gateway.waiting() >= self.limits.queue {
                     gateway.last_error = Some((
@@ -733,11 +787,19 @@ impl Calendars {
                 gateway.started(at);
                 gateway.count_request(now);
                 count(&mut self.minutes, now, |m| m.requests += 1);
-                let endpoint = gateway.endpoint.clone();
+                let source = match &gateway.endpoint {
+                    Source::Ews(e) => Source::Ews(e.clone()),
+                    Source::Graph(e) => Source::Graph(e.clone()),
+                };
                 let ready = self.ready.clone();
                 let keep = self.limits.threads;
                 self.tasks.spawn(async move {
-                    let answer = read(&endpoint, &mailboxes, start, end, now, keep).await;
+                    let answer = match source {
+                        Source::Ews(e) => read(&e, &mailboxes, start, end, now, keep).await,
+                        Source::Graph(e) => {
+                            super::graph::read(&e, &mailboxes, start, end, now).await
+                        }
+                    };
                     ready.notify_one();
                     Done {
                         gateway: g,
@@ -750,13 +812,16 @@ impl Calendars {
                 continue;
             };
             while gateway.may_start(self.limits.threads, at) {
+                let Source::Ews(endpoint) = &gateway.endpoint else {
+                    break;
+                };
+                let endpoint = endpoint.clone();
                 let Some(job) = gateway.subs.pop_front() else {
                     break;
                 };
                 gateway.started(at);
                 gateway.count_request(now);
                 count(&mut self.minutes, now, |m| m.requests += 1);
-                let endpoint = gateway.endpoint.clone();
                 let ready = self.ready.clone();
                 let keep = self.limits.threads;
                 let url = format!("{callback}{}{}", push::PATH_PREFIX, job.token);
@@ -935,7 +1000,7 @@ impl Calendars {
         if set_aside {
             tracing::warn!(
                 node = self.node,
-                gateway = gateway.endpoint.description,
+                gateway = gateway.endpoint.description(),
                 reason,
                 "gateway set aside after repeated failures; its users move"
             );
@@ -997,7 +1062,9 @@ impl Calendars {
         // Notified users need reading only when told; the long refresh
         // guards against notifications lost without the subscription
         // looking lost.
-        let refresh = if matches!(watched.push, Push::Active { .. }) {
+        let refresh = if self.gateways[g].endpoint.is_graph() {
+            i64::from(self.limits.poll_minutes.max(1)) * 60
+        } else if matches!(watched.push, Push::Active { .. }) {
             SUBSCRIBED_REFRESH_SECONDS
         } else {
             REFRESH_SECONDS
@@ -1062,7 +1129,7 @@ impl Calendars {
                 } else {
                     watched
                         .and_then(|w| w.gateway)
-                        .map(|g| self.gateways[g].endpoint.description.clone())
+                        .map(|g| self.gateways[g].endpoint.description().to_owned())
                 },
                 reason: if unknown {
                     watched.and_then(|w| w.reason.clone())
@@ -1100,8 +1167,8 @@ impl Calendars {
             .map(|(g, subscriptions)| GatewayHealth {
                 subscriptions,
                 node: self.node.clone(),
-                gateway_id: g.endpoint.id,
-                description: g.endpoint.description.clone(),
+                gateway_id: g.endpoint.id(),
+                description: g.endpoint.description().to_owned(),
                 users: i64::try_from(g.users).unwrap_or(i64::MAX),
                 healthy: g.healthy(at),
                 last_success: g.last_success,
@@ -1182,7 +1249,7 @@ mod tests {
             ExchangeAuth::Auto,
             Duration::from_secs(5),
         );
-        let mut g = Gateway::new(endpoint);
+        let mut g = Gateway::new(Source::Ews(Arc::new(endpoint)));
         for _ in 0..7 {
             g.count_request(600);
         }

@@ -347,8 +347,18 @@ impl Supervisor {
             .iter()
             .map(|der| rustls::pki_types::CertificateDer::from(der.clone()))
             .collect();
+        let timeout = Duration::from_secs(u64::from(params.exchange_timeout_seconds));
         let mut endpoints = Vec::new();
         for gateway in &snapshot.gateways {
+            if gateway.kind == GatewayKind::Graph.as_str() {
+                endpoints.push(calendars::Source::Graph(Arc::new(self.graph_endpoint(
+                    snapshot,
+                    gateway,
+                    trust.clone(),
+                    timeout,
+                )?)));
+                continue;
+            }
             if gateway.kind != GatewayKind::Ews.as_str() {
                 continue;
             }
@@ -361,7 +371,7 @@ impl Supervisor {
                     gateway.description
                 )
             })?;
-            endpoints.push(ews::Endpoint::new(
+            endpoints.push(calendars::Source::Ews(Arc::new(ews::Endpoint::new(
                 gateway.id,
                 gateway.description.clone(),
                 host,
@@ -370,8 +380,8 @@ impl Supervisor {
                 credentials,
                 dns_configured,
                 params.exchange_auth,
-                Duration::from_secs(u64::from(params.exchange_timeout_seconds)),
-            ));
+                timeout,
+            ))));
         }
         let published = crate::store::presence::published_on_node(&self.ctx.pool, self.node())
             .await
@@ -386,6 +396,7 @@ impl Supervisor {
                 display_oof: params.display_out_of_office,
                 callback: callback_base(&params.notification_host, params.notification_port),
                 status_minutes: params.ews_status_frequency_minutes,
+                poll_minutes: params.m365_poll_interval_minutes,
             },
             self.ready.clone(),
             registry,
@@ -393,6 +404,46 @@ impl Supervisor {
         );
         calendars.seed(published);
         Ok(calendars)
+    }
+
+    /// The Microsoft 365 gateway of the running configuration: its cloud,
+    /// tenant, Application (client) ID and client secret (opened here).
+    fn graph_endpoint(
+        &self,
+        snapshot: &Snapshot,
+        gateway: &crate::store::engine::SnapshotGateway,
+        trust: Vec<rustls::pki_types::CertificateDer<'static>>,
+        timeout: Duration,
+    ) -> Result<graph::GraphEndpoint, String> {
+        let unreadable =
+            |what: &str| format!("Microsoft 365 gateway {}: {what}", gateway.description);
+        let cloud = crate::troubleshoot::graph::cloud_named(
+            gateway.cloud.as_deref(),
+            gateway.signin_url.as_deref(),
+            gateway.graph_url.as_deref(),
+        )
+        .map_err(|e| unreadable(&e))?;
+        let stored = snapshot
+            .credentials
+            .iter()
+            .find(|c| c.kind == GatewayKind::Graph.as_str())
+            .ok_or_else(|| unreadable("no client secret is stored"))?;
+        let secret = self
+            .ctx
+            .cipher
+            .open_password(&stored.password_nonce, &stored.password_ciphertext)
+            .map_err(|e| unreadable(&format!("cannot open the client secret: {e}")))?;
+        Ok(graph::GraphEndpoint::new(
+            gateway.id,
+            gateway.description.clone(),
+            cloud,
+            gateway.tenant.clone().unwrap_or_default(),
+            stored.account_name.clone(),
+            secrecy::SecretString::from(secret),
+            trust,
+            timeout,
+            self.ctx.clock.clone(),
+        ))
     }
 
     async fn stop(&mut self, why: &str) -> AppResult<()> {
@@ -444,6 +495,7 @@ impl Supervisor {
                 live.calendar_spread_seconds,
                 live.display_out_of_office,
                 live.ews_status_frequency_minutes,
+                live.m365_poll_interval_minutes,
                 now,
             );
             running.live = Some(live);

@@ -136,6 +136,15 @@ pub struct SnapshotGateway {
     pub server: String,
     pub port: i64,
     pub test_mailbox: Option<String>,
+    /// Microsoft 365 only (GR-1); absent from snapshots taken before.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub cloud: Option<String>,
+    #[serde(default)]
+    pub signin_url: Option<String>,
+    #[serde(default)]
+    pub graph_url: Option<String>,
 }
 
 /// Shared credentials as stored: still encrypted.
@@ -170,7 +179,9 @@ pub async fn load_snapshot(pool: &SqlitePool, node: &str) -> AppResult<Snapshot>
             .fetch_one(&mut *tx)
             .await?;
     let gateways = sqlx::query_as::<_, SnapshotGateway>(
-        "SELECT id, kind, description, server, port, test_mailbox FROM gateways ORDER BY id",
+        "SELECT id, kind, description, server, port, test_mailbox, tenant, cloud, signin_url,
+                graph_url
+         FROM gateways ORDER BY id",
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -278,6 +289,13 @@ pub struct Live {
     pub calendar_spread_seconds: u32,
     pub ews_status_frequency_minutes: u32,
     pub display_out_of_office: bool,
+    /// Microsoft 365 Poll Interval (GR-5): applies incrementally.
+    #[serde(default = "default_poll_minutes")]
+    pub m365_poll_interval_minutes: u32,
+}
+
+fn default_poll_minutes() -> u32 {
+    5
 }
 
 /// Reads the live view for `node` from the current configuration.
@@ -295,6 +313,7 @@ pub async fn read_live(pool: &SqlitePool, node: &str) -> AppResult<Live> {
         calendar_spread_seconds: params.calendar_spread_seconds,
         ews_status_frequency_minutes: params.ews_status_frequency_minutes,
         display_out_of_office: params.display_out_of_office,
+        m365_poll_interval_minutes: params.m365_poll_interval_minutes,
     })
 }
 

@@ -50,11 +50,24 @@ impl Place {
 /// The cloud a stored Microsoft 365 gateway names: one of Microsoft's, or
 /// Custom with its two URLs.
 pub fn cloud_of(gateway: &crate::store::gateways::GatewayRow) -> Result<Cloud, String> {
-    match gateway.cloud.as_deref() {
-        Some("custom") => match (&gateway.signin_url, &gateway.graph_url) {
+    cloud_named(
+        gateway.cloud.as_deref(),
+        gateway.signin_url.as_deref(),
+        gateway.graph_url.as_deref(),
+    )
+}
+
+/// The cloud from its stored name (and, for Custom, its URLs).
+pub fn cloud_named(
+    cloud: Option<&str>,
+    signin_url: Option<&str>,
+    graph_url: Option<&str>,
+) -> Result<Cloud, String> {
+    match cloud {
+        Some("custom") => match (signin_url, graph_url) {
             (Some(signin), Some(graph)) => Ok(Cloud::Custom {
-                signin: signin.clone(),
-                graph: graph.clone(),
+                signin: signin.to_owned(),
+                graph: graph.to_owned(),
             }),
             _ => Err("a Custom cloud without its Sign-in URL and Graph URL".to_owned()),
         },

@@ -15,6 +15,17 @@ use crate::support::{TestApp, admin_app, location, tls_config};
 
 /// Calendar Spread's default (SPEC 4).
 const SPREAD: u32 = 50;
+const GRAPH_DOMAIN: &str = "contoso.onmicrosoft.com";
+const GRAPH_CLIENT: &str = "3b9d1f6a-7c2e-4a58-b1d4-6e0f9a2c8b57";
+/// exchange-sim's Microsoft 365 face as [`Rig::add_graph_gateway`] expects.
+const GRAPH_ARGS: &[&str] = &[
+    "--graph-secret-env",
+    PASSWORD_ENV,
+    "--graph-domain",
+    GRAPH_DOMAIN,
+    "--graph-client-id",
+    GRAPH_CLIENT,
+];
 
 pub(crate) struct Rig {
     pub(crate) app: TestApp,
@@ -72,6 +83,32 @@ impl Rig {
             )
             .await;
         created(response, "add gateway")
+    }
+
+    /// A Microsoft 365 gateway on the sim's Graph face (Cloud Custom, its
+    /// https://localhost:PORT as both URLs); the sim must have been started
+    /// with [`GRAPH_ARGS`].
+    pub(crate) async fn add_graph_gateway(&self, description: &str) -> i64 {
+        let base = format!("https://localhost:{}", self.sim.port());
+        let response = self
+            .app
+            .post_form(
+                "/presence/gateways/new",
+                &[
+                    ("type", "graph"),
+                    ("description", description),
+                    ("tenant", GRAPH_DOMAIN),
+                    ("client_id", GRAPH_CLIENT),
+                    ("client_secret", PASSWORD),
+                    ("confirm_client_secret", PASSWORD),
+                    ("cloud", "custom"),
+                    ("signin_url", &base),
+                    ("graph_url", &base),
+                    ("test_mailbox", ""),
+                ],
+            )
+            .await;
+        created(response, "add Microsoft 365 gateway")
     }
 
     /// An end user on this node with calendar presence on; returns the row
@@ -1082,4 +1119,75 @@ async fn a_gap_in_watermarks_reads_the_calendar_again() {
             .count()
     });
     assert_eq!(reads, 3, "{stats}");
+}
+
+#[tokio::test]
+async fn a_microsoft_365_calendar_is_polled_and_published_at_its_minute_plus_the_offset() {
+    let rig = Rig::new(GRAPH_ARGS).await;
+    rig.add_graph_gateway("Online").await;
+    rig.add_user("alice", "alice@example.com").await;
+    rig.script_empty("alice@example.com").await;
+    let offset = i64::from(offset_seconds("alice", SPREAD));
+    let _engine = rig.start_engine().await;
+    rig.wait_first_read().await;
+    rig.advance_to(publish_at(rig.app.state.now(), offset as u32));
+    let seen = rig.wait_presence("alice", "available", 10).await;
+    assert_eq!(seen["gateway"], "Online", "{seen}");
+
+    // A meeting booked after that read is picked up by the next poll, one
+    // Microsoft 365 Poll Interval (5 minutes by default) later.
+    let start = minute_from_now(&rig.app, 8);
+    let end = start + 30 * 60;
+    rig.script(&[("alice@example.com", start, end, "Busy")])
+        .await;
+    let polls = |stats: &serde_json::Value| {
+        stats["graph"]["get_schedule_requests"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = polls(&rig.sim_stats().await);
+    rig.advance_to(rig.app.state.now() + 4 * 60);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        polls(&rig.sim_stats().await),
+        before,
+        "no poll before the interval"
+    );
+    rig.advance_to(rig.app.state.now() + 60);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while polls(&rig.sim_stats().await) == before {
+        assert!(Instant::now() < deadline, "no poll after the interval");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let due = publish_at(start, offset as u32);
+    rig.advance_to(due - 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rig.presence("alice").await["calendar_presence"],
+        "available"
+    );
+    rig.advance_to(due);
+    let seen = rig.wait_presence("alice", "in_a_meeting", 5).await;
+    assert_eq!(seen["since"], rfc3339(start));
+    assert_eq!(seen["until"], rfc3339(end));
+    assert_eq!(seen["gateway"], "Online");
+    // Through Graph only, with one token.
+    let stats = rig.sim_stats().await;
+    assert_eq!(stats["graph"]["token_requests"], 1, "{stats}");
+    assert!(
+        stats["availability_requests"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "{stats}"
+    );
+    // Control Center shows the gateway healthy.
+    let (_, center) = rig.app.get_text("/serviceability/control-center").await;
+    let gateways = center
+        .split("engine-gateways")
+        .nth(1)
+        .expect("the engine's gateway table");
+    assert!(
+        gateways.contains(">Online</a></th><td>1</td>") && gateways.contains("<td>Healthy</td>"),
+        "{gateways}"
+    );
 }
