@@ -20,7 +20,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
 use super::push::{Heard, Registry};
-use crate::exchange::push;
+use crate::exchange::{graph, push};
 use crate::net::Limits;
 
 pub struct Listener {
@@ -130,6 +130,39 @@ fn held(port: u16, protocol: &str, e: &std::io::Error) -> String {
     }
 }
 
+/// Microsoft 365 (GR-5): Graph's validation request (a `validationToken`
+/// to echo as text/plain, at once: Graph waits 10 s), or notifications,
+/// answered 202 whatever they hold, so a forger learns nothing.
+fn graph_notified(
+    registry: &Registry,
+    heard: &mpsc::Sender<Heard>,
+    query: &str,
+    body: &[u8],
+) -> Response {
+    if let Some(token) = graph::validation_token(query) {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            token,
+        )
+            .into_response();
+    }
+    match graph::parse_notifications(body) {
+        Ok(notifications) => {
+            super::push::notified_graph(registry, heard, &notifications);
+            StatusCode::ACCEPTED.into_response()
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "not a Microsoft Graph notification");
+            (
+                StatusCode::BAD_REQUEST,
+                "not a Microsoft Graph notification\n",
+            )
+                .into_response()
+        }
+    }
+}
+
 /// Answers a notification: `OK` for a subscription the engine holds, after
 /// handing it to the engine; `Unsubscribe` for any other, so Exchange stops
 /// posting what nobody reads.
@@ -142,9 +175,13 @@ async fn acknowledge(
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or_default().to_owned();
     let Ok(body) = to_bytes(request.into_body(), BODY_LIMIT).await else {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
+    if path == graph::NOTIFY_PATH || path == graph::LIFECYCLE_PATH {
+        return graph_notified(registry, heard, &query, &body);
+    }
     let notifications = match push::parse_notification(&body) {
         Ok(notifications) => notifications,
         Err(e) => {

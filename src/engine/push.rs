@@ -27,6 +27,8 @@ pub struct Heard {
     /// The notification's previous and newest watermarks.
     pub previous_watermark: Option<String>,
     pub watermark: Option<String>,
+    /// Microsoft 365: something happened to the subscription itself.
+    pub lifecycle: Option<crate::exchange::graph::LifecycleEvent>,
 }
 
 struct Entry {
@@ -35,10 +37,26 @@ struct Entry {
     id: Option<String>,
 }
 
-/// The call-back paths the engine holds, shared with its listener.
+/// The call-back paths the engine holds, shared with its listener. For
+/// Microsoft 365 the token is the subscription's `clientState` (Graph
+/// posts every notification to one URL), found by the subscription id.
 #[derive(Default)]
 pub struct Registry {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Graph subscription id -> clientState.
+    graph_ids: Mutex<HashMap<String, String>>,
+}
+
+/// How a Microsoft 365 notification was judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphJudged {
+    /// Ours: the user and the subscription's token (its clientState).
+    Held { user: String, token: String },
+    /// A subscription id this engine does not hold (ended, or never made).
+    Unknown,
+    /// A subscription we hold, with the wrong clientState: a forgery, or a
+    /// stale sender. Ignored.
+    Mismatch,
 }
 
 impl Registry {
@@ -61,17 +79,70 @@ impl Registry {
         token
     }
 
-    /// Exchange made the subscription: its id.
+    /// A Microsoft 365 subscription's `clientState` for `user` (256
+    /// random bits), held like an EWS call-back token.
+    pub fn open_graph(&self, user: &str) -> String {
+        let token = crate::exchange::graph::new_client_state();
+        self.entries().insert(
+            token.clone(),
+            Entry {
+                user: user.to_owned(),
+                id: None,
+            },
+        );
+        token
+    }
+
+    /// Exchange (or Graph) made the subscription: its id.
     pub fn made(&self, token: &str, id: &str) {
         if let Some(entry) = self.entries().get_mut(token) {
             entry.id = Some(id.to_owned());
         }
     }
 
+    /// Graph made the subscription `id` under `token`.
+    pub fn made_graph(&self, token: &str, id: &str) {
+        self.made(token, id);
+        self.graph_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned(), token.to_owned());
+    }
+
     /// The subscription is no longer wanted: its next notification is
-    /// answered `Unsubscribe`, which is how EWS push subscriptions end.
+    /// answered `Unsubscribe`, which is how EWS push subscriptions end
+    /// (Graph's are deleted besides, and their notifications ignored).
     pub fn close(&self, token: &str) {
-        self.entries().remove(token);
+        if let Some(Entry { id: Some(id), .. }) = self.entries().remove(token) {
+            self.graph_ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        }
+    }
+
+    /// Whose Microsoft 365 notification this is: the subscription id must
+    /// be held and the `clientState` match it, compared in constant time.
+    pub fn judge_graph(&self, subscription_id: &str, client_state: Option<&str>) -> GraphJudged {
+        let token = self
+            .graph_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(subscription_id)
+            .cloned();
+        let Some(token) = token else {
+            return GraphJudged::Unknown;
+        };
+        if !crate::exchange::graph::client_state_matches(&token, client_state) {
+            return GraphJudged::Mismatch;
+        }
+        match self.entries().get(&token) {
+            Some(entry) => GraphJudged::Held {
+                user: entry.user.clone(),
+                token,
+            },
+            None => GraphJudged::Unknown,
+        }
     }
 
     /// Whose notification this is, if the engine holds it: the token must
@@ -112,10 +183,51 @@ pub fn notified(
                 changed: n.changed,
                 previous_watermark: n.previous_watermark.clone(),
                 watermark: n.watermark.clone(),
+                lifecycle: None,
             });
         }
     }
     keep
+}
+
+/// The listener's side for Microsoft 365: each notification held goes to
+/// the engine; one with a wrong `clientState` is ignored and logged.
+/// Returns how many were held.
+pub fn notified_graph(
+    registry: &Registry,
+    heard: &mpsc::Sender<Heard>,
+    notifications: &[crate::exchange::graph::Notification],
+) -> usize {
+    use crate::exchange::graph::Notification;
+    let mut held = 0;
+    for n in notifications {
+        match registry.judge_graph(n.subscription_id(), n.client_state()) {
+            GraphJudged::Held { user, token } => {
+                held += 1;
+                let lifecycle = match n {
+                    Notification::Lifecycle { event, .. } => Some(event.clone()),
+                    Notification::Change { .. } => None,
+                };
+                let _ = heard.try_send(Heard {
+                    user,
+                    token,
+                    changed: lifecycle.is_none(),
+                    previous_watermark: None,
+                    watermark: None,
+                    lifecycle,
+                });
+            }
+            GraphJudged::Mismatch => tracing::warn!(
+                subscription = n.subscription_id(),
+                "Microsoft 365 notification with a wrong clientState: ignored"
+            ),
+            GraphJudged::Unknown => tracing::debug!(
+                subscription = n.subscription_id(),
+                "Microsoft 365 notification for a subscription not held: ignored"
+            ),
+        }
+    }
+    held
 }
 
 #[cfg(test)]
@@ -173,5 +285,51 @@ mod tests {
         assert_eq!(heard.len(), 2, "only what was kept reaches the engine");
         assert_eq!(heard[0].user, "alice");
         assert!(!heard[0].changed && heard[1].changed);
+    }
+
+    #[test]
+    fn graph_notifications_need_a_held_id_and_its_client_state() {
+        use crate::exchange::graph::{LifecycleEvent, Notification};
+        let registry = Registry::default();
+        let (tx, mut rx) = mpsc::channel(8);
+        let state = registry.open_graph("bob");
+        assert_eq!(state.len(), 43);
+        let change = |id: &str, client_state: &str| Notification::Change {
+            subscription_id: id.to_owned(),
+            client_state: Some(client_state.to_owned()),
+            change_type: "updated".to_owned(),
+            resource: "Users/bob@x.com/Events/1".to_owned(),
+            mailbox: Some("bob@x.com".to_owned()),
+        };
+        // Before Graph's answer the id is unknown: ignored.
+        assert_eq!(notified_graph(&registry, &tx, &[change("g1", &state)]), 0);
+        registry.made_graph(&state, "g1");
+        assert_eq!(notified_graph(&registry, &tx, &[change("g1", &state)]), 1);
+        assert_eq!(
+            registry.judge_graph("g1", Some("forged")),
+            GraphJudged::Mismatch
+        );
+        assert_eq!(registry.judge_graph("g1", None), GraphJudged::Mismatch);
+        assert_eq!(notified_graph(&registry, &tx, &[change("g1", "forged")]), 0);
+        let removed = Notification::Lifecycle {
+            subscription_id: "g1".to_owned(),
+            client_state: Some(state.clone()),
+            event: LifecycleEvent::SubscriptionRemoved,
+        };
+        assert_eq!(notified_graph(&registry, &tx, &[removed.clone()]), 1);
+        registry.close(&state);
+        assert_eq!(
+            registry.judge_graph("g1", Some(&state)),
+            GraphJudged::Unknown
+        );
+        assert_eq!(notified_graph(&registry, &tx, &[removed]), 0);
+        let heard: Vec<Heard> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(heard.len(), 2);
+        assert!(heard[0].changed && heard[0].lifecycle.is_none());
+        assert_eq!(
+            heard[1].lifecycle,
+            Some(LifecycleEvent::SubscriptionRemoved)
+        );
+        assert_eq!(heard[1].token, state);
     }
 }
