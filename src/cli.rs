@@ -38,8 +38,10 @@ pub enum Command {
     #[command(subcommand)]
     Admin(AdminCommand),
     /// Run the seven troubleshooter checks (dns, tcp, tls, chain, validity,
-    /// name, auth) against an Exchange server, without a running service.
-    /// Exit status: 0 when no check failed, 1 when one did, 2 on usage errors.
+    /// name, auth) against an Exchange server (--type ews|webdav --host) or
+    /// Microsoft 365 (--type graph --tenant --client-id), without a running
+    /// service. Exit status: 0 when no check failed, 1 when one did, 2 on
+    /// usage errors.
     Check(CheckArgs),
     /// Show, start, stop or restart a node's Presence Engine through the
     /// store; the running service's node acts within a second. Exit status:
@@ -95,6 +97,23 @@ pub enum KindArg {
     Ews,
     /// Exchange - WebDAV (Exchange 2003/2007).
     Webdav,
+    /// Microsoft 365 - Graph (Exchange Online): --tenant, --client-id,
+    /// --secret-env, and --cloud or --signin-url with --graph-url.
+    Graph,
+}
+
+/// The Microsoft clouds `--cloud` names; Custom is `--signin-url` with
+/// `--graph-url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloudArg {
+    /// Global (login.microsoftonline.com, graph.microsoft.com).
+    Global,
+    /// US Government GCC High.
+    Usgov,
+    /// US Government DoD.
+    Usgovdod,
+    /// China (operated by 21Vianet).
+    China,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -110,12 +129,15 @@ pub struct CheckArgs {
     /// The Presence Gateway type.
     #[arg(long = "type", value_enum)]
     pub kind: KindArg,
-    /// The server location as it would be entered as Presence Gateway: an FQDN
-    /// or an IP address. Names in the certificate are checked against it.
+    /// ews, webdav: the server location as it would be entered as Presence
+    /// Gateway, an FQDN or an IP address. Names in the certificate are checked
+    /// against it. Required for ews and webdav; not taken by graph, whose
+    /// hosts come from the cloud.
     #[arg(long)]
-    pub host: String,
-    #[arg(long, default_value_t = 443)]
-    pub port: u16,
+    pub host: Option<String>,
+    /// ews, webdav: the port [default: 443].
+    #[arg(long)]
+    pub port: Option<u16>,
     /// Dial this IP address instead of resolving HOST (one server behind a
     /// load balancer); names are still checked against HOST.
     #[arg(long)]
@@ -136,14 +158,37 @@ pub struct CheckArgs {
     /// command line, where other users could read it).
     #[arg(long, requires = "account")]
     pub password_env: Option<String>,
-    /// A mailbox to impersonate (EWS) or open (WebDAV), proving the rights.
+    /// A mailbox to impersonate (EWS), open (WebDAV) or read the schedule of
+    /// (graph, the Test Mailbox), proving the rights.
     #[arg(long)]
     pub mailbox: Option<String>,
     /// The calendar folder's (localized) name, for WebDAV.
     #[arg(long)]
     pub calendar_folder: Option<String>,
-    #[arg(long, value_enum, default_value_t = AuthArg::Auto)]
-    pub auth: AuthArg,
+    /// ews, webdav: how to sign in [default: auto].
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthArg>,
+    /// graph: the Tenant, its directory (tenant) ID or a verified domain such
+    /// as contoso.onmicrosoft.com.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// graph: the app registration's Application (client) ID, a GUID.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// graph: the environment variable holding the client secret's Value
+    /// (never on the command line). Without it auth is skipped.
+    #[arg(long)]
+    pub secret_env: Option<String>,
+    /// graph: the Microsoft cloud the tenant lives in [default: global].
+    #[arg(long, value_enum, conflicts_with = "signin_url")]
+    pub cloud: Option<CloudArg>,
+    /// graph: the Custom cloud's Sign-in URL (https; with --graph-url), such
+    /// as exchange-sim's https://localhost:PORT.
+    #[arg(long, requires = "graph_url")]
+    pub signin_url: Option<String>,
+    /// graph: the Custom cloud's Graph URL (https; with --signin-url).
+    #[arg(long, requires = "signin_url")]
+    pub graph_url: Option<String>,
     /// Seconds each network step may take (the Exchange Timeout); the whole
     /// run is bounded by four of them.
     #[arg(long, default_value_t = 3)]

@@ -1997,3 +1997,139 @@ async fn browser_presence_dashboard_flow() {
     vnu(&tools, &pages, &mut problems).await;
     assert_no_problems(&problems);
 }
+
+/// A Microsoft 365 gateway as an administrator adds it (GR-1, GR-7):
+/// Presence > Gateways > Add New > Microsoft 365 - Graph, the Entra ID
+/// fields filled for exchange-sim playing the tenant (Cloud Custom, both
+/// URLs the sim's base), saved, then its troubleshooter panel shows
+/// Verified with the Test Mailbox's schedule read. Every page passes vnu
+/// and axe.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_m365_gateway_flow() {
+    use crate::sim::{PASSWORD, PASSWORD_ENV, SimProcess};
+    use presence_gateway::store;
+
+    const DOMAIN: &str = "contoso.onmicrosoft.com";
+    const CLIENT: &str = "3b9d1f6a-7c2e-4a58-b1d4-6e0f9a2c8b57";
+    const MAILBOX: &str = "room@contoso.com";
+
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    let sim = SimProcess::start(&[
+        "--graph-secret-env",
+        PASSWORD_ENV,
+        "--graph-domain",
+        DOMAIN,
+        "--graph-client-id",
+        CLIENT,
+    ]);
+    let (status, body) = sim
+        .control(
+            "POST",
+            "/sim/calendars",
+            &format!("{MAILBOX},2030-01-15T10:00:00Z,2030-01-15T11:00:00Z,Busy\n"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let base = format!("https://localhost:{}", sim.port());
+    let app = TestApp::spawn().await;
+    app.sign_in_admin().await;
+    // The sim's CA is trusted as an administrator would import it
+    // (Certificates), so the chain check passes on the sign-in host.
+    let sim_ca = std::fs::read(sim.dir.path().join("ca.pem")).expect("ca.pem");
+    for der in rustls_pemfile::certs(&mut sim_ca.as_slice()) {
+        let der = der.expect("PEM");
+        let info = presence_gateway::tls::certinfo::parse(&der).expect("certificate");
+        store::trust::insert(&app.state.pool, &der, &info, "admin", app.state.now())
+            .await
+            .expect("trust");
+    }
+
+    // The empty form for vnu now: a Microsoft 365 gateway must be the only
+    // gateway, so once one is saved Add New refuses the type (422).
+    let new_form = Page {
+        name: "m365-new",
+        html: fetch(&app.client, &app, "/presence/gateways/new?type=graph", 200).await,
+    };
+
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+    browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;
+    browser.goto(&app, "/presence/gateways").await;
+    browser.wait_for_path("/presence/gateways").await;
+    browser
+        .click("a.button[href='/presence/gateways/new']")
+        .await;
+    browser.wait_for_text("Presence Gateway Type").await;
+    browser.assert_shows("Microsoft 365 - Graph").await;
+    browser.click("#type-graph").await;
+    browser.click_button("Next").await;
+    browser
+        .wait_for_text("Add New Presence Gateway: Microsoft 365 - Graph")
+        .await;
+    browser.axe("m365-gateway-new", &mut problems).await;
+
+    browser.type_into("#description", "Exchange Online").await;
+    browser.type_into("#tenant", DOMAIN).await;
+    browser.type_into("#client_id", CLIENT).await;
+    browser.type_into("#client_secret", PASSWORD).await;
+    browser.type_into("#confirm_client_secret", PASSWORD).await;
+    browser
+        .client
+        .find(Locator::Css("#cloud"))
+        .await
+        .expect("Cloud")
+        .select_by_value("custom")
+        .await
+        .expect("choose Custom");
+    browser.type_into("#signin_url", &base).await;
+    browser.type_into("#graph_url", &base).await;
+    browser.type_into("#test_mailbox", MAILBOX).await;
+    browser.click_button("Add New").await;
+    browser.wait_for_text("Add successful.").await;
+    browser.axe("m365-gateway-edit", &mut problems).await;
+    let gateway = browser.path().await;
+    assert_eq!(browser.value_of("#tenant").await, DOMAIN);
+    assert_eq!(browser.value_of("#signin_url").await, base);
+    assert_eq!(
+        browser.value_of("#client_secret").await,
+        "",
+        "secrets are not shown again"
+    );
+
+    // Open it from Find and List, then run its troubleshooter.
+    browser.goto(&app, "/presence/gateways").await;
+    browser.wait_for_path("/presence/gateways").await;
+    browser.assert_shows("Exchange Online").await;
+    browser.axe("m365-gateways-list", &mut problems).await;
+    browser.goto(&app, &gateway).await;
+    browser.wait_for_path(&gateway).await;
+    browser.click_button("Run Troubleshooter").await;
+    browser.wait_for_text("Exchange authentication").await;
+    assert_eq!(headline(&browser).await, "Verified");
+    browser.assert_shows(MAILBOX).await;
+    browser
+        .axe("m365-troubleshooter-verified", &mut problems)
+        .await;
+    browser.close().await;
+
+    let mut pages = vec![new_form];
+    for (path, name) in [
+        (gateway.clone(), "m365-edit"),
+        ("/presence/gateways".to_owned(), "m365-list"),
+    ] {
+        pages.push(Page {
+            name,
+            html: fetch(&app.client, &app, &path, 200).await,
+        });
+    }
+    let response = app.post_form(&format!("{gateway}/troubleshoot"), &[]).await;
+    assert_eq!(response.status().as_u16(), 200);
+    pages.push(Page {
+        name: "m365-troubleshooter-panel",
+        html: response.text().await.expect("page"),
+    });
+    vnu(&tools, &pages, &mut problems).await;
+    assert_no_problems(&problems);
+}

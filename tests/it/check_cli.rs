@@ -641,3 +641,217 @@ fn webdav_propfind_on_the_calendar_folder() {
         "{detail}"
     );
 }
+
+/// The tenant exchange-sim plays for `--type graph` (GR-7): a verified
+/// domain, the application's client ID, and its secret in PASSWORD_ENV.
+const GRAPH_DOMAIN: &str = "contoso.onmicrosoft.com";
+const GRAPH_CLIENT: &str = "3b9d1f6a-7c2e-4a58-b1d4-6e0f9a2c8b57";
+const GRAPH_MAILBOX: &str = "room@contoso.com";
+
+async fn graph_sim() -> SimProcess {
+    let sim = SimProcess::start(&[
+        "--graph-secret-env",
+        PASSWORD_ENV,
+        "--graph-domain",
+        GRAPH_DOMAIN,
+        "--graph-client-id",
+        GRAPH_CLIENT,
+    ]);
+    let (status, body) = sim
+        .control(
+            "POST",
+            "/sim/calendars",
+            &format!("{GRAPH_MAILBOX},2030-01-15T10:00:00Z,2030-01-15T11:00:00Z,Busy\n"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    sim
+}
+
+/// `check --type graph` against exchange-sim's Graph face, as the Custom
+/// cloud: with the right secret and a Test Mailbox every check passes and
+/// the schedule is read; a wrong secret fails auth with the AADSTS code and
+/// what to copy from Entra ID.
+#[tokio::test]
+async fn graph_verified_with_a_mailbox_and_a_wrong_secret_explained() {
+    let sim = graph_sim().await;
+    let base = format!("https://localhost:{}", sim.port());
+    let ca = sim.dir.path().join("ca.pem");
+    let data = crate::support::private_tempdir().unwrap();
+    let run = |secret_env: &'static str, json: bool| {
+        let base = base.clone();
+        let ca = ca.clone();
+        let data = data.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            let ca = ca.to_str().expect("path").to_owned();
+            let mut args = vec![
+                "--type",
+                "graph",
+                "--tenant",
+                GRAPH_DOMAIN,
+                "--client-id",
+                GRAPH_CLIENT,
+                "--secret-env",
+                secret_env,
+                "--signin-url",
+                &base,
+                "--graph-url",
+                &base,
+                "--trust",
+                &ca,
+                "--mailbox",
+                GRAPH_MAILBOX,
+            ];
+            if json {
+                args.push("--json");
+            }
+            check(&data, &args)
+        })
+    };
+
+    let output = run(PASSWORD_ENV, true).await.unwrap();
+    let report = json(&output);
+    assert_eq!(code(&output), 0, "{report:#}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["verdict"], "Verified");
+    let got = statuses(&report);
+    let ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["dns", "tcp", "tls", "chain", "validity", "name", "auth"]
+    );
+    assert!(got.iter().all(|(_, s)| s == "pass"), "{got:?}");
+    let auth = report["checks"][6]["detail"].as_str().unwrap_or_default();
+    assert!(auth.contains(GRAPH_MAILBOX), "{auth}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(PASSWORD));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(PASSWORD));
+
+    // The text report says the same.
+    let output = run(PASSWORD_ENV, false).await.unwrap();
+    assert_eq!(code(&output), 0);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.starts_with("Verified\n"), "{text}");
+
+    let output = run(WRONG_PASSWORD_ENV, true).await.unwrap();
+    let report = json(&output);
+    assert_eq!(code(&output), 1, "{report:#}");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["checks"][5]["status"], "pass", "{report:#}");
+    assert_eq!(report["checks"][6]["status"], "fail", "{report:#}");
+    let auth = report["checks"][6]["detail"].as_str().unwrap_or_default();
+    assert!(auth.contains("AADSTS7000215"), "{auth}");
+    assert!(auth.contains("Value"), "{auth}");
+}
+
+#[test]
+fn graph_usage_errors_exit_2_with_a_message() {
+    let dir = crate::support::private_tempdir().unwrap();
+    const GUID: &str = "3b9d1f6a-7c2e-4a58-b1d4-6e0f9a2c8b57";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--type", "graph", "--client-id", GUID], "--tenant"),
+        (
+            vec![
+                "--type",
+                "graph",
+                "--tenant",
+                GRAPH_DOMAIN,
+                "--client-id",
+                "not-a-guid",
+            ],
+            "GUID",
+        ),
+        (
+            vec![
+                "--type",
+                "graph",
+                "--tenant",
+                GRAPH_DOMAIN,
+                "--client-id",
+                GUID,
+                "--signin-url",
+                "https://localhost:1",
+            ],
+            "--graph-url",
+        ),
+        (
+            vec![
+                "--type",
+                "graph",
+                "--tenant",
+                GRAPH_DOMAIN,
+                "--client-id",
+                GUID,
+                "--cloud",
+                "global",
+                "--signin-url",
+                "https://localhost:1",
+                "--graph-url",
+                "https://localhost:1",
+            ],
+            "--cloud",
+        ),
+        (
+            vec![
+                "--type",
+                "graph",
+                "--tenant",
+                GRAPH_DOMAIN,
+                "--client-id",
+                GUID,
+                "--host",
+                "ex.example.com",
+            ],
+            "--host",
+        ),
+        (
+            vec![
+                "--type",
+                "graph",
+                "--tenant",
+                GRAPH_DOMAIN,
+                "--client-id",
+                GUID,
+                "--secret-env",
+                "UNSET_PASSWORD_VARIABLE",
+            ],
+            "UNSET_PASSWORD_VARIABLE is not set",
+        ),
+        (
+            vec![
+                "--type",
+                "graph",
+                "--tenant",
+                GRAPH_DOMAIN,
+                "--client-id",
+                GUID,
+                "--signin-url",
+                "http://localhost:1",
+                "--graph-url",
+                "https://localhost:1",
+            ],
+            "https",
+        ),
+        (vec!["--type", "ews"], "--host"),
+        (
+            vec![
+                "--type",
+                "ews",
+                "--host",
+                "ex.example.com",
+                "--tenant",
+                GRAPH_DOMAIN,
+            ],
+            "--tenant",
+        ),
+    ];
+    for (args, message) in cases {
+        let output = check(dir.path(), &args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(code(&output), 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{args:?}: wanted {message:?} in {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}: nothing on stdout");
+    }
+}

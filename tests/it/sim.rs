@@ -901,7 +901,12 @@ impl SimProcess {
         self.get_folder(RIGHT, body).await
     }
 
-    async fn control(&self, method: &str, path_and_query: &str, body: &str) -> (u16, String) {
+    pub(crate) async fn control(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &str,
+    ) -> (u16, String) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let response = self
             .client
