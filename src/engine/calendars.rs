@@ -29,6 +29,7 @@ use super::ews::{Answer, DEFAULT_BACK_OFF, Endpoint, SubAnswer, read, subscribe}
 use super::graph::GraphEndpoint;
 use super::push::{self, Heard, Registry};
 use super::schedule::Schedule;
+use crate::exchange::graph::LifecycleEvent;
 use tokio::sync::mpsc;
 
 /// How often a user's calendar is read again when nothing tells the engine
@@ -104,12 +105,23 @@ impl Push {
     }
 }
 
-/// A push `Subscribe` waiting for a thread.
+/// A push `Subscribe` (or a Microsoft 365 subscription's creation or
+/// renewal) waiting for a thread.
 struct SubJob {
     user: String,
     epoch: u64,
     token: String,
     mailbox: String,
+    /// Microsoft 365: the subscription to renew (None: make one).
+    renew: Option<String>,
+}
+
+/// A Microsoft 365 subscription held (GR-5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GraphSub {
+    id: String,
+    /// When to renew it (calendar time); i64::MAX while a renewal runs.
+    renew_at: i64,
 }
 
 struct Watched {
@@ -130,6 +142,8 @@ struct Watched {
     push_retry_at: i64,
     /// A change was notified while a read was under way: read again.
     reread: bool,
+    /// Microsoft 365: the subscription behind `push`, once made.
+    graph: Option<GraphSub>,
 }
 
 impl Watched {
@@ -148,6 +162,7 @@ impl Watched {
             push: Push::Off,
             push_retry_at: now,
             reread: false,
+            graph: None,
         }
     }
 }
@@ -293,6 +308,14 @@ enum Outcome {
         token: String,
         answer: SubAnswer,
     },
+    /// A Microsoft 365 subscription made (`renewed` None) or renewed.
+    GraphSubscribe {
+        user: String,
+        epoch: u64,
+        token: String,
+        renewed: Option<String>,
+        answer: Result<crate::exchange::graph::Subscription, Option<String>>,
+    },
 }
 
 /// A finished read.
@@ -323,6 +346,9 @@ pub struct Limits {
     pub callback: Option<String>,
     /// EWS Status Frequency, minutes.
     pub status_minutes: u32,
+    /// Microsoft 365 Notification URL: the public https base Graph posts
+    /// to; none: Microsoft 365 calendars are only polled.
+    pub graph_callback: Option<String>,
     /// Microsoft 365 Poll Interval, minutes (applies live): how often a
     /// Microsoft 365 user's calendar is read.
     pub poll_minutes: u32,
@@ -352,6 +378,9 @@ pub struct Calendars {
     registry: Arc<Registry>,
     /// Notifications the listener heard for subscriptions held.
     heard: mpsc::Receiver<Heard>,
+    /// Microsoft 365 subscriptions to delete (gateway, id): their users
+    /// left or switched calendar presence off.
+    ending: Vec<(usize, String)>,
 }
 
 impl Calendars {
@@ -379,6 +408,7 @@ impl Calendars {
             leaving: Vec::new(),
             registry,
             heard,
+            ending: Vec::new(),
         }
     }
 
@@ -426,6 +456,9 @@ impl Calendars {
                     if let Some(token) = watched.push.token() {
                         self.registry.close(token);
                     }
+                    if let (Some(sub), Some(g)) = (watched.graph.take(), watched.gateway) {
+                        self.ending.push((g, sub.id));
+                    }
                     watched.push = Push::Off;
                     watched.reading = Reading::Idle {
                         next: now,
@@ -439,9 +472,13 @@ impl Calendars {
             let Some(watched) = self.users.remove(user) else {
                 continue;
             };
-            // Its next notification is answered Unsubscribe.
+            // Its next notification is answered Unsubscribe (Microsoft
+            // 365's subscription is deleted).
             if let Some(token) = watched.push.token() {
                 self.registry.close(token);
+            }
+            if let (Some(sub), Some(g)) = (watched.graph, watched.gateway) {
+                self.ending.push((g, sub.id));
             }
             if let Some(g) = watched.gateway {
                 self.gateways[g].users = self.gateways[g].users.saturating_sub(1);
@@ -516,6 +553,7 @@ impl Calendars {
             self.enqueue_subscriptions(now);
         }
         self.start_requests(now, at);
+        self.end_subscriptions(now);
         self.publish(pool, now).await?;
         if self.health_dirty
             || self
@@ -561,6 +599,27 @@ impl Calendars {
                 Push::Pending { token } if *token == heard.token => {}
                 _ => continue,
             }
+            match heard.lifecycle {
+                // Graph dropped it: make it again, and read what may have
+                // been missed meanwhile.
+                Some(LifecycleEvent::SubscriptionRemoved) => {
+                    self.registry.close(&heard.token);
+                    watched.push = Push::Off;
+                    watched.graph = None;
+                    watched.push_retry_at = now;
+                    missed = true;
+                }
+                Some(LifecycleEvent::Missed) => missed = true,
+                // Renewing is how an app-only subscription is reauthorized.
+                Some(LifecycleEvent::ReauthorizationRequired) => {
+                    if let Some(sub) = watched.graph.as_mut()
+                        && sub.renew_at != i64::MAX
+                    {
+                        sub.renew_at = now;
+                    }
+                }
+                Some(LifecycleEvent::Other(_)) | None => {}
+            }
             if !heard.changed && !missed {
                 continue;
             }
@@ -582,7 +641,10 @@ impl Calendars {
         let silence = 2 * 60 * i64::from(self.limits.status_minutes.max(1));
         let mut lost = 0usize;
         for watched in self.users.values_mut() {
+            // Graph sends no status events: its subscriptions expire and
+            // are renewed instead.
             if let Push::Active { token, heard, .. } = &watched.push
+                && watched.graph.is_none()
                 && now - *heard > silence
             {
                 self.registry.close(token);
@@ -609,25 +671,47 @@ impl Calendars {
     /// Users read at least once without a subscription get one, through
     /// their gateway's queue after its reads.
     fn enqueue_subscriptions(&mut self, now: i64) {
-        if self.limits.callback.is_none() {
+        if self.limits.callback.is_none() && self.limits.graph_callback.is_none() {
             return;
         }
         for (user, watched) in self.users.iter_mut() {
-            if watched.push != Push::Off || !watched.read_once || watched.push_retry_at > now {
-                continue;
-            }
             let (Some(g), Some(mailbox)) = (watched.gateway, watched.mailbox.clone()) else {
                 continue;
             };
             let gateway = &mut self.gateways[g];
-            // EWS push only: Microsoft 365 users are polled.
-            if gateway.endpoint.is_graph() {
+            let graph = gateway.endpoint.is_graph();
+            // Microsoft 365 subscriptions are renewed before they expire.
+            if let (Some(sub), Push::Active { token, .. }) = (watched.graph.as_mut(), &watched.push)
+                && sub.renew_at <= now
+            {
+                if gateway.waiting() < self.limits.queue {
+                    sub.renew_at = i64::MAX;
+                    gateway.subs.push_back(SubJob {
+                        user: user.clone(),
+                        epoch: watched.epoch,
+                        token: token.clone(),
+                        mailbox,
+                        renew: Some(sub.id.clone()),
+                    });
+                }
                 continue;
             }
-            if gateway.waiting() >= self.limits.queue {
+            if watched.push != Push::Off || !watched.read_once || watched.push_retry_at > now {
                 continue;
             }
-            let token = self.registry.open(user);
+            let wanted = if graph {
+                self.limits.graph_callback.is_some()
+            } else {
+                self.limits.callback.is_some()
+            };
+            if !wanted || gateway.waiting() >= self.limits.queue {
+                continue;
+            }
+            let token = if graph {
+                self.registry.open_graph(user)
+            } else {
+                self.registry.open(user)
+            };
             watched.push = Push::Pending {
                 token: token.clone(),
             };
@@ -636,7 +720,62 @@ impl Calendars {
                 epoch: watched.epoch,
                 token,
                 mailbox,
+                renew: None,
             });
+        }
+    }
+
+    /// Deletes the Microsoft 365 subscriptions no longer wanted, each in
+    /// its own task bounded by the endpoint's timeout (nothing waits on
+    /// them: Graph ends a subscription anyway when it expires).
+    fn end_subscriptions(&mut self, now: i64) {
+        for (g, id) in std::mem::take(&mut self.ending) {
+            let Some(Source::Graph(endpoint)) = self.gateways.get(g).map(|g| &g.endpoint) else {
+                continue;
+            };
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move {
+                if let Err(e) = endpoint.unsubscribe(&id, now).await {
+                    tracing::debug!(error = %e, "Microsoft 365 subscription not deleted");
+                }
+            });
+        }
+    }
+
+    /// Deletes every Microsoft 365 subscription held (the engine stops),
+    /// eight at a time, within 10 seconds in all.
+    pub async fn end_graph_subscriptions(&mut self, now: i64) {
+        use futures_util::StreamExt as _;
+        let mut ending = std::mem::take(&mut self.ending);
+        for watched in self.users.values_mut() {
+            if let (Some(sub), Some(g)) = (watched.graph.take(), watched.gateway) {
+                ending.push((g, sub.id));
+            }
+        }
+        let deletes = ending
+            .into_iter()
+            .filter_map(|(g, id)| match self.gateways.get(g) {
+                Some(Gateway {
+                    endpoint: Source::Graph(endpoint),
+                    ..
+                }) => {
+                    let endpoint = endpoint.clone();
+                    Some(async move { endpoint.unsubscribe(&id, now).await })
+                }
+                _ => None,
+            });
+        let all = futures_util::stream::iter(deletes)
+            .buffer_unordered(8)
+            .for_each(|_| async {});
+        if tokio::time::timeout(Duration::from_secs(10), all)
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                node = self.node,
+                "not every Microsoft 365 subscription was deleted within 10 s; Graph ends them \
+                 when they expire"
+            );
         }
     }
 
@@ -808,6 +947,45 @@ impl Calendars {
                     }
                 });
             }
+            if let Source::Graph(endpoint) = &gateway.endpoint {
+                let endpoint = endpoint.clone();
+                let Some(base) = self.limits.graph_callback.clone() else {
+                    continue;
+                };
+                while gateway.may_start(self.limits.threads, at) {
+                    let Some(job) = gateway.subs.pop_front() else {
+                        break;
+                    };
+                    gateway.started(at);
+                    gateway.count_request(now);
+                    count(&mut self.minutes, now, |m| m.requests += 1);
+                    let endpoint = endpoint.clone();
+                    let ready = self.ready.clone();
+                    let base = base.clone();
+                    self.tasks.spawn(async move {
+                        let answer = match &job.renew {
+                            Some(id) => endpoint.renew(id, now).await,
+                            None => endpoint
+                                .subscribe(&job.mailbox, &base, &job.token, now)
+                                .await
+                                .map_err(Some),
+                        };
+                        ready.notify_one();
+                        Done {
+                            gateway: g,
+                            outcome: Outcome::GraphSubscribe {
+                                user: job.user,
+                                epoch: job.epoch,
+                                token: job.token,
+                                renewed: job.renew,
+                                answer,
+                            },
+                            finished: Instant::now(),
+                        }
+                    });
+                }
+                continue;
+            }
             let Some(callback) = self.limits.callback.as_deref() else {
                 continue;
             };
@@ -855,6 +1033,13 @@ impl Calendars {
                 token,
                 answer,
             } => return self.subscribed(g, &user, epoch, &token, answer, now, done.finished),
+            Outcome::GraphSubscribe {
+                user,
+                epoch,
+                token,
+                renewed,
+                answer,
+            } => return self.graph_subscribed(g, &user, epoch, &token, renewed, answer, now),
         };
         let done = ReadDone {
             batch,
@@ -973,6 +1158,83 @@ impl Calendars {
             }
             watched.push = push;
             watched.push_retry_at = retry_at;
+        }
+    }
+
+    /// A Microsoft 365 subscription was made or renewed, or not.
+    #[allow(clippy::too_many_arguments)]
+    fn graph_subscribed(
+        &mut self,
+        g: usize,
+        user: &str,
+        epoch: u64,
+        token: &str,
+        renewed: Option<String>,
+        answer: Result<crate::exchange::graph::Subscription, Option<String>>,
+        now: i64,
+    ) {
+        let current = self
+            .users
+            .get(user)
+            .is_some_and(|w| w.epoch == epoch && w.push.token() == Some(token));
+        if !current {
+            // The user left or changed mailbox meanwhile: not wanted.
+            self.registry.close(token);
+            if let Ok(made) = &answer {
+                self.ending.push((g, made.id.clone()));
+            }
+            return;
+        }
+        let Some(watched) = self.users.get_mut(user) else {
+            return;
+        };
+        match answer {
+            Ok(made) => {
+                self.registry.made_graph(token, &made.id);
+                watched.graph = Some(GraphSub {
+                    renew_at: crate::exchange::graph::renew_at(now, made.expires),
+                    id: made.id,
+                });
+                if renewed.is_none() {
+                    watched.push = Push::Active {
+                        token: token.to_owned(),
+                        heard: now,
+                        watermark: String::new(),
+                    };
+                    // Read once more now that changes are notified, so one
+                    // made between the read and the subscription is seen.
+                    match watched.reading {
+                        Reading::Busy => watched.reread = true,
+                        Reading::Idle { .. } => {
+                            watched.reading = Reading::Idle {
+                                next: now,
+                                hold: None,
+                            }
+                        }
+                    }
+                }
+                let gateway = &mut self.gateways[g];
+                self.health_dirty |= gateway.last_success.is_none();
+                gateway.last_success = Some(now);
+            }
+            Err(why) => {
+                // Gone (404 on renewal) or refused: made again later; the
+                // calendar is polled meanwhile.
+                self.registry.close(token);
+                watched.push = Push::Off;
+                watched.graph = None;
+                watched.push_retry_at = if why.is_some() {
+                    now + SUBSCRIBE_RETRY_SECONDS
+                } else {
+                    now
+                };
+                if let Some(why) = why {
+                    let gateway = &mut self.gateways[g];
+                    gateway.last_error = Some((now, format!("Subscription for {user}: {why}")));
+                    self.health_dirty = true;
+                    count(&mut self.minutes, now, |m| m.errors += 1);
+                }
+            }
         }
     }
 

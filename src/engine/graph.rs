@@ -238,6 +238,79 @@ impl GraphEndpoint {
     }
 }
 
+impl GraphEndpoint {
+    /// One authorized request to Graph; the token is dropped after a 401.
+    async fn call(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: Option<String>,
+        now: i64,
+    ) -> Result<(StatusCode, bytes::Bytes), String> {
+        let token = self.token(now).await?;
+        let mut request = tgraph::post("application/json", body.unwrap_or_default(), Vec::new());
+        request.method = method;
+        let response = self.send(url, request, Some(&token), now).await?;
+        if response.status == StatusCode::UNAUTHORIZED {
+            self.tokens.forget().await;
+        }
+        Ok((response.status, response.body.unwrap_or_default()))
+    }
+
+    /// Subscribes to `mailbox`'s events (GR-5): Graph validates the
+    /// notification URLs under `base` (the listener echoes its token)
+    /// before it answers. Err says why not, for health and the log.
+    pub async fn subscribe(
+        &self,
+        mailbox: &str,
+        base: &str,
+        client_state: &str,
+        now: i64,
+    ) -> Result<graph::Subscription, String> {
+        let url = graph::subscriptions_url(&self.cloud).map_err(|e| e.to_string())?;
+        let body = graph::subscription_request(base, mailbox, graph::max_expiry(now), client_state)
+            .map_err(|e| e.to_string())?;
+        let (status, answer) = self.call("POST", &url, Some(body), now).await?;
+        match status.as_u16() {
+            200 | 201 => graph::parse_subscription(&answer).map_err(|e| e.to_string()),
+            s => Err(format!(
+                "subscription for {mailbox}: HTTP {s}{}",
+                service_text(&answer)
+            )),
+        }
+    }
+
+    /// Renews subscription `id` to the longest lifetime; Err(None) when
+    /// Graph no longer has it (to be made again).
+    pub async fn renew(&self, id: &str, now: i64) -> Result<graph::Subscription, Option<String>> {
+        let url = graph::subscription_url(&self.cloud, id).map_err(|e| Some(e.to_string()))?;
+        let body = graph::renew_request(graph::max_expiry(now)).map_err(|e| Some(e.to_string()))?;
+        let (status, answer) = self
+            .call("PATCH", &url, Some(body), now)
+            .await
+            .map_err(Some)?;
+        match status.as_u16() {
+            200 => graph::parse_subscription(&answer).map_err(|e| Some(e.to_string())),
+            404 => Err(None),
+            s => Err(Some(format!("renewal: HTTP {s}{}", service_text(&answer)))),
+        }
+    }
+
+    /// Deletes subscription `id` (a user's calendar switched off, the
+    /// engine stopping); one Graph no longer has is as good as deleted.
+    pub async fn unsubscribe(&self, id: &str, now: i64) -> Result<(), String> {
+        let url = graph::subscription_url(&self.cloud, id).map_err(|e| e.to_string())?;
+        let (status, answer) = self.call("DELETE", &url, None, now).await?;
+        match status.as_u16() {
+            200 | 202 | 204 | 404 => Ok(()),
+            s => Err(format!(
+                "deleting subscription {id}: HTTP {s}{}",
+                service_text(&answer)
+            )),
+        }
+    }
+}
+
 /// Reads `mailboxes`' schedules over `[start, end)` (at most
 /// [`graph::MAX_SCHEDULES`]), one result per mailbox in order, as EWS's
 /// reads answer, so the engine treats both alike.

@@ -179,7 +179,9 @@ async fn acknowledge(
     let Ok(body) = to_bytes(request.into_body(), BODY_LIMIT).await else {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
-    if path == graph::NOTIFY_PATH || path == graph::LIFECYCLE_PATH {
+    // A reverse proxy may forward the Notification URL's own path prefix
+    // (https://host/pg/graph/notify) or strip it: either is Graph's.
+    if path.ends_with(graph::NOTIFY_PATH) || path.ends_with(graph::LIFECYCLE_PATH) {
         return graph_notified(registry, heard, &query, &body);
     }
     let notifications = match push::parse_notification(&body) {

@@ -397,6 +397,8 @@ impl Supervisor {
                 callback: callback_base(&params.notification_host, params.notification_port),
                 status_minutes: params.ews_status_frequency_minutes,
                 poll_minutes: params.m365_poll_interval_minutes,
+                graph_callback: Some(params.m365_notification_url.clone())
+                    .filter(|url| !url.is_empty()),
             },
             self.ready.clone(),
             registry,
@@ -447,7 +449,10 @@ impl Supervisor {
     }
 
     async fn stop(&mut self, why: &str) -> AppResult<()> {
-        if let Some(running) = self.running.take() {
+        if let Some(mut running) = self.running.take() {
+            // Microsoft 365 subscriptions are deleted (GR-5); EWS push ones
+            // end when the closed listener stops answering.
+            running.calendars.end_graph_subscriptions(self.now()).await;
             running.listener.stop().await;
             if why != RESTARTING {
                 // Nothing keeps these users' presence true any more.

@@ -316,7 +316,10 @@ mod tests {
             client_state: Some(state.clone()),
             event: LifecycleEvent::SubscriptionRemoved,
         };
-        assert_eq!(notified_graph(&registry, &tx, &[removed.clone()]), 1);
+        assert_eq!(
+            notified_graph(&registry, &tx, std::slice::from_ref(&removed)),
+            1
+        );
         registry.close(&state);
         assert_eq!(
             registry.judge_graph("g1", Some(&state)),

@@ -1191,3 +1191,131 @@ async fn a_microsoft_365_calendar_is_polled_and_published_at_its_minute_plus_the
         "{gateways}"
     );
 }
+
+/// exchange-sim's Microsoft 365 counters.
+fn graph_count(stats: &serde_json::Value, name: &str) -> u64 {
+    stats["graph"][name].as_u64().unwrap_or(0)
+}
+
+impl Rig {
+    /// Waits (at most 10 s, the clock still) until the sim's Microsoft 365
+    /// counter `name` reaches `at_least`.
+    async fn wait_graph(&self, name: &str, at_least: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stats = self.sim_stats().await;
+            if graph_count(&stats, name) >= at_least {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "graph {name} not {at_least} within 10 s: {}",
+                stats["graph"]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn microsoft_365_notifications_read_a_changed_calendar_at_once() {
+    // Graph posts to the Notification URL; the sim plays the reverse proxy
+    // that forwards it to this node's notification port.
+    let port = crate::engine::free_port();
+    let deliver = format!("http://127.0.0.1:{port}");
+    let mut args = GRAPH_ARGS.to_vec();
+    args.extend(["--graph-deliver-to", &deliver]);
+    let rig = Rig::new(&args).await;
+    rig.add_graph_gateway("Online").await;
+    let alice = rig.add_user("alice", "alice@example.com").await;
+    rig.script_empty("alice@example.com").await;
+    let pool = &rig.app.state.pool;
+    set_param(pool, "test-node", "notification_port", &port.to_string()).await;
+    set_param(
+        pool,
+        "test-node",
+        "m365_notification_url",
+        "https://presence.example.com/pg",
+    )
+    .await;
+    let _engine = Engine(presence_gateway::engine::spawn(
+        rig.app.state.engine_context(),
+    ));
+    crate::engine::wait_state(pool, "test-node", "running").await;
+
+    // After the first read, a subscription on alice's events: Graph's
+    // validation handshake was answered by the listener.
+    let stats = rig.wait_graph("subscriptions_active", 1).await;
+    assert!(
+        graph_count(&stats, "validations_ok") >= 1,
+        "{}",
+        stats["graph"]
+    );
+    let subscription = &stats["graph"]["subscriptions"][0];
+    assert!(
+        subscription.to_string().contains("alice@example.com"),
+        "{subscription}"
+    );
+    let offset = i64::from(offset_seconds("alice", SPREAD));
+    rig.advance_to(publish_at(rig.app.state.now(), offset as u32));
+    rig.wait_presence("alice", "available", 10).await;
+
+    // A meeting booked now is notified and read at once, long before the
+    // next poll (the clock does not move).
+    let reads = graph_count(&rig.sim_stats().await, "get_schedule_requests");
+    let start = minute_from_now(&rig.app, 3);
+    rig.script(&[("alice@example.com", start, start + 1800, "Busy")])
+        .await;
+    rig.wait_graph("notifications_sent", 1).await;
+    rig.wait_graph("get_schedule_requests", reads + 1).await;
+    rig.advance_to(publish_at(start, offset as u32));
+    rig.wait_presence("alice", "in_a_meeting", 5).await;
+
+    // A notification with a forged clientState is ignored: nothing read.
+    let reads = graph_count(&rig.sim_stats().await, "get_schedule_requests");
+    rig.sim_post("/sim/graph/notify?mailbox=alice@example.com&client_state=forged")
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        graph_count(&rig.sim_stats().await, "get_schedule_requests"),
+        reads,
+        "a forged notification caused a read"
+    );
+
+    // Lifecycle: `missed` reads again; `reauthorizationRequired` renews;
+    // `subscriptionRemoved` makes the subscription again.
+    rig.sim_post("/sim/graph/lifecycle?mailbox=alice@example.com&event=missed")
+        .await;
+    rig.wait_graph("get_schedule_requests", reads + 1).await;
+    rig.sim_post("/sim/graph/lifecycle?mailbox=alice@example.com&event=reauthorizationRequired")
+        .await;
+    rig.wait_graph("subscriptions_renewed", 1).await;
+    rig.sim_post("/sim/graph/lifecycle?mailbox=alice@example.com&event=subscriptionRemoved")
+        .await;
+    let stats = rig.wait_graph("subscriptions_created", 2).await;
+    assert_eq!(
+        graph_count(&stats, "subscriptions_active"),
+        1,
+        "{}",
+        stats["graph"]
+    );
+
+    // Calendar presence switched off: the subscription is deleted.
+    edit_user(
+        &rig,
+        alice,
+        "alice",
+        "alice@example.com",
+        "test-node",
+        false,
+    )
+    .await;
+    let stats = rig.wait_graph("subscriptions_deleted", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stats = stats;
+    while graph_count(&stats, "subscriptions_active") != 0 {
+        assert!(Instant::now() < deadline, "{}", stats["graph"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stats = rig.sim_stats().await;
+    }
+}
