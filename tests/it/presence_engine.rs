@@ -89,6 +89,11 @@ impl Rig {
     /// https://localhost:PORT as both URLs); the sim must have been started
     /// with [`GRAPH_ARGS`].
     pub(crate) async fn add_graph_gateway(&self, description: &str) -> i64 {
+        self.add_graph_gateway_with(description, PASSWORD).await
+    }
+
+    /// Likewise with the client secret `secret`.
+    pub(crate) async fn add_graph_gateway_with(&self, description: &str, secret: &str) -> i64 {
         let base = format!("https://localhost:{}", self.sim.port());
         let response = self
             .app
@@ -99,8 +104,8 @@ impl Rig {
                     ("description", description),
                     ("tenant", GRAPH_DOMAIN),
                     ("client_id", GRAPH_CLIENT),
-                    ("client_secret", PASSWORD),
-                    ("confirm_client_secret", PASSWORD),
+                    ("client_secret", secret),
+                    ("confirm_client_secret", secret),
                     ("cloud", "custom"),
                     ("signin_url", &base),
                     ("graph_url", &base),
@@ -1318,4 +1323,48 @@ async fn microsoft_365_notifications_read_a_changed_calendar_at_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         stats = rig.sim_stats().await;
     }
+}
+
+#[tokio::test]
+async fn a_microsoft_365_sign_in_failure_shows_in_the_gateways_health() {
+    let rig = Rig::new(GRAPH_ARGS).await;
+    rig.add_graph_gateway_with("Online", "not-the-secret-value")
+        .await;
+    let user_id = rig.add_user("alice", "alice@example.com").await;
+    let _engine = rig.start_engine().await;
+    let health = rig
+        .wait_health(10, |h| h.iter().any(|h| h.last_error.is_some()))
+        .await;
+    let error = health[0].last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("AADSTS7000215") || error.contains("client secret is wrong"),
+        "{error}"
+    );
+    assert!(
+        error.contains("Value"),
+        "the advice says what to copy: {error}"
+    );
+    let (_, center) = rig.app.get_text("/serviceability/control-center").await;
+    assert!(center.contains("client secret is wrong"), "{center}");
+    // The user is unknown, and the End User page says why (published at
+    // the user's minute plus offset: the clock moves a minute at a time).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, page) = rig
+            .app
+            .get_text(&format!("/users/end-users/{user_id}"))
+            .await;
+        if page.contains("client secret is wrong") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        rig.app.clock.advance(time::Duration::minutes(1));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(rig.presence("alice").await["calendar_presence"], "unknown");
+    // One sign-in attempt per pause, not one per read.
+    let tokens = rig.sim_stats().await["graph"]["token_requests"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(tokens <= 6, "{tokens} sign-in attempts");
 }
