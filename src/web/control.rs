@@ -544,14 +544,13 @@ async fn save_settings(
 
 /// The Outbound Proxy's fields, validated: the input to store, or the
 /// form with its messages beside the fields. An empty URL clears the proxy.
-fn validate_proxy(pairs: &[(String, String)]) -> Result<Option<ProxyInput>, ProxyForm> {
-    let value = |name| {
-        field_values(pairs, name)
-            .first()
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_default()
-    };
-    let (url, user, no_proxy) = (value("proxy_url"), value("proxy_user"), value("no_proxy"));
+fn validate_proxy(pairs: &[(String, String)]) -> Result<Option<ProxyInput>, Box<ProxyForm>> {
+    let ProxyForm {
+        url,
+        user,
+        no_proxy,
+        ..
+    } = typed(pairs);
     // Not trimmed: a password may begin or end with a space.
     let password = field_values(pairs, "proxy_password")
         .first()
@@ -597,13 +596,26 @@ fn validate_proxy(pairs: &[(String, String)]) -> Result<Option<ProxyInput>, Prox
                 .map(secrecy::SecretString::from),
             no_proxy,
         })),
-        _ => Err(ProxyForm {
-            url,
-            user,
-            no_proxy,
+        _ => Err(Box::new(ProxyForm {
             errors,
-            ..ProxyForm::default()
-        }),
+            ..typed(pairs)
+        })),
+    }
+}
+
+/// The proxy's fields as typed (trimmed), the password left out.
+fn typed(pairs: &[(String, String)]) -> ProxyForm {
+    let value = |name| {
+        field_values(pairs, name)
+            .first()
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    ProxyForm {
+        url: value("proxy_url"),
+        user: value("proxy_user"),
+        no_proxy: value("no_proxy"),
+        ..ProxyForm::default()
     }
 }
 
@@ -634,7 +646,7 @@ async fn save_proxy(
                 .await
                 .map(|changed| (changed, "Update successful: Outbound Proxy saved."))
         }
-        Err(form) => return proxy_refused(&state, &user, messages, form).await,
+        Err(form) => return proxy_refused(&state, &user, messages, *form).await,
     };
     match outcome {
         Ok((false, _)) => {
@@ -644,20 +656,8 @@ async fn save_proxy(
             messages.success(message);
         }
         Err(AppError::Refused(refusal)) => {
-            let mut form = match validate_proxy(pairs) {
-                Ok(_) => proxy_form(&state).await?,
-                Err(form) => form,
-            };
             // Show what was typed, not what is stored.
-            form.url = field_values(pairs, "proxy_url")
-                .first()
-                .map_or(String::new(), |v| v.trim().to_owned());
-            form.user = field_values(pairs, "proxy_user")
-                .first()
-                .map_or(String::new(), |v| v.trim().to_owned());
-            form.no_proxy = field_values(pairs, "no_proxy")
-                .first()
-                .map_or(String::new(), |v| v.trim().to_owned());
+            let mut form = typed(pairs);
             super::refusals::place(&mut form.errors, &refusal);
             return proxy_refused(&state, &user, messages, form).await;
         }
