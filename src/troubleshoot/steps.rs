@@ -133,10 +133,7 @@ pub(super) async fn dns(
             &proxy.server.host,
             proxy.server.port,
             &format!("The outbound proxy {}", proxy.server),
-            &format!(
-                " (through the outbound proxy {}, which resolves {} itself)",
-                proxy.server, target.host
-            ),
+            &format!("; the outbound proxy resolves {} itself", target.host),
             target.dns_configured,
             clock,
             checks,

@@ -196,6 +196,11 @@ async fn proxy_carries_the_microsoft_365_troubleshooter_unless_no_proxy_names_th
         "{}",
         report.to_text()
     );
+    assert!(
+        detail(&report, "dns").contains("the outbound proxy resolves localhost itself"),
+        "{}",
+        report.to_text()
+    );
     assert_eq!(report.matched_name.as_deref(), Some("localhost"));
 
     // No Proxy For names the host: straight to it, the tunnels unchanged.
