@@ -382,6 +382,25 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_is_the_default() {
+        let env = ProxyEnv {
+            https_proxy: Some(("HTTPS_PROXY", "http://proxy.corp:3128/".to_owned())),
+            no_proxy: Some("localhost,bad_name,.corp".to_owned()),
+        };
+        let proxy = env.proxy().unwrap();
+        assert_eq!(proxy.server.to_string(), "http://proxy.corp:3128");
+        assert!(proxy.credentials.is_none());
+        assert!(!proxy.applies_to(&name("intranet.corp")));
+        assert!(proxy.applies_to(&name("graph.microsoft.com")));
+        let unusable = ProxyEnv {
+            https_proxy: Some(("https_proxy", "https://proxy.corp:3128".to_owned())),
+            no_proxy: None,
+        };
+        assert!(unusable.proxy().is_none());
+        assert!(ProxyEnv::default().proxy().is_none());
+    }
+
+    #[test]
     fn no_proxy_refuses_what_it_cannot_read() {
         assert!(NoProxy::parse("a*b.com").unwrap_err().contains("wildcard"));
         assert!(NoProxy::parse("host:8080").unwrap_err().contains("port"));
