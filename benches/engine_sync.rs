@@ -148,6 +148,7 @@ async fn main() -> Result<(), Error> {
         tls_cert: None,
         tls_key: None,
         admin_password: Some(SecretString::from("bench-console-password".to_owned())),
+        proxy_env: Default::default(),
     };
     // Calendar time starts on a minute boundary, so with no spread a read
     // is published the moment it is made.

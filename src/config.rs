@@ -16,6 +16,9 @@ pub struct Settings {
     pub tls_key: Option<PathBuf>,
     /// Password for the first administrator, from PRESENCE_GATEWAY_ADMIN_PASSWORD.
     pub admin_password: Option<SecretString>,
+    /// HTTPS_PROXY and NO_PROXY as the service started with them: the
+    /// Outbound Proxy when none is saved (GR-3).
+    pub proxy_env: crate::domain::proxy::ProxyEnv,
 }
 
 pub const ADMIN_PASSWORD_ENV: &str = "PRESENCE_GATEWAY_ADMIN_PASSWORD";
@@ -33,6 +36,7 @@ impl Settings {
             tls_cert: args.tls_cert.clone(),
             tls_key: args.tls_key.clone(),
             admin_password,
+            proxy_env: crate::domain::proxy::ProxyEnv::from_env(),
         }
     }
 

@@ -302,6 +302,8 @@ pub fn target(args: &CheckArgs, env: impl Fn(&str) -> Option<String>) -> Result<
         },
         timeout: Duration::from_secs(args.timeout),
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        // `check` reaches on-premises Exchange, which no proxy fronts.
+        proxy: None,
     })
 }
 

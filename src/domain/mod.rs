@@ -6,6 +6,7 @@ pub mod locale;
 pub mod names;
 pub mod params;
 pub mod presence;
+pub mod proxy;
 pub mod refusal;
 pub mod token;
 pub mod user;

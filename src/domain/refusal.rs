@@ -14,6 +14,7 @@ pub enum Refusal {
     User(UserRefusal),
     Locale(LocaleRefusal),
     Token(TokenRefusal),
+    Proxy(ProxyRefusal),
 }
 
 /// Presence gateways (GW-2..GW-7).
@@ -110,6 +111,32 @@ impl From<LocaleRefusal> for Refusal {
     }
 }
 
+/// The Outbound Proxy of System > Settings (GR-3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyRefusal {
+    /// A Proxy User without a typed password, and none stored for them.
+    PasswordMissing,
+    /// A Proxy Password without a Proxy User.
+    UserMissing,
+}
+
+impl From<ProxyRefusal> for Refusal {
+    fn from(r: ProxyRefusal) -> Refusal {
+        Refusal::Proxy(r)
+    }
+}
+
+impl fmt::Display for ProxyRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProxyRefusal::PasswordMissing => {
+                "Enter the Proxy Password: none is stored for this user."
+            }
+            ProxyRefusal::UserMissing => "Enter the Proxy User the password belongs to.",
+        })
+    }
+}
+
 impl From<TokenRefusal> for Refusal {
     fn from(r: TokenRefusal) -> Refusal {
         Refusal::Token(r)
@@ -126,6 +153,7 @@ impl fmt::Display for Refusal {
             Refusal::User(r) => r.fmt(f),
             Refusal::Locale(r) => r.fmt(f),
             Refusal::Token(r) => r.fmt(f),
+            Refusal::Proxy(r) => r.fmt(f),
         }
     }
 }

@@ -86,6 +86,8 @@ impl Endpoint {
             auth: self.auth,
             timeout: self.timeout,
             now,
+            // On-premises Exchange is reached directly (GR-3).
+            proxy: None,
         }
     }
 

@@ -23,7 +23,7 @@ use crate::clock::SharedClock;
 use crate::exchange::availability::{MailboxAvailability, MailboxError};
 use crate::exchange::client;
 use crate::exchange::graph::{self, Cloud, Token};
-use crate::troubleshoot::{self, graph as tgraph};
+use crate::troubleshoot::{self, Proxy, graph as tgraph};
 
 /// At most this many requests in flight per path mailbox (GR-6).
 pub const PER_MAILBOX: u8 = 4;
@@ -49,6 +49,8 @@ pub struct GraphEndpoint {
     secret: SecretString,
     /// The system's CA certificates plus the trust store.
     trust: Vec<CertificateDer<'static>>,
+    /// The Outbound Proxy of System > Settings (GR-3).
+    proxy: Option<Proxy>,
     pub timeout: Duration,
     tokens: TokenCache,
     /// Kept connections, per server (`host:port`).
@@ -68,6 +70,7 @@ impl GraphEndpoint {
         client_id: String,
         secret: SecretString,
         trust_store: Vec<CertificateDer<'static>>,
+        proxy: Option<Proxy>,
         timeout: Duration,
         clock: SharedClock,
     ) -> GraphEndpoint {
@@ -80,6 +83,7 @@ impl GraphEndpoint {
             client_id,
             secret,
             trust,
+            proxy,
             timeout,
             tokens: TokenCache::new(clock),
             idle: Mutex::new(HashMap::new()),
@@ -107,7 +111,13 @@ impl GraphEndpoint {
             let mut connection = match kept.take() {
                 Some(connection) => connection,
                 None => {
-                    let target = tgraph::target_for(&place, self.trust.clone(), self.timeout, now);
+                    let target = tgraph::target_for(
+                        &place,
+                        self.trust.clone(),
+                        self.proxy.clone(),
+                        self.timeout,
+                        now,
+                    );
                     troubleshoot::connect(&target).await?
                 }
             };
@@ -160,7 +170,13 @@ impl GraphEndpoint {
         let mut connection = match self.take_idle(&server) {
             Some(connection) => connection,
             None => {
-                let target = tgraph::target_for(&place, self.trust.clone(), self.timeout, now);
+                let target = tgraph::target_for(
+                    &place,
+                    self.trust.clone(),
+                    self.proxy.clone(),
+                    self.timeout,
+                    now,
+                );
                 troubleshoot::connect(&target)
                     .await
                     .map_err(|e| format!("Microsoft 365 sign-in: {e}"))?

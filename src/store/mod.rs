@@ -11,6 +11,7 @@ pub mod locales;
 pub mod nodes;
 pub mod params;
 pub mod presence;
+pub mod proxy;
 pub mod secrets;
 pub mod sign_ins;
 pub mod throttle;

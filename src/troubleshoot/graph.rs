@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::steps::{check, peer, skip};
 use super::verdict::{Outcome, headline};
-use super::{Check, Clock, NETWORK_ERROR, Reached, Report, Status, Target, reach};
+use super::{Check, Clock, NETWORK_ERROR, Proxy, Reached, Report, Status, Target, reach};
 use crate::domain::gateway::{GatewayKind, ServerLocation};
 use crate::exchange::client;
 use crate::exchange::graph::{self, Cloud, Token};
@@ -29,6 +29,9 @@ pub struct GraphTarget {
     pub mailbox: Option<String>,
     /// The trust store; the system's CA certificates are added to it.
     pub trust: Vec<CertificateDer<'static>>,
+    /// The Outbound Proxy of System > Settings, for the sign-in and Graph
+    /// hosts alike (GR-3).
+    pub proxy: Option<Proxy>,
     pub timeout: Duration,
     pub now: i64,
 }
@@ -91,10 +94,12 @@ pub fn place(url: &str) -> Result<Place, String> {
 }
 
 /// What the connection steps need to reach `place`, trusting `trust`
-/// (already the system's CAs plus the trust store).
+/// (already the system's CAs plus the trust store), through `proxy` unless
+/// its No Proxy For names the host.
 pub fn target_for(
     place: &Place,
     trust: Vec<CertificateDer<'static>>,
+    proxy: Option<Proxy>,
     timeout: Duration,
     now: i64,
 ) -> Target {
@@ -111,6 +116,7 @@ pub fn target_for(
         auth: client::AuthMode::Basic,
         timeout,
         now,
+        proxy,
     }
 }
 
@@ -200,7 +206,13 @@ pub async fn run(target: &GraphTarget) -> Report {
             return report(None, None, checks, Vec::new());
         }
     };
-    let signin_target = target_for(&signin, trust.clone(), target.timeout, target.now);
+    let signin_target = target_for(
+        &signin,
+        trust.clone(),
+        target.proxy.clone(),
+        target.timeout,
+        target.now,
+    );
     let Reached {
         address,
         tls,
@@ -301,6 +313,7 @@ async fn auth(
         other = super::connect(&target_for(
             &graph_place,
             trust.to_vec(),
+            target.proxy.clone(),
             target.timeout,
             target.now,
         ))
@@ -436,6 +449,7 @@ mod tests {
             secret: None,
             mailbox: Some("alice@contoso.com".to_owned()),
             trust: Vec::new(),
+            proxy: None,
             timeout: Duration::from_secs(3),
             now: 0,
         }

@@ -10,6 +10,7 @@
 pub mod graph;
 mod steps;
 pub mod stored;
+mod tunnel;
 pub mod verdict;
 
 use steps::{Clock, authenticate, skip};
@@ -22,6 +23,7 @@ use rustls::pki_types::CertificateDer;
 use serde_json::json;
 
 use crate::domain::gateway::{GatewayKind, ServerLocation};
+pub use crate::domain::proxy::Proxy;
 use crate::tls::capture::CapturingVerifier;
 use crate::tls::chain::ChainEntry;
 
@@ -48,6 +50,17 @@ pub struct Target {
     pub timeout: Duration,
     /// Unix seconds, for certificate dates.
     pub now: i64,
+    /// The Outbound Proxy (GR-3): Microsoft 365's hosts only, never
+    /// on-premises Exchange.
+    pub proxy: Option<Proxy>,
+}
+
+impl Target {
+    /// The proxy this connection goes through: None without one, or when
+    /// No Proxy For names the host.
+    pub fn via(&self) -> Option<&Proxy> {
+        self.proxy.as_ref().filter(|p| p.applies_to(&self.host))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +186,7 @@ struct Reached {
 /// the handshake captured.
 async fn reach(target: &Target, clock: &Clock, checks: &mut Vec<Check>) -> Reached {
     let addresses = steps::dns(target, clock, checks).await;
-    let connected = steps::tcp(&addresses, clock, checks).await;
+    let connected = steps::tcp(target, &addresses, clock, checks).await;
     let address = connected.as_ref().map(|(_, a)| *a);
     let verifier = CapturingVerifier::new(crate::tls::provider());
     let tls = steps::tls(target, connected.map(|(s, _)| s), &verifier, clock, checks).await;

@@ -126,6 +126,21 @@ pub(super) async fn dns(
     checks: &mut Vec<Check>,
 ) -> Vec<SocketAddr> {
     let started = Instant::now();
+    // Through a proxy the proxy resolves the destination: this server
+    // resolves only the proxy (GR-3).
+    if let Some(proxy) = target.via() {
+        return resolve(
+            &proxy.server.host,
+            proxy.server.port,
+            &format!("The outbound proxy {}", proxy.server),
+            &format!("; the outbound proxy resolves {} itself", target.host),
+            target.dns_configured,
+            clock,
+            checks,
+            started,
+        )
+        .await;
+    }
     match (&target.connect, &target.host) {
         (Some(ip), _) => {
             checks.push(skip(
@@ -145,80 +160,132 @@ pub(super) async fn dns(
             ));
             vec![SocketAddr::new(*ip, target.port)]
         }
-        (None, ServerLocation::Name(name)) if !target.dns_configured => {
-            checks.push(check("dns", started, Outcome::new(Status::Fail, NETWORK_ERROR, format!(
-                    "DNS is not configured on this server, so {name} cannot be resolved: use an \
-                     IP address as the Presence Gateway."
-                ))));
-            Vec::new()
-        }
-        (None, ServerLocation::Name(name)) => {
-            match tokio::time::timeout(
-                clock.bound(),
-                tokio::net::lookup_host((name.as_str(), target.port)),
+        (None, ServerLocation::Name(_)) => {
+            resolve(
+                &target.host,
+                target.port,
+                "The Presence Gateway",
+                "",
+                target.dns_configured,
+                clock,
+                checks,
+                started,
             )
             .await
-            {
-                Ok(Ok(found)) => {
-                    let found: Vec<SocketAddr> = found.take(16).collect();
-                    if found.is_empty() {
-                        checks.push(check(
-                            "dns",
-                            started,
-                            Outcome::new(
-                                Status::Fail,
-                                NETWORK_ERROR,
-                                format!("{name} resolved to no address."),
-                            ),
-                        ));
+        }
+    }
+}
+
+/// Resolves `host` (a name, or an IP address given as is), saying `via`
+/// after the addresses found.
+#[allow(clippy::too_many_arguments)]
+async fn resolve(
+    host: &ServerLocation,
+    port: u16,
+    what: &str,
+    via: &str,
+    dns_configured: bool,
+    clock: &Clock,
+    checks: &mut Vec<Check>,
+    started: Instant,
+) -> Vec<SocketAddr> {
+    let name = match host {
+        ServerLocation::Ip(ip) => {
+            checks.push(skip(
+                "dns",
+                &format!("{what} is an IP address: nothing to resolve{via}."),
+            ));
+            return vec![SocketAddr::new(*ip, port)];
+        }
+        ServerLocation::Name(name) => name,
+    };
+    if !dns_configured {
+        checks.push(check(
+            "dns",
+            started,
+            Outcome::new(
+                Status::Fail,
+                NETWORK_ERROR,
+                format!(
+                    "DNS is not configured on this server, so {name} cannot be resolved: use an \
+                     IP address as {}.",
+                    if via.is_empty() {
+                        "the Presence Gateway"
                     } else {
-                        let list: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
-                        checks.push(check(
-                            "dns",
-                            started,
-                            Outcome::new(
-                                Status::Pass,
-                                "Resolved",
-                                format!("{name} resolves to {}.", list.join(", ")),
-                            ),
-                        ));
+                        "the proxy"
                     }
-                    found
-                }
-                Ok(Err(e)) => {
+                ),
+            ),
+        ));
+        Vec::new()
+    } else {
+        match tokio::time::timeout(
+            clock.bound(),
+            tokio::net::lookup_host((name.as_str(), port)),
+        )
+        .await
+        {
+            Ok(Ok(found)) => {
+                let found: Vec<SocketAddr> = found.take(16).collect();
+                if found.is_empty() {
                     checks.push(check(
                         "dns",
                         started,
                         Outcome::new(
                             Status::Fail,
                             NETWORK_ERROR,
-                            format!("{name} does not resolve: {e}."),
+                            format!("{name} resolved to no address."),
                         ),
                     ));
-                    Vec::new()
-                }
-                Err(_) => {
+                } else {
+                    let list: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
                     checks.push(check(
                         "dns",
                         started,
                         Outcome::new(
-                            Status::Fail,
-                            NETWORK_ERROR,
-                            format!(
-                                "No answer resolving {name} within {} s.",
-                                clock.step.as_secs()
-                            ),
+                            Status::Pass,
+                            "Resolved",
+                            format!("{name} resolves to {}{via}.", list.join(", ")),
                         ),
                     ));
-                    Vec::new()
                 }
+                found
+            }
+            Ok(Err(e)) => {
+                checks.push(check(
+                    "dns",
+                    started,
+                    Outcome::new(
+                        Status::Fail,
+                        NETWORK_ERROR,
+                        format!("{name} does not resolve: {e}."),
+                    ),
+                ));
+                Vec::new()
+            }
+            Err(_) => {
+                checks.push(check(
+                    "dns",
+                    started,
+                    Outcome::new(
+                        Status::Fail,
+                        NETWORK_ERROR,
+                        format!(
+                            "No answer resolving {name} within {} s.",
+                            clock.step.as_secs()
+                        ),
+                    ),
+                ));
+                Vec::new()
             }
         }
     }
 }
 
-/// `tcp`: connects to the first address that answers, each try bounded.
+/// `tcp`: connects to the first address that answers, each try bounded;
+/// through a proxy, then asks it for a tunnel to the destination.
 pub(super) async fn tcp(
+    target: &Target,
     addresses: &[SocketAddr],
     clock: &Clock,
     checks: &mut Vec<Check>,
@@ -255,6 +322,39 @@ pub(super) async fn tcp(
                 )),
             }
         }
+        // The tunnel, bounded like any step: a proxy that accepts the
+        // connection but never answers must not hold the run.
+        if let (Some(proxy), Some(s), Some(a)) = (target.via(), stream.as_mut(), address) {
+            let opened = tokio::time::timeout(
+                clock.bound(),
+                super::tunnel::open(s, &target.host, target.port, proxy.credentials.as_ref()),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "The proxy accepted the connection but answered no tunnel request within {} s.",
+                    clock.step.as_secs()
+                ))
+            });
+            let outcome = match opened {
+                Ok(()) => Outcome::new(
+                    Status::Pass,
+                    "Connected",
+                    format!(
+                        "Connected through the outbound proxy {} ({a}), which opened a tunnel to \
+                         {}.",
+                        proxy.server,
+                        super::tunnel::authority(&target.host, target.port)
+                    ),
+                ),
+                Err(why) => {
+                    stream = None;
+                    Outcome::new(Status::Fail, NETWORK_ERROR, why)
+                }
+            };
+            checks.push(check("tcp", started, outcome));
+            return stream.zip(address);
+        }
         match (&stream, address) {
             (Some(_), Some(a)) => checks.push(check(
                 "tcp",
@@ -267,7 +367,14 @@ pub(super) async fn tcp(
                 Outcome::new(
                     Status::Fail,
                     NETWORK_ERROR,
-                    format!("Cannot connect: {}.", failures.join("; ")),
+                    match target.via() {
+                        Some(proxy) => format!(
+                            "Cannot connect to the outbound proxy {}: {}.",
+                            proxy.server,
+                            failures.join("; ")
+                        ),
+                        None => format!("Cannot connect: {}.", failures.join("; ")),
+                    },
                 ),
             )),
         }

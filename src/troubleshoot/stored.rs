@@ -30,6 +30,8 @@ pub struct Scope<'a> {
     pub node: &'a str,
     /// Unix seconds, for certificate dates and the stored verdict's time.
     pub now: i64,
+    /// The Outbound Proxy's default when none is saved (GR-3).
+    pub proxy_env: &'a crate::domain::proxy::ProxyEnv,
 }
 
 /// What every gateway's checks share, read once per run.
@@ -46,6 +48,8 @@ struct Stored {
     timeout: Duration,
     auth: AuthMode,
     now: i64,
+    /// For Microsoft 365 gateways only (GR-3).
+    proxy: Option<super::Proxy>,
 }
 
 impl Stored {
@@ -67,6 +71,7 @@ impl Stored {
                 ExchangeAuth::BasicOnly => AuthMode::Basic,
             },
             now: scope.now,
+            proxy: store::proxy::effective(scope.pool, scope.cipher, scope.proxy_env).await?,
         })
     }
 
@@ -102,6 +107,8 @@ impl Stored {
             auth: self.auth,
             timeout: self.timeout,
             now: self.now,
+            // On-premises Exchange is reached directly (GR-3).
+            proxy: None,
         })
     }
 }
@@ -139,6 +146,7 @@ impl Stored {
             secret,
             mailbox: gateway.test_mailbox.clone(),
             trust: self.trust.clone(),
+            proxy: self.proxy.clone(),
             timeout: self.timeout,
             now: self.now,
         })

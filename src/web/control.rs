@@ -2,7 +2,8 @@
 //! Control Center - Feature Services starts, stops and restarts the
 //! Presence Engine of any node from any node's console; Service Activation
 //! activates or deactivates it per node; Settings says whether DNS is
-//! configured on each node's server.
+//! configured on each node's server, and sets the Outbound Proxy that
+//! Microsoft 365 connections go through (GR-3).
 
 use std::time::Duration;
 
@@ -15,11 +16,14 @@ use axum::{Form, Router};
 use axum_messages::Messages;
 use serde::Deserialize;
 
+use crate::domain::proxy::{self, NoProxy};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store;
 use crate::store::engine::{Action, EngineState, NodeEngine, NodeSwitch};
+use crate::store::proxy::ProxyInput;
 
+use super::forms::FieldErrors;
 use super::paths;
 use super::session::Admin;
 use super::shell::{Shell, format_time, render};
@@ -424,6 +428,84 @@ async fn save_switch(
 struct SettingsPage {
     shell: Shell,
     nodes: Vec<NodeRowView>,
+    proxy: ProxyForm,
+}
+
+/// The Outbound Proxy's fields as shown: never the password, only whether
+/// one is stored.
+#[derive(Default)]
+struct ProxyForm {
+    url: String,
+    user: String,
+    no_proxy: String,
+    has_password: bool,
+    /// Where the proxy in use comes from, in a sentence.
+    source: String,
+    errors: FieldErrors,
+}
+
+impl ProxyForm {
+    fn password_help(&self) -> &'static str {
+        if self.has_password {
+            "A password is stored: leave empty to keep it."
+        } else {
+            "Sent to the proxy with Proxy User (Basic authentication); stored encrypted."
+        }
+    }
+}
+
+/// The proxy as saved, or as the environment gives it.
+async fn proxy_form(state: &AppState) -> AppResult<ProxyForm> {
+    let env = &state.settings.proxy_env;
+    let env_note = match &env.https_proxy {
+        Some((name, url)) => match proxy::parse_env_url(url) {
+            Ok(_) => format!(" ({name} is set in the service's environment.)"),
+            Err(e) => format!(" ({name} is set but cannot be used: {e})"),
+        },
+        None => String::new(),
+    };
+    Ok(match store::proxy::load(&state.pool).await? {
+        Some(row) => match row.url {
+            Some(url) => ProxyForm {
+                url,
+                user: row.user_name.unwrap_or_default(),
+                no_proxy: row.no_proxy,
+                has_password: row.password_nonce.is_some(),
+                source: "Saved here: Microsoft 365 connections go through this proxy.".to_owned(),
+                errors: FieldErrors::default(),
+            },
+            None => ProxyForm {
+                source: format!("Cleared: Microsoft 365 is reached directly.{env_note}"),
+                ..ProxyForm::default()
+            },
+        },
+        None => match (&env.https_proxy, env.proxy()) {
+            (Some((name, _)), Some(from_env)) => ProxyForm {
+                url: from_env.server.to_string(),
+                user: from_env
+                    .credentials
+                    .as_ref()
+                    .map(|c| c.user.clone())
+                    .unwrap_or_default(),
+                no_proxy: env.no_proxy.clone().unwrap_or_default(),
+                has_password: false,
+                source: format!(
+                    "From {name} (the service's environment), with {}: saving here replaces \
+                     it.",
+                    if env.no_proxy.is_some() {
+                        "NO_PROXY"
+                    } else {
+                        "no NO_PROXY"
+                    }
+                ),
+                errors: FieldErrors::default(),
+            },
+            _ => ProxyForm {
+                source: format!("None: Microsoft 365 is reached directly.{env_note}"),
+                ..ProxyForm::default()
+            },
+        },
+    })
 }
 
 async fn settings(
@@ -437,6 +519,7 @@ async fn settings(
         &SettingsPage {
             shell: Shell::new(&state, &user, messages, "Settings", SETTINGS).await?,
             nodes: switches(rows, &state.settings.node_name, |r| r.dns_configured),
+            proxy: proxy_form(&state).await?,
         },
     )
 }
@@ -447,10 +530,159 @@ async fn save_settings(
     messages: Messages,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> AppResult<Response> {
+    // The page has two forms: the nodes' DNS switches, and the proxy.
+    if field_values(&pairs, "section").first() == Some(&"proxy") {
+        return save_proxy(state, user, messages, &pairs).await;
+    }
     if save_switch(&state, &user, NodeSwitch::DnsConfigured, &pairs).await? == 0 {
         messages.info("No changes.");
     } else {
         messages.success("Update successful");
     }
     Ok(Redirect::to(SETTINGS).into_response())
+}
+
+/// The Outbound Proxy's fields, validated: the input to store, or the
+/// form with its messages beside the fields. An empty URL clears the proxy.
+fn validate_proxy(pairs: &[(String, String)]) -> Result<Option<ProxyInput>, Box<ProxyForm>> {
+    let ProxyForm {
+        url,
+        user,
+        no_proxy,
+        ..
+    } = typed(pairs);
+    // Not trimmed: a password may begin or end with a space.
+    let password = field_values(pairs, "proxy_password")
+        .first()
+        .map(|p| (*p).to_owned())
+        .unwrap_or_default();
+    let mut errors = FieldErrors::default();
+    if url.is_empty() && user.is_empty() && password.is_empty() && no_proxy.is_empty() {
+        return Ok(None);
+    }
+    let server = match proxy::parse_url(&url) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            errors.set("proxy_url", e);
+            None
+        }
+    };
+    if user.contains(':') {
+        // Basic authentication joins user and password with a colon.
+        errors.set("proxy_user", "A proxy user name cannot contain a colon.");
+    } else if user.chars().any(char::is_control) || user.len() > 256 {
+        errors.set(
+            "proxy_user",
+            "Enter the proxy user name in at most 256 printable characters.",
+        );
+    }
+    if password.chars().any(char::is_control) || password.len() > 256 {
+        errors.set(
+            "proxy_password",
+            "Enter the proxy password in at most 256 printable characters.",
+        );
+    }
+    if let Err(e) = NoProxy::parse(&no_proxy) {
+        errors.set("no_proxy", e);
+    } else if no_proxy.len() > 4096 {
+        errors.set("no_proxy", "No Proxy For is at most 4096 characters long.");
+    }
+    match server {
+        Some(server) if !errors.any() => Ok(Some(ProxyInput {
+            server,
+            user: Some(user).filter(|u| !u.is_empty()),
+            password: Some(password)
+                .filter(|p| !p.is_empty())
+                .map(secrecy::SecretString::from),
+            no_proxy,
+        })),
+        _ => Err(Box::new(ProxyForm {
+            errors,
+            ..typed(pairs)
+        })),
+    }
+}
+
+/// The proxy's fields as typed (trimmed), the password left out.
+fn typed(pairs: &[(String, String)]) -> ProxyForm {
+    let value = |name| {
+        field_values(pairs, name)
+            .first()
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    ProxyForm {
+        url: value("proxy_url"),
+        user: value("proxy_user"),
+        no_proxy: value("no_proxy"),
+        ..ProxyForm::default()
+    }
+}
+
+async fn save_proxy(
+    state: AppState,
+    user: super::session::CurrentUser,
+    messages: Messages,
+    pairs: &[(String, String)],
+) -> AppResult<Response> {
+    let actor = user.row.user_id.clone();
+    let clear = field_values(pairs, "action").first() == Some(&"clear");
+    let validated = if clear {
+        Ok(None)
+    } else {
+        validate_proxy(pairs)
+    };
+    let outcome = match validated {
+        Ok(None) => store::proxy::clear(&state.pool, &actor, state.now())
+            .await
+            .map(|changed| {
+                (
+                    changed,
+                    "Outbound Proxy cleared: Microsoft 365 is reached directly.",
+                )
+            }),
+        Ok(Some(input)) => {
+            store::proxy::save(&state.pool, &state.cipher, &input, &actor, state.now())
+                .await
+                .map(|changed| (changed, "Update successful: Outbound Proxy saved."))
+        }
+        Err(form) => return proxy_refused(&state, &user, messages, *form).await,
+    };
+    match outcome {
+        Ok((false, _)) => {
+            messages.info("No changes.");
+        }
+        Ok((true, message)) => {
+            messages.success(message);
+        }
+        Err(AppError::Refused(refusal)) => {
+            // Show what was typed, not what is stored.
+            let mut form = typed(pairs);
+            super::refusals::place(&mut form.errors, &refusal);
+            return proxy_refused(&state, &user, messages, form).await;
+        }
+        Err(other) => return Err(other),
+    }
+    Ok(Redirect::to(SETTINGS).into_response())
+}
+
+/// The page again, with the proxy's fields as typed and their messages.
+async fn proxy_refused(
+    state: &AppState,
+    user: &super::session::CurrentUser,
+    messages: Messages,
+    mut form: ProxyForm,
+) -> AppResult<Response> {
+    let current = proxy_form(state).await?;
+    form.has_password = current.has_password;
+    form.source = current.source;
+    let rows = store::engine::nodes(&state.pool).await?;
+    render(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &SettingsPage {
+            shell: Shell::new(state, user, messages, "Settings", SETTINGS).await?,
+            nodes: switches(rows, &state.settings.node_name, |r| r.dns_configured),
+            proxy: form,
+        },
+    )
 }

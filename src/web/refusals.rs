@@ -2,7 +2,9 @@
 //! each refusal belongs beside (`FORM` for the page's top), in the words of
 //! the rule it broke.
 
-use crate::domain::refusal::{GatewayRefusal, LocaleRefusal, Refusal, TokenRefusal, UserRefusal};
+use crate::domain::refusal::{
+    GatewayRefusal, LocaleRefusal, ProxyRefusal, Refusal, TokenRefusal, UserRefusal,
+};
 
 use super::forms::{FORM, FieldErrors};
 
@@ -35,6 +37,10 @@ pub fn field(refusal: &Refusal) -> &'static str {
         Refusal::Token(r) => match r {
             TokenRefusal::NameTaken => "name",
             TokenRefusal::AlreadyRevoked { .. } => FORM,
+        },
+        Refusal::Proxy(r) => match r {
+            ProxyRefusal::PasswordMissing => "proxy_password",
+            ProxyRefusal::UserMissing => "proxy_user",
         },
     }
 }

@@ -132,6 +132,7 @@ fn scope(state: &AppState) -> Scope<'_> {
         cipher: &state.cipher,
         node: &state.settings.node_name,
         now: state.now(),
+        proxy_env: &state.settings.proxy_env,
     }
 }
 

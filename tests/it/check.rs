@@ -414,6 +414,7 @@ async fn check(server: &TestServer, run: Run) -> Report {
         auth: AuthMode::Basic,
         timeout: run.timeout,
         now: now(),
+        proxy: None,
     };
     troubleshoot::run(&target).await
 }
@@ -784,6 +785,7 @@ async fn check_connect(
         auth: AuthMode::Auto,
         timeout: Duration::from_secs(3),
         now: now(),
+        proxy: None,
     };
     troubleshoot::run(&target).await
 }
@@ -1062,6 +1064,7 @@ async fn network_failures_are_network_errors_within_the_timeout() {
         auth: AuthMode::Auto,
         timeout: Duration::from_secs(2),
         now: now(),
+        proxy: None,
     };
     let report = troubleshoot::run(&target).await;
     expect(
@@ -1237,6 +1240,7 @@ async fn a_server_offering_only_tls_1_0_or_1_1_is_reported_as_such() {
         auth: AuthMode::Auto,
         timeout: Duration::from_secs(3),
         now: now(),
+        proxy: None,
     };
     let report = troubleshoot::run(&target).await;
     let _ = server.kill().await;

@@ -12,6 +12,8 @@ use tempfile::TempDir;
 mod graph;
 /// The engine's Microsoft 365 reader against it.
 mod graph_engine;
+/// The Outbound Proxy between the troubleshooter and the Microsoft 365 face.
+mod proxy;
 
 pub(crate) const ACCOUNT: &str = "svc@example.com";
 pub(crate) const PASSWORD: &str = "s3cret pass:word";

@@ -42,6 +42,7 @@ fn endpoint(sim: &SimProcess, secret: &str, clock: SharedClock) -> GraphEndpoint
         CLIENT.to_owned(),
         SecretString::from(secret.to_owned()),
         trust(sim),
+        None,
         Duration::from_secs(5),
         clock,
     )

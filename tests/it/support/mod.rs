@@ -89,6 +89,7 @@ pub fn test_settings(dir: &Path, admin_password: Option<&str>) -> Settings {
         tls_cert: None,
         tls_key: None,
         admin_password: admin_password.map(|p| SecretString::from(p.to_owned())),
+        proxy_env: Default::default(),
     }
 }
 
