@@ -109,6 +109,7 @@ impl AppState {
             wake: self.engine_wake.clone(),
             cipher: self.cipher.clone(),
             listener_limits: self.listener_limits,
+            proxy_env: self.settings.proxy_env.clone(),
         }
     }
 }

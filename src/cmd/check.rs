@@ -195,6 +195,9 @@ pub fn graph_target(
         trust: read_trust(args)?,
         timeout: Duration::from_secs(args.timeout),
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        // From the shell, the environment's HTTPS_PROXY and NO_PROXY, as
+        // curl and the service's default use them.
+        proxy: crate::domain::proxy::ProxyEnv::from_env().proxy(),
     })
 }
 

@@ -91,6 +91,9 @@ pub struct Context {
     pub cipher: Cipher,
     /// The notification listener's connection bounds.
     pub listener_limits: crate::net::Limits,
+    /// `HTTPS_PROXY` / `NO_PROXY` as the service started with them: the
+    /// Outbound Proxy's default for Microsoft 365 (GR-3).
+    pub proxy_env: crate::domain::proxy::ProxyEnv,
 }
 
 impl Context {
@@ -348,6 +351,19 @@ impl Supervisor {
             .map(|der| rustls::pki_types::CertificateDer::from(der.clone()))
             .collect();
         let timeout = Duration::from_secs(u64::from(params.exchange_timeout_seconds));
+        // Only Microsoft 365 traffic goes through the Outbound Proxy; read
+        // at start, as the rest of the configuration is.
+        let proxy = if snapshot
+            .gateways
+            .iter()
+            .any(|g| g.kind == GatewayKind::Graph.as_str())
+        {
+            crate::store::proxy::effective(&self.ctx.pool, &self.ctx.cipher, &self.ctx.proxy_env)
+                .await
+                .map_err(|e| format!("cannot read the Outbound Proxy: {e}"))?
+        } else {
+            None
+        };
         let mut endpoints = Vec::new();
         for gateway in &snapshot.gateways {
             if gateway.kind == GatewayKind::Graph.as_str() {
@@ -356,6 +372,7 @@ impl Supervisor {
                     gateway,
                     trust.clone(),
                     timeout,
+                    proxy.clone(),
                 )?)));
                 continue;
             }
@@ -416,6 +433,7 @@ impl Supervisor {
         gateway: &crate::store::engine::SnapshotGateway,
         trust: Vec<rustls::pki_types::CertificateDer<'static>>,
         timeout: Duration,
+        proxy: Option<crate::domain::proxy::Proxy>,
     ) -> Result<graph::GraphEndpoint, String> {
         let unreadable =
             |what: &str| format!("Microsoft 365 gateway {}: {what}", gateway.description);
@@ -443,6 +461,7 @@ impl Supervisor {
             stored.account_name.clone(),
             secrecy::SecretString::from(secret),
             trust,
+            proxy,
             timeout,
             self.ctx.clock.clone(),
         ))

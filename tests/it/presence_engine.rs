@@ -18,7 +18,7 @@ const SPREAD: u32 = 50;
 const GRAPH_DOMAIN: &str = "contoso.onmicrosoft.com";
 const GRAPH_CLIENT: &str = "3b9d1f6a-7c2e-4a58-b1d4-6e0f9a2c8b57";
 /// exchange-sim's Microsoft 365 face as [`Rig::add_graph_gateway`] expects.
-const GRAPH_ARGS: &[&str] = &[
+pub(crate) const GRAPH_ARGS: &[&str] = &[
     "--graph-secret-env",
     PASSWORD_ENV,
     "--graph-domain",

@@ -425,3 +425,41 @@ async fn proxy_settings_page_saves_validates_and_is_used_by_the_console() {
     assert!(!panel.contains("through the outbound proxy"), "{panel}");
     assert_eq!(proxy.tunnels(), before);
 }
+
+/// GR-3 in the engine: with an Outbound Proxy saved, the engine's token
+/// requests and getSchedule reads to Microsoft 365 go through its tunnels.
+#[tokio::test]
+async fn proxy_carries_the_engines_microsoft_365_reads() {
+    use crate::presence_engine::{GRAPH_ARGS, Rig};
+    let proxy = TestProxy::start(None).await;
+    let rig = Rig::new(GRAPH_ARGS).await;
+    rig.add_graph_gateway("Online").await;
+    rig.add_user("alice", "alice@example.com").await;
+    rig.script_empty("alice@example.com").await;
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let response = rig
+        .app
+        .post_form(
+            "/system/settings",
+            &[
+                ("section", "proxy"),
+                ("action", "save"),
+                ("proxy_url", &proxy_url),
+                ("proxy_user", ""),
+                ("proxy_password", ""),
+                ("no_proxy", ""),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(proxy.tunnels(), 0);
+    let _engine = rig.start_engine().await;
+    rig.wait_first_read().await;
+    rig.advance_to(rig.app.state.now() + 60);
+    let seen = rig.wait_presence_moving("alice", "available", 10).await;
+    assert_eq!(seen["gateway"], "Online");
+    assert!(
+        proxy.tunnels() >= 1,
+        "the engine's requests went around the proxy"
+    );
+}
