@@ -300,6 +300,13 @@ struct Cli {
     #[arg(long, value_name = "VAR")]
     graph_secret_env: Option<String>,
 
+    /// Microsoft 365: grant subscriptions at most N minutes, however long
+    /// they ask (Graph may grant less than asked); default: what they ask,
+    /// within Graph's 4230-minute limit.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(i64).range(1..=4230))]
+    graph_subscription_minutes: Option<i64>,
+
     /// Microsoft 365: the access tokens' lifetime (expires_in).
     #[arg(long, value_name = "N", default_value_t = 3599,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -552,6 +559,7 @@ async fn run(cli: Cli, credentials: Option<Credentials>) -> Result<()> {
                 .as_deref()
                 .and_then(|var| std::env::var(var).ok()),
             token_lifetime: Duration::from_secs(cli.graph_token_lifetime_secs),
+            subscription_minutes: cli.graph_subscription_minutes,
             forbidden: cli
                 .graph_forbidden
                 .iter()

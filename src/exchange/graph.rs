@@ -669,10 +669,12 @@ pub fn max_expiry(now: i64) -> i64 {
 
 /// When to renew a subscription made (or last renewed) at `issued` that
 /// expires at `expiry`: once less than a third of its lifetime, or less
-/// than an hour, remains, whichever comes first; never before `issued`.
+/// than an hour, remains, whichever comes first; but never in the first
+/// half of its life, so that a subscription Graph granted for less than
+/// asked (an hour, say) is not renewed over and over.
 pub fn renew_at(issued: i64, expiry: i64) -> i64 {
     let lifetime = expiry.saturating_sub(issued).max(0);
-    let margin = (lifetime / 3).max(3600);
+    let margin = (lifetime / 3).max(3600).min(lifetime / 2);
     expiry.saturating_sub(margin).max(issued)
 }
 
@@ -1410,9 +1412,12 @@ mod tests {
         // A third of ~70 h before expiry.
         let renew = renew_at(now, expiry);
         assert_eq!(expiry - renew, (expiry - now) / 3);
-        // A short subscription: an hour before, never before it was made.
+        // A short subscription: an hour before, but not in the first half
+        // of its life; never before it was made.
         assert_eq!(renew_at(now, now + 2 * 3600), now + 3600);
-        assert_eq!(renew_at(now, now + 1800), now);
+        assert_eq!(renew_at(now, now + 3 * 3600), now + 2 * 3600);
+        assert_eq!(renew_at(now, now + 1800), now + 900);
+        assert_eq!(renew_at(now, now + 1200), now + 600);
         assert_eq!(renew_at(now, now - 10), now);
     }
 

@@ -1222,14 +1222,16 @@ impl Rig {
     }
 }
 
-#[tokio::test]
-async fn microsoft_365_notifications_read_a_changed_calendar_at_once() {
-    // Graph posts to the Notification URL; the sim plays the reverse proxy
-    // that forwards it to this node's notification port.
+/// A Rig whose sim plays Microsoft 365 with notifications delivered to
+/// this node's listener (the sim plays the reverse proxy in front of it),
+/// a Microsoft 365 gateway, alice with calendar presence on, and the engine
+/// running with a Notification URL. Returns alice's row id too.
+async fn graph_push_rig(extra: &[&str]) -> (Rig, Engine, i64) {
     let port = crate::engine::free_port();
     let deliver = format!("http://127.0.0.1:{port}");
     let mut args = GRAPH_ARGS.to_vec();
     args.extend(["--graph-deliver-to", &deliver]);
+    args.extend_from_slice(extra);
     let rig = Rig::new(&args).await;
     rig.add_graph_gateway("Online").await;
     let alice = rig.add_user("alice", "alice@example.com").await;
@@ -1243,10 +1245,16 @@ async fn microsoft_365_notifications_read_a_changed_calendar_at_once() {
         "https://presence.example.com/pg",
     )
     .await;
-    let _engine = Engine(presence_gateway::engine::spawn(
+    let engine = Engine(presence_gateway::engine::spawn(
         rig.app.state.engine_context(),
     ));
     crate::engine::wait_state(pool, "test-node", "running").await;
+    (rig, engine, alice)
+}
+
+#[tokio::test]
+async fn microsoft_365_notifications_read_a_changed_calendar_at_once() {
+    let (rig, _engine, alice) = graph_push_rig(&[]).await;
 
     // After the first read, a subscription on alice's events: Graph's
     // validation handshake was answered by the listener.
@@ -1367,4 +1375,56 @@ async fn a_microsoft_365_sign_in_failure_shows_in_the_gateways_health() {
         .as_u64()
         .unwrap_or(0);
     assert!(tokens <= 6, "{tokens} sign-in attempts");
+}
+
+#[tokio::test]
+async fn a_microsoft_365_subscription_is_renewed_before_it_expires() {
+    // Graph grants 20 minutes here, whatever is asked: renewed in the
+    // second half of that, by calendar time.
+    let (rig, _engine, _) = graph_push_rig(&["--graph-subscription-minutes", "20"]).await;
+    rig.wait_graph("subscriptions_active", 1).await;
+    let made = rig.app.state.now();
+    rig.advance_to(made + 9 * 60);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        graph_count(&rig.sim_stats().await, "subscriptions_renewed"),
+        0,
+        "renewed in the first half of its life"
+    );
+    rig.advance_to(made + 11 * 60);
+    let stats = rig.wait_graph("subscriptions_renewed", 1).await;
+    assert_eq!(
+        graph_count(&stats, "subscriptions_active"),
+        1,
+        "{}",
+        stats["graph"]
+    );
+    assert_eq!(
+        graph_count(&stats, "subscriptions_created"),
+        1,
+        "{}",
+        stats["graph"]
+    );
+}
+
+#[tokio::test]
+async fn stopping_the_engine_deletes_its_microsoft_365_subscriptions() {
+    let (rig, _engine, _) = graph_push_rig(&[]).await;
+    rig.wait_graph("subscriptions_active", 1).await;
+    let response = rig
+        .app
+        .post_form(
+            "/serviceability/control-center",
+            &[("node", "test-node"), ("action", "stop")],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    crate::engine::wait_state(&rig.app.state.pool, "test-node", "stopped").await;
+    let stats = rig.wait_graph("subscriptions_deleted", 1).await;
+    assert_eq!(
+        graph_count(&stats, "subscriptions_active"),
+        0,
+        "{}",
+        stats["graph"]
+    );
 }

@@ -35,6 +35,8 @@ pub struct Config {
     /// fails as a wrong secret would.
     pub secret: Option<String>,
     pub token_lifetime: Duration,
+    /// --graph-subscription-minutes: the longest subscription granted.
+    pub subscription_minutes: Option<i64>,
     /// Lower-cased mailboxes the application may not read (RBAC for
     /// Applications scope).
     pub forbidden: Vec<String>,

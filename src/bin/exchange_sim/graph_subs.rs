@@ -192,6 +192,15 @@ fn subscription_not_found() -> Response<Full<Bytes>> {
     )
 }
 
+/// The expiry granted for one asked: shortened to --graph-subscription-
+/// minutes from now when that is sooner.
+fn granted(graph: &Graph, asked: i64) -> i64 {
+    match graph.config.subscription_minutes {
+        Some(minutes) => asked.min(now() + minutes * 60),
+        None => asked,
+    }
+}
+
 /// An expirationDateTime within Graph's limit for events, as Unix seconds.
 pub fn expiry(value: Option<&Value>, now: i64) -> Result<i64, String> {
     let text = value
@@ -259,7 +268,7 @@ async fn create(sim: &Sim, body: &[u8]) -> Response<Full<Bytes>> {
         );
     }
     let expires = match expiry(value.get("expirationDateTime"), now()) {
-        Ok(at) => at,
+        Ok(at) => granted(&graph, at),
         Err(why) => return graph_error(StatusCode::BAD_REQUEST, "ExtensionError", &why),
     };
     let client_state = text("clientState").unwrap_or_default();
@@ -325,7 +334,7 @@ fn renew(graph: &Graph, id: &str, body: &[u8]) -> Response<Full<Bytes>> {
         );
     };
     let expires = match expiry(value.get("expirationDateTime"), now()) {
-        Ok(at) => at,
+        Ok(at) => granted(graph, at),
         Err(why) => return graph_error(StatusCode::BAD_REQUEST, "ExtensionError", &why),
     };
     let mut map = graph.subs.lock();
