@@ -107,21 +107,15 @@ pub async fn save(
     if !changed {
         return Ok(false);
     }
-    write(&mut tx, &after, now).await?;
-    super::audit::record(
-        &mut tx,
-        super::audit::Entry {
-            actor,
-            action: "update outbound proxy",
-            target: "Outbound Proxy",
-            before: audited(before.as_ref()),
-            after: audited(Some(&after)),
-        },
+    write_audited(
+        tx,
+        actor,
+        "update outbound proxy",
+        before.as_ref(),
+        &after,
         now,
     )
-    .await?;
-    tx.commit().await?;
-    Ok(true)
+    .await
 }
 
 /// Clears the proxy: none is used, even when HTTPS_PROXY is set. Returns
@@ -139,15 +133,35 @@ pub async fn clear(pool: &SqlitePool, actor: &str, now: i64) -> AppResult<bool> 
         password_ciphertext: None,
         no_proxy: String::new(),
     };
-    write(&mut tx, &after, now).await?;
+    write_audited(
+        tx,
+        actor,
+        "clear outbound proxy",
+        before.as_ref(),
+        &after,
+        now,
+    )
+    .await
+}
+
+/// Writes `after` with its audit entry (the password redacted) and commits.
+async fn write_audited(
+    mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    actor: &str,
+    action: &str,
+    before: Option<&ProxyRow>,
+    after: &ProxyRow,
+    now: i64,
+) -> AppResult<bool> {
+    write(&mut tx, after, now).await?;
     super::audit::record(
         &mut tx,
         super::audit::Entry {
             actor,
-            action: "clear outbound proxy",
+            action,
             target: "Outbound Proxy",
-            before: audited(before.as_ref()),
-            after: audited(Some(&after)),
+            before: audited(before),
+            after: audited(Some(after)),
         },
         now,
     )

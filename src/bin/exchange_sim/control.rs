@@ -10,14 +10,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::Sim;
-use crate::service::read_body;
+use crate::service::{read_body, respond};
 
 /// GetUserAvailability requests remembered for /sim/stats, newest last.
 const AVAILABILITY_KEPT: usize = 1000;
@@ -345,20 +345,11 @@ fn stats(sim: &Sim) -> Response<Full<Bytes>> {
 }
 
 pub fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    answer(status, "text/plain; charset=utf-8", format!("{message}\n"))
+    respond(status, "text/plain; charset=utf-8", format!("{message}\n"))
 }
 
 pub fn json_answer(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
-    answer(status, "application/json", value.to_string())
-}
-
-fn answer(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+    respond(status, "application/json", value.to_string())
 }
 
 #[cfg(test)]

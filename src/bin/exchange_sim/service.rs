@@ -434,7 +434,12 @@ fn page(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
     respond(status, HTML, html)
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+/// An answer with a body of `content_type` (every face of the sim).
+pub fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
