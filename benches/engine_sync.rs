@@ -19,94 +19,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use presence_gateway::clock::{Clock, ManualClock};
-use presence_gateway::config::Settings;
 use presence_gateway::domain::gateway::{
     AccountName, Description, GatewayKind, Mailbox, Port, ServerLocation,
 };
 use presence_gateway::store;
-use secrecy::SecretString;
-use sqlx::SqlitePool;
 
 const USERS: usize = 45_000;
 const CHANGING: usize = 22_500;
 const LATENCY_MS: &str = "20";
 const SPREAD: u32 = 50;
 
+#[path = "support/service.rs"]
+mod service;
 #[path = "support/sim.rs"]
 mod sim;
 
+use service::{cpu_seconds, rss_mb, scalar, set_param, until};
 use sim::Error;
-
-fn free_port() -> Result<u16, Error> {
-    for _ in 0..50 {
-        let tcp = std::net::TcpListener::bind(("0.0.0.0", 0))?;
-        let port = tcp.local_addr()?.port();
-        if std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err("no free port".into())
-}
-
-/// Resident memory of this process, MB.
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<f64>().ok())
-            })
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// CPU time (user + system) this process has used, seconds.
-fn cpu_seconds() -> f64 {
-    // /proc/self/stat fields 14 and 15: utime and stime in clock ticks.
-    let ticks = 100.0;
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(") ")?.1.to_owned();
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / ticks)
-        })
-        .unwrap_or(0.0)
-}
-
-async fn set_param(pool: &SqlitePool, name: &str, value: &str) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO service_parameters (node, name, value, updated_at, updated_by)
-         VALUES ('bench', ?1, ?2, 0, 'bench')
-         ON CONFLICT (node, name) DO UPDATE SET value = excluded.value",
-    )
-    .bind(name)
-    .bind(value)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-async fn scalar(pool: &SqlitePool, sql: &str) -> Result<i64, Error> {
-    Ok(sqlx::query_scalar(sql).fetch_one(pool).await?)
-}
-
-/// Polls `sql` until it reaches `target` or `limit` passes; returns the
-/// time taken, or None.
-async fn until(pool: &SqlitePool, sql: &str, target: i64, limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if scalar(pool, sql).await.ok()? >= target {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
-}
 
 fn stamp(unix: i64) -> String {
     presence_gateway::clock::rfc3339(unix).unwrap_or_default()
@@ -124,32 +53,8 @@ async fn main() -> Result<(), Error> {
             &USERS.to_string(),
         ],
     )?;
-    let client = {
-        let pem = std::fs::read(dir.path().join("ca.pem"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for der in rustls_pemfile::certs(&mut pem.as_slice()) {
-            roots.add(der?)?;
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .timeout(Duration::from_secs(120))
-            .build()?
-    };
-    let settings = Settings {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".parse()?,
-        node_name: "bench".to_owned(),
-        tls_cert: None,
-        tls_key: None,
-        admin_password: Some(SecretString::from("bench-console-password".to_owned())),
-        proxy_env: Default::default(),
-    };
+    let client = service::sim_client(&dir.path().join("ca.pem"))?;
+    let settings = service::settings(dir.path())?;
     // Calendar time starts on a minute boundary, so with no spread a read
     // is published the moment it is made.
     let start = time::OffsetDateTime::now_utc()
@@ -163,12 +68,7 @@ async fn main() -> Result<(), Error> {
         .await?
         .state;
     let pool = state.pool.clone();
-    let pem = std::fs::read(dir.path().join("ca.pem"))?;
-    for der in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let der = der?;
-        let info = presence_gateway::tls::certinfo::parse(&der)?;
-        store::trust::insert(&pool, &der, &info, "bench", state.now()).await?;
-    }
+    service::trust(&state, &dir.path().join("ca.pem")).await?;
     let input = store::gateways::GatewayInput {
         kind: GatewayKind::Ews,
         description: Description::parse("Sim")?,
@@ -180,22 +80,8 @@ async fn main() -> Result<(), Error> {
         graph: None,
     };
     store::gateways::create(&pool, &input, "bench", state.now()).await?;
-    {
-        let mut tx = pool.begin().await?;
-        for i in 0..USERS {
-            sqlx::query(
-                "INSERT INTO users (user_id, role, password_hash, calendar_enabled, mailbox,
-                                    node, created_at, updated_at)
-                 VALUES (?1, 'end_user', 'x', 1, ?2, 'bench', 0, 0)",
-            )
-            .bind(format!("user{i:05}"))
-            .bind(format!("user{i:05}@example.com"))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-    }
-    let port = free_port()?;
+    service::add_users(&pool, USERS).await?;
+    let port = service::free_port()?;
     set_param(&pool, "notification_port", &port.to_string()).await?;
     set_param(&pool, "notification_host", "127.0.0.1").await?;
     set_param(&pool, "calendar_spread", "0").await?;
@@ -207,7 +93,7 @@ async fn main() -> Result<(), Error> {
     let _engine = presence_gateway::engine::spawn(state.engine_context());
     let known = until(
         &pool,
-        "SELECT COUNT(*) FROM calendar_presence WHERE presence <> 'unknown'",
+        service::KNOWN_SQL,
         USERS as i64,
         Duration::from_secs(300),
     )
@@ -370,12 +256,7 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn sim_reads(client: &reqwest::Client, port: u16) -> Result<i64, Error> {
-    let stats: serde_json::Value = client
-        .get(format!("https://127.0.0.1:{port}/sim/stats"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let stats = service::sim_stats(client, port).await?;
     Ok(stats["operations"]["GetUserAvailability"]
         .as_i64()
         .unwrap_or(0))
@@ -383,12 +264,7 @@ async fn sim_reads(client: &reqwest::Client, port: u16) -> Result<i64, Error> {
 
 /// Notifications the sim has delivered, over all subscriptions.
 async fn sim_delivered(client: &reqwest::Client, port: u16) -> Result<i64, Error> {
-    let stats: serde_json::Value = client
-        .get(format!("https://127.0.0.1:{port}/sim/stats"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let stats = service::sim_stats(client, port).await?;
     Ok(stats["subscriptions"].as_array().map_or(0, |subs| {
         subs.iter().filter_map(|s| s["delivered"].as_i64()).sum()
     }))
