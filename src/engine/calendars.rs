@@ -170,6 +170,7 @@ impl Watched {
 /// Where a gateway's requests go: an Exchange server over EWS, or
 /// Microsoft 365 over Graph (GR-5: same scheduler, mapping, publication
 /// and limits; only the requests differ).
+#[derive(Clone)]
 pub enum Source {
     Ews(Arc<Endpoint>),
     Graph(Arc<GraphEndpoint>),
@@ -926,10 +927,7 @@ impl Calendars {
                 gateway.started(at);
                 gateway.count_request(now);
                 count(&mut self.minutes, now, |m| m.requests += 1);
-                let source = match &gateway.endpoint {
-                    Source::Ews(e) => Source::Ews(e.clone()),
-                    Source::Graph(e) => Source::Graph(e.clone()),
-                };
+                let source = gateway.endpoint.clone();
                 let ready = self.ready.clone();
                 let keep = self.limits.threads;
                 self.tasks.spawn(async move {

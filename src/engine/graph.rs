@@ -356,67 +356,62 @@ pub async fn read(
                 };
             }
         };
-        let url = match graph::schedule_url(&endpoint.cloud, &path_mailbox) {
-            Ok(url) => url,
-            Err(e) => {
-                endpoint.done(&path_mailbox, None);
-                return Answer::Failed(e.to_string());
+        let sent = match graph::schedule_url(&endpoint.cloud, &path_mailbox) {
+            Ok(url) => {
+                let headers = vec![("Prefer", graph::PREFER_UTC.to_owned())];
+                let request = tgraph::post("application/json", body.clone(), headers);
+                endpoint.send(&url, request, Some(&token), now).await
             }
+            Err(e) => Err(e.to_string()),
         };
-        let headers = vec![("Prefer", graph::PREFER_UTC.to_owned())];
-        let request = tgraph::post("application/json", body.clone(), headers);
-        let sent = endpoint.send(&url, request, Some(&token), now).await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(e) => {
-                endpoint.done(&path_mailbox, None);
-                return Answer::Failed(format!("getSchedule: {e}"));
-            }
-        };
-        let answer_body = response.body.clone().unwrap_or_default();
-        match response.status {
-            StatusCode::OK => {
-                endpoint.done(&path_mailbox, None);
-                return match graph::parse_schedule(&answer_body) {
-                    Ok(schedules) => Answer::Read(in_order(mailboxes, schedules)),
-                    Err(e) => Answer::Failed(format!("getSchedule: {e}")),
-                };
-            }
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-                let retry_after = response
-                    .headers
+        // The path's budget is given back once, whatever came of it; a
+        // 429 or 503 stops that path for its Retry-After.
+        let throttled = sent.as_ref().ok().and_then(|r| {
+            matches!(
+                r.status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            )
+            .then(|| {
+                r.headers
                     .get(hyper::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(graph::retry_after);
-                endpoint.done(&path_mailbox, Some(retry_after));
-                tracing::debug!(mailbox = path_mailbox, ?retry_after, status = %response.status, "getSchedule throttled");
+                    .and_then(graph::retry_after)
+            })
+        });
+        endpoint.done(&path_mailbox, throttled);
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => return Answer::Failed(format!("getSchedule: {e}")),
+        };
+        let status = response.status;
+        let answer_body = response.body.unwrap_or_default();
+        return match status {
+            StatusCode::OK => match graph::parse_schedule(&answer_body) {
+                Ok(schedules) => Answer::Read(in_order(mailboxes, schedules)),
+                Err(e) => Answer::Failed(format!("getSchedule: {e}")),
+            },
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::debug!(mailbox = path_mailbox, ?throttled, %status, "getSchedule throttled");
                 continue;
             }
             StatusCode::UNAUTHORIZED => {
-                endpoint.done(&path_mailbox, None);
                 endpoint.tokens.forget().await;
-                return Answer::Failed(format!(
+                Answer::Failed(format!(
                     "getSchedule: 401, the token was refused{}",
                     service_text(&answer_body)
-                ));
+                ))
             }
-            StatusCode::FORBIDDEN => {
-                endpoint.done(&path_mailbox, None);
-                return Answer::Failed(format!(
-                    "getSchedule: 403{}: grant the Calendars.Read application permission with \
-                     admin consent, and include {path_mailbox} in the application's RBAC for \
-                     Applications scope",
-                    service_text(&answer_body)
-                ));
-            }
-            status => {
-                endpoint.done(&path_mailbox, None);
-                return Answer::Failed(format!(
-                    "getSchedule: HTTP {status}{}",
-                    service_text(&answer_body)
-                ));
-            }
-        }
+            StatusCode::FORBIDDEN => Answer::Failed(format!(
+                "getSchedule: 403{}: grant the Calendars.Read application permission with admin \
+                 consent, and include {path_mailbox} in the application's RBAC for Applications \
+                 scope",
+                service_text(&answer_body)
+            )),
+            status => Answer::Failed(format!(
+                "getSchedule: HTTP {status}{}",
+                service_text(&answer_body)
+            )),
+        };
     }
     Answer::Busy {
         back_off: Duration::from_secs(1),

@@ -235,14 +235,12 @@ pub async fn run(target: &GraphTarget) -> Report {
                     .map_err(|e| network(format!("{e}")))?;
                 auth(target, secret, &signin, &mut connection, &trust).await
             };
-            let outcome =
-                match tokio::time::timeout(clock.bound() + target.timeout * 3, outcome).await {
-                    Ok(Ok(outcome)) | Ok(Err(outcome)) => outcome,
-                    Err(_) => network(format!(
-                        "No answer within {} s.",
-                        (clock.bound() + target.timeout * 3).as_secs()
-                    )),
-                };
+            // The run's bound, plus the Graph host's own connection steps.
+            let limit = clock.bound() + target.timeout * 3;
+            let outcome = match tokio::time::timeout(limit, outcome).await {
+                Ok(Ok(outcome)) | Ok(Err(outcome)) => outcome,
+                Err(_) => network(format!("No answer within {} s.", limit.as_secs())),
+            };
             check("auth", started, outcome)
         }
     };

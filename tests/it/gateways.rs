@@ -34,7 +34,7 @@ fn ews_shared<'a>(description: &'a str, server: &'a str) -> Vec<(&'a str, &'a st
     )
 }
 
-fn with<'a>(
+pub(crate) fn with<'a>(
     mut form: Vec<(&'a str, &'a str)>,
     field: &'a str,
     value: &'a str,
@@ -48,7 +48,7 @@ fn with<'a>(
 }
 
 /// Adds a gateway and returns its id, from the redirect to its page.
-async fn add(app: &TestApp, form: &[(&str, &str)]) -> i64 {
+pub(crate) async fn add(app: &TestApp, form: &[(&str, &str)]) -> i64 {
     let response = app.post_form("/presence/gateways/new", form).await;
     let status = response.status().as_u16();
     let target = location(&response);

@@ -8,7 +8,8 @@ use presence_gateway::domain::gateway::GatewayKind;
 use presence_gateway::domain::user::UserId;
 use presence_gateway::store;
 
-use crate::support::{TestApp, admin_app, field_error, location};
+use crate::gateways::{add, with};
+use crate::support::{TestApp, admin_app, field_error};
 
 const SECRET: &str = "Qx8~graph-client-SECRET.value_1";
 const NEW_SECRET: &str = "Rotated~graph-SECRET.value_2";
@@ -42,36 +43,6 @@ fn ews(description: &str) -> Vec<(&str, &str)> {
         ("port", "443"),
         ("test_mailbox", "room.101@example.com"),
     ]
-}
-
-fn with<'a>(
-    mut form: Vec<(&'a str, &'a str)>,
-    field: &'a str,
-    value: &'a str,
-) -> Vec<(&'a str, &'a str)> {
-    for entry in form.iter_mut() {
-        if entry.0 == field {
-            entry.1 = value;
-        }
-    }
-    form
-}
-
-async fn add(app: &TestApp, form: &[(&str, &str)]) -> i64 {
-    let response = app.post_form("/presence/gateways/new", form).await;
-    let status = response.status().as_u16();
-    let target = location(&response);
-    assert_eq!(
-        status,
-        303,
-        "add: {}",
-        response.text().await.unwrap_or_default()
-    );
-    target
-        .rsplit('/')
-        .next()
-        .and_then(|id| id.parse().ok())
-        .expect("gateway id in the redirect")
 }
 
 async fn seed(app: &TestApp, prefix: &str, count: usize, calendar_on: bool) {

@@ -370,15 +370,9 @@ pub fn resolve(given: &str, deliver_to: Option<&url::Url>) -> Result<Target, Str
             ));
         }
     };
-    let host = via.host_str().ok_or(format!("{given:?} names no host"))?;
-    let port = via.port_or_known_default().unwrap_or(80);
-    let mut path_and_query = url.path().to_owned();
-    if let Some(query) = url.query() {
-        path_and_query.push('?');
-        path_and_query.push_str(query);
-    }
+    let (authority, path_and_query) = crate::push::split(given, via, &url)?;
     Ok(Target {
-        authority: format!("{host}:{port}"),
+        authority,
         path_and_query,
     })
 }

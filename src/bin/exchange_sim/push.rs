@@ -105,15 +105,9 @@ impl Target {
                 "{text:?}: exchange-sim delivers notifications over plain http only"
             ));
         }
-        let host = url.host_str().ok_or(format!("{text:?} names no host"))?;
-        let port = url.port_or_known_default().unwrap_or(80);
-        let mut path_and_query = url.path().to_owned();
-        if let Some(query) = url.query() {
-            path_and_query.push('?');
-            path_and_query.push_str(query);
-        }
+        let (authority, path_and_query) = split(text, &url, &url)?;
         Ok(Target {
-            authority: format!("{host}:{port}"),
+            authority,
             path_and_query,
             url: url.to_string(),
         })
@@ -588,6 +582,20 @@ fn subscription_status(body: &[u8]) -> Result<Answer, String> {
             Ok(_) => inside = false,
         }
     }
+}
+
+/// Where to POST for `url` when `via` names the server (itself, or the
+/// --graph-deliver-to base a reverse proxy would be): `host:port` and the
+/// path with its query.
+pub fn split(given: &str, via: &url::Url, url: &url::Url) -> Result<(String, String), String> {
+    let host = via.host_str().ok_or(format!("{given:?} names no host"))?;
+    let port = via.port_or_known_default().unwrap_or(80);
+    let mut path_and_query = url.path().to_owned();
+    if let Some(query) = url.query() {
+        path_and_query.push('?');
+        path_and_query.push_str(query);
+    }
+    Ok((format!("{host}:{port}"), path_and_query))
 }
 
 #[cfg(test)]
