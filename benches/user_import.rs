@@ -41,7 +41,7 @@ impl Timing {
 }
 
 async fn import(
-    pool: &sqlx::SqlitePool,
+    pool: &sqlx::AnyPool,
     bytes: &[u8],
     now: i64,
 ) -> Result<(Timing, store::bulk::Applied), Box<dyn std::error::Error>> {
@@ -80,6 +80,7 @@ async fn one_run() -> Result<(Timing, Timing), Box<dyn std::error::Error>> {
         tls_key: None,
         admin_password: Some(SecretString::from("bench-console-password".to_owned())),
         proxy_env: Default::default(),
+        database: presence_gateway::store::Location::Sqlite(presence_gateway::config::database_path(&dir.path())),
     };
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let state = presence_gateway::cmd::serve::prepare(settings, clock)

@@ -23,6 +23,13 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
 
+    /// The shared database of a cluster across hosts (CL-1):
+    /// postgres://user[:password]@host[:port]/database (PostgreSQL 14 or
+    /// later). Without it, the SQLite file in the data directory. Each node
+    /// still keeps its secrets key in its data directory.
+    #[arg(long, global = true, env = "PRESENCE_GATEWAY_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -51,6 +58,26 @@ pub enum Command {
     /// directory's database, with or without a running service.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Database maintenance (CL-2).
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy a single-host installation's SQLite database into an empty
+    /// PostgreSQL database, in one transaction, and print the rows copied
+    /// per table. Stop the service first. Exit status: 0 copied, 1 the
+    /// target already holds data or the copy failed (nothing written), 2
+    /// usage errors.
+    Copy {
+        /// The SQLite database: sqlite:PATH (data/presence-gateway.db).
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database: postgres://user[:password]@host[:port]/database.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

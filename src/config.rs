@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 
 use crate::cli::ServeArgs;
+use crate::store::Location;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -19,12 +20,15 @@ pub struct Settings {
     /// HTTPS_PROXY and NO_PROXY as the service started with them: the
     /// Outbound Proxy when none is saved (GR-3).
     pub proxy_env: crate::domain::proxy::ProxyEnv,
+    /// Where the store lives: the data directory's SQLite file, or the
+    /// PostgreSQL database given by `--database` (CL-1).
+    pub database: Location,
 }
 
 pub const ADMIN_PASSWORD_ENV: &str = "PRESENCE_GATEWAY_ADMIN_PASSWORD";
 
 impl Settings {
-    pub fn from_args(data_dir: PathBuf, args: &ServeArgs) -> Self {
+    pub fn from_args(data_dir: PathBuf, database: Location, args: &ServeArgs) -> Self {
         let admin_password = std::env::var(ADMIN_PASSWORD_ENV)
             .ok()
             .filter(|p| !p.is_empty())
@@ -37,6 +41,7 @@ impl Settings {
             tls_key: args.tls_key.clone(),
             admin_password,
             proxy_env: crate::domain::proxy::ProxyEnv::from_env(),
+            database,
         }
     }
 
@@ -48,6 +53,29 @@ impl Settings {
 
     pub fn database_path(&self) -> PathBuf {
         database_path(&self.data_dir)
+    }
+}
+
+/// The store `--database` names, or the data directory's SQLite file.
+pub fn database(data_dir: &Path, url: Option<&str>) -> Result<Location, String> {
+    match url.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(url) => Location::parse(url),
+        None => Ok(Location::Sqlite(database_path(data_dir))),
+    }
+}
+
+/// The store of an installation a service has started on at least once,
+/// for the shell's commands: a missing SQLite file is a usage error (a
+/// PostgreSQL database is checked by connecting).
+pub fn existing_store(data_dir: &Path, url: Option<&str>) -> Result<Location, String> {
+    match database(data_dir, url)? {
+        Location::Sqlite(_) if url.is_none_or(|u| u.trim().is_empty()) => {
+            existing_database(data_dir).map(Location::Sqlite)
+        }
+        Location::Sqlite(path) if !path.exists() => {
+            Err(format!("no database at {}", path.display()))
+        }
+        location => Ok(location),
     }
 }
 

@@ -26,6 +26,9 @@ pub enum AppError {
     Session(#[from] tower_sessions::session::Error),
     #[error("{0}")]
     Config(String),
+    /// The database cannot be reached or refused this service (CL-1).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]

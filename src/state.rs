@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
@@ -71,7 +71,7 @@ impl Default for StreamPermits {
 
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: SqlitePool,
+    pub pool: AnyPool,
     pub settings: Arc<Settings>,
     pub clock: SharedClock,
     /// Seals and opens the Exchange passwords (GW-8, SY-4).

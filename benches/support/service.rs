@@ -13,7 +13,7 @@ use presence_gateway::config::Settings;
 use presence_gateway::state::AppState;
 use presence_gateway::store;
 use secrecy::SecretString;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 pub type Error = Box<dyn std::error::Error>;
 
@@ -31,6 +31,7 @@ pub fn settings(dir: &Path) -> Result<Settings, Error> {
         admin_password: Some(SecretString::from("bench-console-password".to_owned())),
         // No outbound proxy: the sim is on loopback.
         proxy_env: Default::default(),
+        database: presence_gateway::store::Location::Sqlite(presence_gateway::config::database_path(&dir.join("data"))),
     })
 }
 
@@ -67,13 +68,13 @@ pub async fn trust(state: &AppState, ca: &Path) -> Result<(), Error> {
 
 /// `count` end users on this node with calendar presence on: user00000 with
 /// mailbox user00000@example.com and on, as the sim's `--mailboxes` makes.
-pub async fn add_users(pool: &SqlitePool, count: usize) -> Result<(), Error> {
+pub async fn add_users(pool: &AnyPool, count: usize) -> Result<(), Error> {
     let mut tx = pool.begin().await?;
     for i in 0..count {
         sqlx::query(
             "INSERT INTO users (user_id, role, password_hash, calendar_enabled, mailbox,
                                 node, created_at, updated_at)
-             VALUES (?1, 'end_user', 'x', 1, ?2, ?3, 0, 0)",
+             VALUES ($1, 'end_user', 'x', 1, $2, $3, 0, 0)",
         )
         .bind(format!("user{i:05}"))
         .bind(format!("user{i:05}@example.com"))
@@ -139,10 +140,10 @@ pub fn cpu_seconds() -> f64 {
 }
 
 /// Sets a service parameter on this node (the engine follows it live).
-pub async fn set_param(pool: &SqlitePool, name: &str, value: &str) -> Result<(), Error> {
+pub async fn set_param(pool: &AnyPool, name: &str, value: &str) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO service_parameters (node, name, value, updated_at, updated_by)
-         VALUES (?1, ?2, ?3, 0, 'bench')
+         VALUES ($1, $2, $3, 0, 'bench')
          ON CONFLICT (node, name) DO UPDATE SET value = excluded.value",
     )
     .bind(NODE)
@@ -153,13 +154,13 @@ pub async fn set_param(pool: &SqlitePool, name: &str, value: &str) -> Result<(),
     Ok(())
 }
 
-pub async fn scalar(pool: &SqlitePool, sql: &str) -> Result<i64, Error> {
+pub async fn scalar(pool: &AnyPool, sql: &str) -> Result<i64, Error> {
     Ok(sqlx::query_scalar(sql).fetch_one(pool).await?)
 }
 
 /// Polls `sql` until it reaches `target` or `limit` passes; returns the
 /// time taken, or None.
-pub async fn until(pool: &SqlitePool, sql: &str, target: i64, limit: Duration) -> Option<Duration> {
+pub async fn until(pool: &AnyPool, sql: &str, target: i64, limit: Duration) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < limit {
         if scalar(pool, sql).await.ok()? >= target {

@@ -12,9 +12,14 @@ use crate::store;
 
 /// `admin set-password USER [--stdin]`: resets the password, ends the user's
 /// sessions and lifts any sign-in lockout on that ID.
-pub async fn set_password(data_dir: &Path, user_id: &str, from_stdin: bool) -> AppResult<()> {
-    let db = crate::config::existing_database(data_dir).map_err(AppError::Config)?;
-    let pool = store::open(&db).await?;
+pub async fn set_password(
+    data_dir: &Path,
+    database: Option<&str>,
+    user_id: &str,
+    from_stdin: bool,
+) -> AppResult<()> {
+    let db = crate::config::existing_store(data_dir, database).map_err(AppError::Config)?;
+    let pool = store::open_at(&db).await?;
     let user = store::users::find_by_user_id(&pool, user_id)
         .await?
         .ok_or_else(|| AppError::Config(format!("no user with the User ID {user_id:?}")))?;

@@ -16,9 +16,9 @@ const WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 
 /// Runs the command; Ok(false) when the node refused, failed or did not act.
-pub async fn run(data_dir: &Path, args: &EngineArgs) -> AppResult<bool> {
-    let db = crate::config::existing_database(data_dir).map_err(AppError::Config)?;
-    let pool = store::open(&db).await?;
+pub async fn run(data_dir: &Path, database: Option<&str>, args: &EngineArgs) -> AppResult<bool> {
+    let db = crate::config::existing_store(data_dir, database).map_err(AppError::Config)?;
+    let pool = store::open_at(&db).await?;
     let nodes = store::engine::nodes(&pool).await?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let generation = store::changes::current_generation(&pool).await?;

@@ -13,7 +13,7 @@ use crate::secrets::{self, INITIAL_ADMIN_PASSWORD_FILE};
 use crate::state::AppState;
 use crate::store;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -40,7 +40,7 @@ pub struct Prepared {
 
 pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepared> {
     secrets::ensure_data_dir(&settings.data_dir)?;
-    let pool = store::open(&settings.database_path()).await?;
+    let pool = store::open_at(&settings.database).await?;
     let cipher = open_secrets(&pool, &settings.data_dir).await?;
     store::session_store(&pool).migrate().await?;
     let now = clock.unix();
@@ -73,7 +73,7 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
 /// SY-4: the key that encrypts the Exchange passwords must be the one they
 /// were encrypted under. With secrets stored and the key missing or
 /// different, refuse to start rather than make a new key and lose them.
-async fn open_secrets(pool: &SqlitePool, data_dir: &std::path::Path) -> AppResult<Cipher> {
+async fn open_secrets(pool: &AnyPool, data_dir: &std::path::Path) -> AppResult<Cipher> {
     let stored = store::secrets::count_encrypted(pool).await?;
     let check = store::secrets::key_check(pool).await?;
     let path = secrets::key_path(data_dir);
@@ -105,7 +105,7 @@ async fn open_secrets(pool: &SqlitePool, data_dir: &std::path::Path) -> AppResul
     Ok(cipher)
 }
 
-async fn ensure_admin(pool: &SqlitePool, settings: &Settings, now: i64) -> AppResult<FirstAdmin> {
+async fn ensure_admin(pool: &AnyPool, settings: &Settings, now: i64) -> AppResult<FirstAdmin> {
     if store::users::count_admins(pool).await? > 0 {
         return Ok(FirstAdmin::Existing);
     }

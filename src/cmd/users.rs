@@ -15,9 +15,9 @@ const USERS_USAGE: u8 = 2;
 /// `users import FILE [--dry-run]` and `users export [--output FILE]`
 /// (US-4): the same checks and the same one transaction as the console's
 /// Bulk Administration page. Returns the exit status.
-pub async fn run(data_dir: &Path, command: &crate::cli::UsersCommand) -> u8 {
+pub async fn run(data_dir: &Path, database: Option<&str>, command: &crate::cli::UsersCommand) -> u8 {
     use crate::cli::UsersCommand;
-    let db = match crate::config::existing_database(data_dir) {
+    let db = match crate::config::existing_store(data_dir, database) {
         Ok(db) => db,
         Err(e) => {
             eprintln!("error: {e}");
@@ -37,7 +37,7 @@ pub async fn run(data_dir: &Path, command: &crate::cli::UsersCommand) -> u8 {
     }
 }
 
-async fn import_users(db: &Path, file: &Path, dry_run: bool) -> AppResult<u8> {
+async fn import_users(db: &store::Location, file: &Path, dry_run: bool) -> AppResult<u8> {
     use crate::domain::bulk::Outcome;
     use crate::store::bulk::Refused;
 
@@ -56,7 +56,7 @@ async fn import_users(db: &Path, file: &Path, dry_run: bool) -> AppResult<u8> {
         }
     };
     let work = store::bulk::Work::alone();
-    let pool = store::open(db).await?;
+    let pool = store::open_at(db).await?;
     let print = |report: &crate::domain::bulk::Report| {
         println!("Rows are numbered as in a spreadsheet: the header is row 1.");
         for row in &report.rows {
@@ -150,9 +150,9 @@ fn read_bounded(file: &Path) -> std::io::Result<Option<bytes::Bytes>> {
 /// Who the audit log names for changes made from the shell.
 const SHELL_ACTOR: &str = "shell (users import)";
 
-async fn export_users(db: &Path, output: Option<&Path>) -> AppResult<u8> {
+async fn export_users(db: &store::Location, output: Option<&Path>) -> AppResult<u8> {
     use std::io::Write;
-    let pool = store::open(db).await?;
+    let pool = store::open_at(db).await?;
     let csv = store::bulk::export(&pool).await?;
     pool.close().await;
     match output {

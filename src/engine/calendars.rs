@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -531,7 +531,7 @@ impl Calendars {
 
     /// One round: take finished answers, start due reads, publish what is
     /// due, and now and then write health. `now` is calendar time.
-    pub async fn tick(&mut self, pool: &SqlitePool, now: i64) -> AppResult<()> {
+    pub async fn tick(&mut self, pool: &AnyPool, now: i64) -> AppResult<()> {
         let at = Instant::now();
         while let Some(done) = self.tasks.try_join_next() {
             match done {
@@ -1378,7 +1378,7 @@ impl Calendars {
         );
     }
 
-    async fn publish(&mut self, pool: &SqlitePool, now: i64) -> AppResult<()> {
+    async fn publish(&mut self, pool: &AnyPool, now: i64) -> AppResult<()> {
         let mut batch = std::mem::take(&mut self.leaving);
         for due in self.schedule.due(now) {
             let watched = self.users.get(&due.user);
@@ -1413,7 +1413,7 @@ impl Calendars {
         Ok(())
     }
 
-    async fn write_health(&mut self, pool: &SqlitePool, now: i64, at: Instant) -> AppResult<()> {
+    async fn write_health(&mut self, pool: &AnyPool, now: i64, at: Instant) -> AppResult<()> {
         let mut subscriptions = vec![0i64; self.gateways.len()];
         for watched in self.users.values() {
             if let (Push::Active { .. }, Some(g)) = (&watched.push, watched.gateway) {

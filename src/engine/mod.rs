@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::clock::SharedClock;
 use crate::domain::gateway::{GatewayKind, ServerLocation};
@@ -83,7 +83,7 @@ struct Running {
 /// the console's state: the engine knows nothing of the web.
 #[derive(Clone)]
 pub struct Context {
-    pub pool: SqlitePool,
+    pub pool: AnyPool,
     pub clock: SharedClock,
     pub node: String,
     pub wake: Wake,

@@ -1,7 +1,7 @@
 //! The audit log: every configuration change, who, when, before and after.
 //! Callers pass values with secrets already redacted.
 
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, AnyConnection, AnyPool};
 
 use crate::error::AppResult;
 
@@ -13,10 +13,10 @@ pub struct Entry<'a> {
     pub after: Option<serde_json::Value>,
 }
 
-pub async fn record(conn: &mut SqliteConnection, entry: Entry<'_>, now: i64) -> AppResult<()> {
+pub async fn record(conn: &mut AnyConnection, entry: Entry<'_>, now: i64) -> AppResult<()> {
     sqlx::query(
         "INSERT INTO audit_log (at, actor, action, target, before_json, after_json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(now)
     .bind(entry.actor)
@@ -41,10 +41,10 @@ pub struct AuditRow {
 }
 
 /// The newest entries first, `limit` per page, before the entry id `before`.
-pub async fn page(pool: &SqlitePool, before: Option<i64>, limit: i64) -> AppResult<Vec<AuditRow>> {
+pub async fn page(pool: &AnyPool, before: Option<i64>, limit: i64) -> AppResult<Vec<AuditRow>> {
     Ok(sqlx::query_as::<_, AuditRow>(
         "SELECT id, at, actor, action, target, before_json, after_json FROM audit_log
-         WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+         WHERE id < $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)

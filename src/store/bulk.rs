@@ -12,14 +12,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, AnyConnection, AnyPool};
 
 use crate::domain::bulk::{self, Existing, ExportRow, FileError, Known, Report, UserRecord};
 use crate::domain::locale::{CATALOGUE, DEFAULT, Locale};
 use crate::domain::user::{Role, UserId};
 use crate::error::{AppError, AppResult};
 
-use super::{audit, locales};
+use super::{Backend, audit, locales};
 
 /// A checked file waits this long for "Apply".
 pub const PENDING_SECS: i64 = 3600;
@@ -127,12 +127,13 @@ struct UserState {
     mailbox: Option<String>,
     node: Option<String>,
     locale: String,
+    #[sqlx(try_from = "super::Flag")]
     calendar_enabled: bool,
 }
 
 /// What a file is checked against, read on `conn` (inside the applying
 /// transaction, so the check and the writes see the same database).
-async fn known(conn: &mut SqliteConnection) -> AppResult<Known> {
+async fn known(conn: &mut AnyConnection) -> AppResult<Known> {
     let nodes: Vec<String> = sqlx::query_scalar("SELECT name FROM nodes ORDER BY name")
         .fetch_all(&mut *conn)
         .await?;
@@ -180,7 +181,7 @@ async fn known(conn: &mut SqliteConnection) -> AppResult<Known> {
 
 /// Checks a file against the database as it is now; writes nothing.
 pub async fn check(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     bytes: Bytes,
     work: &Work,
 ) -> AppResult<Result<Report, FileError>> {
@@ -271,7 +272,7 @@ fn upsert_sql(rows: usize) -> String {
 /// untouched), the audit entry, and the removal of the pending upload
 /// `pending` names. Nothing is written when anything is refused.
 pub async fn apply(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     bytes: Bytes,
     password_hash: &str,
     actor: &str,
@@ -317,7 +318,7 @@ pub async fn apply(
                 .bind(record.mailbox.as_ref().map(|m| m.as_str()))
                 .bind(record.node.as_deref())
                 .bind(record.locale)
-                .bind(record.calendar)
+                .bind(super::Flag(record.calendar))
                 .bind(now)
                 .bind(now);
         }
@@ -356,7 +357,7 @@ pub async fn apply(
     .await?;
     if let Some(token) = pending {
         // This upload is done with; expired ones go with it.
-        sqlx::query("DELETE FROM bulk_uploads WHERE token = ?1 OR created_at < ?2")
+        sqlx::query("DELETE FROM bulk_uploads WHERE token = $1 OR created_at < $2")
             .bind(token)
             .bind(now - PENDING_SECS)
             .execute(&mut *tx)
@@ -377,11 +378,12 @@ struct ExportState {
     mailbox: Option<String>,
     node: Option<String>,
     locale: String,
+    #[sqlx(try_from = "super::Flag")]
     calendar_enabled: bool,
 }
 
 /// Every end user in the import format, sorted by user ID.
-pub async fn export(pool: &SqlitePool) -> AppResult<Vec<u8>> {
+pub async fn export(pool: &AnyPool) -> AppResult<Vec<u8>> {
     let rows = sqlx::query_as::<_, ExportState>(
         "SELECT user_id, first_name, last_name, mailbox, node, locale, calendar_enabled
          FROM users WHERE role = 'end_user' ORDER BY user_id",
@@ -412,7 +414,7 @@ pub struct PendingUpload {
 /// Keeps a checked file for "Apply" under a new random token, and drops
 /// pending uploads older than an hour. Returns the token.
 pub async fn save_pending(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     uploaded_by: &str,
     file_name: &str,
     bytes: &[u8],
@@ -423,13 +425,13 @@ pub async fn save_pending(
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let token = hex(&raw);
     let mut tx = super::begin_write(pool).await?;
-    sqlx::query("DELETE FROM bulk_uploads WHERE created_at < ?1")
+    sqlx::query("DELETE FROM bulk_uploads WHERE created_at < $1")
         .bind(now - PENDING_SECS)
         .execute(&mut *tx)
         .await?;
     sqlx::query(
         "INSERT INTO bulk_uploads (token, uploaded_by, file_name, bytes, sha256, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&token)
     .bind(uploaded_by)
@@ -446,14 +448,14 @@ pub async fn save_pending(
 /// The pending upload `token` names, if `uploaded_by` made it within the
 /// last hour: an administrator applies only the file they checked.
 pub async fn find_pending(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     token: &str,
     uploaded_by: &str,
     now: i64,
 ) -> AppResult<Option<PendingUpload>> {
     Ok(sqlx::query_as::<_, PendingUpload>(
         "SELECT file_name, bytes, sha256 FROM bulk_uploads
-         WHERE token = ?1 AND uploaded_by = ?2 AND created_at >= ?3",
+         WHERE token = $1 AND uploaded_by = $2 AND created_at >= $3",
     )
     .bind(token)
     .bind(uploaded_by)
@@ -482,8 +484,17 @@ pub struct Synced {
     pub already: u64,
 }
 
-/// The usable tags as a JSON array, for `json_each` in SQL.
-async fn usable_json(conn: &mut SqliteConnection) -> AppResult<String> {
+/// "The user's locale is not one of the JSON array `$1`", in the dialect of
+/// `backend`.
+fn locale_not_in_json(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "locale NOT IN (SELECT value FROM json_each($1))",
+        Backend::Postgres => "locale NOT IN (SELECT json_array_elements_text($1::json))",
+    }
+}
+
+/// The usable tags as a JSON array, for `locale_not_in_json`.
+async fn usable_json(conn: &mut AnyConnection) -> AppResult<String> {
     let tags: Vec<&str> = locales::usable(conn)
         .await?
         .into_iter()
@@ -497,7 +508,7 @@ async fn usable_json(conn: &mut SqliteConnection) -> AppResult<String> {
 /// is registered, and every user ID names an end user. Err: why nothing was
 /// written.
 pub async fn sync_locales(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     chosen: &Chosen,
     locale: &Locale,
     actor: &str,
@@ -513,7 +524,7 @@ pub async fn sync_locales(
             let mut admins = Vec::new();
             for id in ids {
                 let role: Option<String> =
-                    sqlx::query_scalar("SELECT role FROM users WHERE user_id = ?1")
+                    sqlx::query_scalar("SELECT role FROM users WHERE user_id = $1")
                         .bind(id.as_str())
                         .fetch_optional(&mut *tx)
                         .await?;
@@ -539,8 +550,8 @@ pub async fn sync_locales(
             let mut changed = 0;
             for id in ids {
                 changed += sqlx::query(
-                    "UPDATE users SET locale = ?2, updated_at = ?3
-                     WHERE user_id = ?1 AND role = 'end_user' AND locale <> ?2",
+                    "UPDATE users SET locale = $2, updated_at = $3
+                     WHERE user_id = $1 AND role = 'end_user' AND locale <> $2",
                 )
                 .bind(id.as_str())
                 .bind(locale.tag)
@@ -554,7 +565,7 @@ pub async fn sync_locales(
         }
         Chosen::Node(node) => {
             let exists: Option<String> =
-                sqlx::query_scalar("SELECT name FROM nodes WHERE name = ?1")
+                sqlx::query_scalar("SELECT name FROM nodes WHERE name = $1")
                     .bind(node)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -564,14 +575,14 @@ pub async fn sync_locales(
                 )));
             }
             let total: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM users WHERE role = 'end_user' AND node = ?1",
+                "SELECT COUNT(*) FROM users WHERE role = 'end_user' AND node = $1",
             )
             .bind(node)
             .fetch_one(&mut *tx)
             .await?;
             let changed = sqlx::query(
-                "UPDATE users SET locale = ?2, updated_at = ?3
-                 WHERE role = 'end_user' AND node = ?1 AND locale <> ?2",
+                "UPDATE users SET locale = $2, updated_at = $3
+                 WHERE role = 'end_user' AND node = $1 AND locale <> $2",
             )
             .bind(node)
             .bind(locale.tag)
@@ -583,11 +594,12 @@ pub async fn sync_locales(
         }
         Chosen::Stale => {
             let usable = usable_json(&mut tx).await?;
-            let changed = sqlx::query(
-                "UPDATE users SET locale = ?2, updated_at = ?3
-                 WHERE role = 'end_user'
-                   AND locale NOT IN (SELECT value FROM json_each(?1))",
-            )
+            let sql = format!(
+                "UPDATE users SET locale = $2, updated_at = $3
+                 WHERE role = 'end_user' AND {}",
+                locale_not_in_json(Backend::of_conn(&tx))
+            );
+            let changed = sqlx::query(&sql)
             .bind(&usable)
             .bind(locale.tag)
             .bind(now)
@@ -646,21 +658,20 @@ pub struct StaleUser {
 
 /// End users whose locale is not installed on every node (LO-1), the first
 /// `limit` by user ID, with how many there are in all.
-pub async fn stale_locales(pool: &SqlitePool, limit: i64) -> AppResult<(i64, Vec<StaleUser>)> {
+pub async fn stale_locales(pool: &AnyPool, limit: i64) -> AppResult<(i64, Vec<StaleUser>)> {
     let mut conn = pool.acquire().await?;
     let usable = usable_json(&mut conn).await?;
-    let total: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM users WHERE role = 'end_user'
-           AND locale NOT IN (SELECT value FROM json_each(?1))",
-    )
+    let not_usable = locale_not_in_json(Backend::of(pool));
+    let total: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM users WHERE role = 'end_user' AND {not_usable}"
+    ))
     .bind(&usable)
     .fetch_one(&mut *conn)
     .await?;
-    let users = sqlx::query_as::<_, StaleUser>(
-        "SELECT user_id, locale FROM users WHERE role = 'end_user'
-           AND locale NOT IN (SELECT value FROM json_each(?1))
-         ORDER BY user_id LIMIT ?2",
-    )
+    let users = sqlx::query_as::<_, StaleUser>(&format!(
+        "SELECT user_id, locale FROM users WHERE role = 'end_user' AND {not_usable}
+         ORDER BY user_id LIMIT $2"
+    ))
     .bind(&usable)
     .bind(limit)
     .fetch_all(&mut *conn)
@@ -668,7 +679,7 @@ pub async fn stale_locales(pool: &SqlitePool, limit: i64) -> AppResult<(i64, Vec
     Ok((total, users))
 }
 
-pub async fn count_end_users(pool: &SqlitePool) -> AppResult<i64> {
+pub async fn count_end_users(pool: &AnyPool) -> AppResult<i64> {
     Ok(
         sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'end_user'")
             .fetch_one(pool)
@@ -677,7 +688,7 @@ pub async fn count_end_users(pool: &SqlitePool) -> AppResult<i64> {
 }
 
 /// Registered node names, for the "all users on node" choice.
-pub async fn node_names(pool: &SqlitePool) -> AppResult<Vec<String>> {
+pub async fn node_names(pool: &AnyPool) -> AppResult<Vec<String>> {
     Ok(sqlx::query_scalar("SELECT name FROM nodes ORDER BY name")
         .fetch_all(pool)
         .await?)

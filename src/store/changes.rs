@@ -2,7 +2,7 @@
 //! engine only picks up on restart is recorded by `record` inside the same
 //! transaction as the change itself; the banner reads `pending`.
 
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, AnyConnection, AnyPool};
 
 use crate::error::AppResult;
 
@@ -33,14 +33,14 @@ pub struct ChangeRow {
 /// Records a change and returns the new configuration generation. Takes the
 /// caller's transaction so the change and its record commit together.
 pub async fn record(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     summary: &str,
     actor: &str,
     restart: Restart,
     now: i64,
 ) -> AppResult<i64> {
     Ok(sqlx::query_scalar(
-        "INSERT INTO config_changes (summary, actor, at, restart) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO config_changes (summary, actor, at, restart) VALUES ($1, $2, $3, $4)
          RETURNING generation",
     )
     .bind(summary)
@@ -51,7 +51,7 @@ pub async fn record(
     .await?)
 }
 
-pub async fn current_generation(pool: &SqlitePool) -> AppResult<i64> {
+pub async fn current_generation(pool: &AnyPool) -> AppResult<i64> {
     Ok(
         sqlx::query_scalar("SELECT COALESCE(MAX(generation), 0) FROM config_changes")
             .fetch_one(pool)
@@ -73,13 +73,13 @@ pub struct Pending {
 /// generation the most out-of-date activated node runs (oldest first), and
 /// which nodes lag. The banner gives the total from the session's query, so
 /// a long run of changes costs no more than a short one.
-pub async fn pending(pool: &SqlitePool, limit: i64) -> AppResult<Pending> {
+pub async fn pending(pool: &AnyPool, limit: i64) -> AppResult<Pending> {
     let mut changes = sqlx::query_as::<_, ChangeRow>(
         "SELECT generation, summary, actor, at, restart FROM config_changes
          WHERE generation > (SELECT COALESCE(MIN(engine_generation), 0)
                              FROM nodes WHERE activated = 1)
            AND EXISTS (SELECT 1 FROM nodes WHERE activated = 1)
-         ORDER BY generation DESC LIMIT ?1",
+         ORDER BY generation DESC LIMIT $1",
     )
     .bind(limit)
     .fetch_all(pool)
@@ -96,7 +96,7 @@ pub async fn pending(pool: &SqlitePool, limit: i64) -> AppResult<Pending> {
     )
     .fetch_all(pool)
     .await?;
-    let required = sqlx::query_scalar(
+    let super::Flag(required) = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM config_changes
          WHERE restart = 'required'
            AND generation > (SELECT COALESCE(MIN(engine_generation), 0)

@@ -3,7 +3,7 @@
 //! configuration snapshot it runs, and what it follows live.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, SqlitePool};
+use sqlx::{FromRow, AnyPool};
 
 use crate::domain::params::ServiceParams;
 use crate::error::{AppError, AppResult};
@@ -85,6 +85,7 @@ impl Action {
 pub struct NodeEngine {
     pub name: String,
     pub address: String,
+    #[sqlx(try_from = "super::Flag")]
     pub activated: bool,
     pub last_heartbeat: i64,
     pub engine_state: String,
@@ -92,8 +93,10 @@ pub struct NodeEngine {
     pub engine_since: i64,
     pub engine_generation: i64,
     pub engine_port: Option<i64>,
+    #[sqlx(try_from = "super::Flag")]
     pub engine_wanted: bool,
     pub engine_live: Option<String>,
+    #[sqlx(try_from = "super::Flag")]
     pub dns_configured: bool,
 }
 
@@ -112,15 +115,15 @@ impl NodeEngine {
 const NODE_COLUMNS: &str = "name, address, activated, last_heartbeat, engine_state, engine_reason,
     engine_since, engine_generation, engine_port, engine_wanted, engine_live, dns_configured";
 
-pub async fn nodes(pool: &SqlitePool) -> AppResult<Vec<NodeEngine>> {
+pub async fn nodes(pool: &AnyPool) -> AppResult<Vec<NodeEngine>> {
     let sql = format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY name");
     Ok(sqlx::query_as::<_, NodeEngine>(&sql)
         .fetch_all(pool)
         .await?)
 }
 
-pub async fn node(pool: &SqlitePool, name: &str) -> AppResult<Option<NodeEngine>> {
-    let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE name = ?1");
+pub async fn node(pool: &AnyPool, name: &str) -> AppResult<Option<NodeEngine>> {
+    let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE name = $1");
     Ok(sqlx::query_as::<_, NodeEngine>(&sql)
         .bind(name)
         .fetch_optional(pool)
@@ -172,7 +175,7 @@ pub struct Snapshot {
 /// Reads the snapshot for `node` inside one read transaction: in WAL mode
 /// every read after the first sees the same database state, so a change
 /// committed meanwhile is either wholly in it (with its generation) or not.
-pub async fn load_snapshot(pool: &SqlitePool, node: &str) -> AppResult<Snapshot> {
+pub async fn load_snapshot(pool: &AnyPool, node: &str) -> AppResult<Snapshot> {
     let mut tx = pool.begin().await?;
     let generation: i64 =
         sqlx::query_scalar("SELECT COALESCE(MAX(generation), 0) FROM config_changes")
@@ -210,9 +213,9 @@ pub async fn load_snapshot(pool: &SqlitePool, node: &str) -> AppResult<Snapshot>
 
 /// The snapshot the node's engine last started with successfully, if any
 /// (and if this build still reads it).
-pub async fn stored_snapshot(pool: &SqlitePool, node: &str) -> AppResult<Option<Snapshot>> {
+pub async fn stored_snapshot(pool: &AnyPool, node: &str) -> AppResult<Option<Snapshot>> {
     let json: Option<String> =
-        sqlx::query_scalar("SELECT snapshot FROM engine_snapshots WHERE node = ?1")
+        sqlx::query_scalar("SELECT snapshot FROM engine_snapshots WHERE node = $1")
             .bind(node)
             .fetch_optional(pool)
             .await?;
@@ -222,17 +225,17 @@ pub async fn stored_snapshot(pool: &SqlitePool, node: &str) -> AppResult<Option<
 /// Records a state change of the node's engine. `engine_generation` is left
 /// alone: only a successful start moves it (SV-3).
 pub async fn set_state(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     node: &str,
     state: EngineState,
     reason: Option<&str>,
     now: i64,
 ) -> AppResult<()> {
     sqlx::query(
-        "UPDATE nodes SET engine_state = ?2, engine_reason = ?3, engine_since = ?4,
-             engine_port = CASE WHEN ?2 = 'running' THEN engine_port ELSE NULL END,
-             engine_live = CASE WHEN ?2 = 'running' THEN engine_live ELSE NULL END
-         WHERE name = ?1",
+        "UPDATE nodes SET engine_state = $2, engine_reason = $3, engine_since = $4,
+             engine_port = CASE WHEN $2 = 'running' THEN engine_port ELSE NULL END,
+             engine_live = CASE WHEN $2 = 'running' THEN engine_live ELSE NULL END
+         WHERE name = $1",
     )
     .bind(node)
     .bind(state.as_str())
@@ -246,7 +249,7 @@ pub async fn set_state(
 /// A successful start: the node runs `snapshot`'s generation, which clears
 /// its share of the restart banner, and the snapshot is kept for resuming.
 pub async fn mark_started(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     node: &str,
     snapshot: &Snapshot,
     port: u16,
@@ -256,9 +259,9 @@ pub async fn mark_started(
         .map_err(|e| AppError::Config(format!("cannot serialise the engine snapshot: {e}")))?;
     let mut tx = super::begin_write(pool).await?;
     sqlx::query(
-        "UPDATE nodes SET engine_state = 'running', engine_reason = NULL, engine_since = ?2,
-             engine_generation = ?3, engine_port = ?4
-         WHERE name = ?1",
+        "UPDATE nodes SET engine_state = 'running', engine_reason = NULL, engine_since = $2,
+             engine_generation = $3, engine_port = $4
+         WHERE name = $1",
     )
     .bind(node)
     .bind(now)
@@ -267,7 +270,7 @@ pub async fn mark_started(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO engine_snapshots (node, generation, snapshot, taken_at) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO engine_snapshots (node, generation, snapshot, taken_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (node) DO UPDATE SET generation = excluded.generation,
              snapshot = excluded.snapshot, taken_at = excluded.taken_at",
     )
@@ -299,10 +302,10 @@ fn default_poll_minutes() -> u32 {
 }
 
 /// Reads the live view for `node` from the current configuration.
-pub async fn read_live(pool: &SqlitePool, node: &str) -> AppResult<Live> {
+pub async fn read_live(pool: &AnyPool, node: &str) -> AppResult<Live> {
     let mut conn = pool.acquire().await?;
     let calendar_users: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM users WHERE node = ?1 AND calendar_enabled = 1 AND role = 'end_user'",
+        "SELECT COUNT(*) FROM users WHERE node = $1 AND calendar_enabled = 1 AND role = 'end_user'",
     )
     .bind(node)
     .fetch_one(&mut *conn)
@@ -317,10 +320,10 @@ pub async fn read_live(pool: &SqlitePool, node: &str) -> AppResult<Live> {
     })
 }
 
-pub async fn set_live(pool: &SqlitePool, node: &str, live: &Live) -> AppResult<()> {
+pub async fn set_live(pool: &AnyPool, node: &str, live: &Live) -> AppResult<()> {
     let json = serde_json::to_string(live)
         .map_err(|e| AppError::Config(format!("cannot serialise the live view: {e}")))?;
-    sqlx::query("UPDATE nodes SET engine_live = ?2 WHERE name = ?1 AND engine_state = 'running'")
+    sqlx::query("UPDATE nodes SET engine_live = $2 WHERE name = $1 AND engine_state = 'running'")
         .bind(node)
         .bind(json)
         .execute(pool)
@@ -330,10 +333,10 @@ pub async fn set_live(pool: &SqlitePool, node: &str, live: &Live) -> AppResult<(
 
 /// Whether the engine should run: Start/Restart set it, Stop clears it, so
 /// a stopped engine stays stopped across process restarts.
-pub async fn set_wanted(pool: &SqlitePool, node: &str, wanted: bool) -> AppResult<()> {
-    sqlx::query("UPDATE nodes SET engine_wanted = ?2 WHERE name = ?1")
+pub async fn set_wanted(pool: &AnyPool, node: &str, wanted: bool) -> AppResult<()> {
+    sqlx::query("UPDATE nodes SET engine_wanted = $2 WHERE name = $1")
         .bind(node)
-        .bind(wanted)
+        .bind(super::Flag(wanted))
         .execute(pool)
         .await?;
     Ok(())
@@ -359,14 +362,14 @@ impl Command {
 /// Asks `node`'s engine to start, stop or restart; the node picks it up
 /// within its poll interval. Refused for an unknown node.
 pub async fn request(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     node: &str,
     action: Action,
     actor: &str,
     now: i64,
 ) -> AppResult<i64> {
     let mut tx = super::begin_write(pool).await?;
-    let known: Option<String> = sqlx::query_scalar("SELECT name FROM nodes WHERE name = ?1")
+    let known: Option<String> = sqlx::query_scalar("SELECT name FROM nodes WHERE name = $1")
         .bind(node)
         .fetch_optional(&mut *tx)
         .await?;
@@ -374,7 +377,7 @@ pub async fn request(
         return Err(AppError::NotFound);
     }
     let id = sqlx::query_scalar(
-        "INSERT INTO engine_commands (node, action, actor, requested_at) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO engine_commands (node, action, actor, requested_at) VALUES ($1, $2, $3, $4)
          RETURNING id",
     )
     .bind(node)
@@ -400,18 +403,18 @@ pub async fn request(
 }
 
 /// The node's oldest open command.
-pub async fn next_open(pool: &SqlitePool, node: &str) -> AppResult<Option<Command>> {
+pub async fn next_open(pool: &AnyPool, node: &str) -> AppResult<Option<Command>> {
     Ok(sqlx::query_as::<_, Command>(
         "SELECT id, node, action, actor, requested_at, done_at, outcome FROM engine_commands
-         WHERE node = ?1 AND done_at IS NULL ORDER BY id LIMIT 1",
+         WHERE node = $1 AND done_at IS NULL ORDER BY id LIMIT 1",
     )
     .bind(node)
     .fetch_optional(pool)
     .await?)
 }
 
-pub async fn finish(pool: &SqlitePool, id: i64, outcome: &str, now: i64) -> AppResult<()> {
-    sqlx::query("UPDATE engine_commands SET done_at = ?2, outcome = ?3 WHERE id = ?1")
+pub async fn finish(pool: &AnyPool, id: i64, outcome: &str, now: i64) -> AppResult<()> {
+    sqlx::query("UPDATE engine_commands SET done_at = $2, outcome = $3 WHERE id = $1")
         .bind(id)
         .bind(now)
         .bind(outcome)
@@ -420,10 +423,10 @@ pub async fn finish(pool: &SqlitePool, id: i64, outcome: &str, now: i64) -> AppR
     Ok(())
 }
 
-pub async fn command(pool: &SqlitePool, id: i64) -> AppResult<Option<Command>> {
+pub async fn command(pool: &AnyPool, id: i64) -> AppResult<Option<Command>> {
     Ok(sqlx::query_as::<_, Command>(
         "SELECT id, node, action, actor, requested_at, done_at, outcome FROM engine_commands
-         WHERE id = ?1",
+         WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -431,7 +434,7 @@ pub async fn command(pool: &SqlitePool, id: i64) -> AppResult<Option<Command>> {
 }
 
 /// Open commands per node, for Control Center ("Restart requested ...").
-pub async fn open_commands(pool: &SqlitePool) -> AppResult<Vec<Command>> {
+pub async fn open_commands(pool: &AnyPool) -> AppResult<Vec<Command>> {
     Ok(sqlx::query_as::<_, Command>(
         "SELECT id, node, action, actor, requested_at, done_at, outcome FROM engine_commands
          WHERE done_at IS NULL ORDER BY id",
@@ -462,7 +465,7 @@ impl NodeSwitch {
 /// changed, in one transaction. Returns how many nodes changed; unknown
 /// names are ignored.
 pub async fn set_switch(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     switch: NodeSwitch,
     values: &[(String, bool)],
     actor: &str,
@@ -472,18 +475,20 @@ pub async fn set_switch(
     let mut tx = super::begin_write(pool).await?;
     let mut changed = 0;
     for (node, on) in values {
-        let before: Option<bool> =
-            sqlx::query_scalar(&format!("SELECT {column} FROM nodes WHERE name = ?1"))
+        let before: Option<super::Flag> =
+            sqlx::query_scalar(&format!("SELECT {column} FROM nodes WHERE name = $1"))
                 .bind(node)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(before) = before else { continue };
+        let Some(super::Flag(before)) = before else {
+            continue;
+        };
         if before == *on {
             continue;
         }
-        sqlx::query(&format!("UPDATE nodes SET {column} = ?2 WHERE name = ?1"))
+        sqlx::query(&format!("UPDATE nodes SET {column} = $2 WHERE name = $1"))
             .bind(node)
-            .bind(on)
+            .bind(super::Flag(*on))
             .execute(&mut *tx)
             .await?;
         let action = match (switch, on) {
@@ -513,14 +518,13 @@ pub async fn set_switch(
     Ok(changed)
 }
 
-pub async fn dns_configured(pool: &SqlitePool, node: &str) -> AppResult<bool> {
-    Ok(
-        sqlx::query_scalar("SELECT dns_configured FROM nodes WHERE name = ?1")
+pub async fn dns_configured(pool: &AnyPool, node: &str) -> AppResult<bool> {
+    let stored: Option<super::Flag> =
+        sqlx::query_scalar("SELECT dns_configured FROM nodes WHERE name = $1")
             .bind(node)
             .fetch_optional(pool)
-            .await?
-            .unwrap_or(true),
-    )
+            .await?;
+    Ok(stored.is_none_or(bool::from))
 }
 
 /// A calendar user the engine on a node reads (EN-2).
@@ -531,10 +535,10 @@ pub struct CalendarUser {
 }
 
 /// The end users assigned to `node` with calendar presence switched on.
-pub async fn calendar_users(pool: &SqlitePool, node: &str) -> AppResult<Vec<CalendarUser>> {
+pub async fn calendar_users(pool: &AnyPool, node: &str) -> AppResult<Vec<CalendarUser>> {
     Ok(sqlx::query_as(
         "SELECT user_id, mailbox FROM users
-         WHERE node = ?1 AND calendar_enabled = 1 AND role = 'end_user'",
+         WHERE node = $1 AND calendar_enabled = 1 AND role = 'end_user'",
     )
     .bind(node)
     .fetch_all(pool)
@@ -556,26 +560,26 @@ pub enum Departure {
 
 /// Why each of `users` is no longer among `node`'s calendar users.
 pub async fn departures(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     node: &str,
     users: &[String],
 ) -> AppResult<Vec<(String, Departure)>> {
     let mut out = Vec::with_capacity(users.len());
     let mut conn = pool.acquire().await?;
     for user in users {
-        let row: Option<(bool, Option<String>, String)> =
-            sqlx::query_as("SELECT calendar_enabled, node, role FROM users WHERE user_id = ?1")
+        let row: Option<(super::Flag, Option<String>, String)> =
+            sqlx::query_as("SELECT calendar_enabled, node, role FROM users WHERE user_id = $1")
                 .bind(user)
                 .fetch_optional(&mut *conn)
                 .await?;
         let why = match row {
             None => Departure::Deleted,
             Some((_, _, role)) if role != "end_user" => Departure::Deleted,
-            Some((false, _, _)) => Departure::CalendarOff,
-            Some((true, None, _)) => Departure::NoNode,
-            Some((true, Some(other), _)) if other != node => Departure::OtherNode,
+            Some((super::Flag(false), _, _)) => Departure::CalendarOff,
+            Some((super::Flag(true), None, _)) => Departure::NoNode,
+            Some((super::Flag(true), Some(other), _)) if other != node => Departure::OtherNode,
             // Back on this node already: the next roster read finds them.
-            Some((true, Some(_), _)) => Departure::OtherNode,
+            Some((super::Flag(true), Some(_), _)) => Departure::OtherNode,
         };
         out.push((user.clone(), why));
     }

@@ -4,7 +4,7 @@
 //! and its audit entry in the same transaction.
 
 use serde_json::json;
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, AnyConnection, AnyPool};
 
 use crate::domain::gateway::{
     AccountName, Description, GatewayKind, GraphSettings, Mailbox, Port, ServerLocation, may_add,
@@ -14,7 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::secrets::cipher::Sealed;
 
 use super::changes::{self, Restart};
-use super::{audit, begin_write};
+use super::{Backend, audit, begin_write};
 
 #[derive(Debug, Clone, FromRow, serde::Deserialize)]
 pub struct GatewayRow {
@@ -168,17 +168,21 @@ const COLUMNS: &str = "id, kind, description, server, port, test_mailbox, last_v
 /// contains `search`, by description. The rows come back as one JSON array
 /// in one row: sqlx hands SQLite rows over one at a time, which made a list
 /// of a hundred gateways cost several times a console page.
-pub async fn list(pool: &SqlitePool, search: Option<&str>) -> AppResult<Vec<GatewayRow>> {
-    let json: String = sqlx::query_scalar(
-        "SELECT COALESCE(json_group_array(json_object(
+pub async fn list(pool: &AnyPool, search: Option<&str>) -> AppResult<Vec<GatewayRow>> {
+    let (array, object, as_text) = match Backend::of(pool) {
+        Backend::Sqlite => ("json_group_array", "json_object", ""),
+        Backend::Postgres => ("json_agg", "json_build_object", "::text"),
+    };
+    let json: String = sqlx::query_scalar(&format!(
+        "SELECT COALESCE({array}({object}(
                     'id', id, 'kind', kind, 'description', description, 'server', server,
                     'port', port, 'test_mailbox', test_mailbox, 'last_verdict', last_verdict,
                     'last_checked_at', last_checked_at, 'tenant', tenant, 'cloud', cloud,
-                    'signin_url', signin_url, 'graph_url', graph_url)), '[]')
+                    'signin_url', signin_url, 'graph_url', graph_url)){as_text}, '[]')
          FROM gateways
-         WHERE ?1 IS NULL OR instr(lower(description), lower(?1)) > 0
-                          OR instr(lower(server), lower(?1)) > 0",
-    )
+         WHERE $1 IS NULL OR instr(lower(description), lower($1)) > 0
+                          OR instr(lower(server), lower($1)) > 0"
+    ))
     .bind(search.filter(|s| !s.is_empty()))
     .fetch_one(pool)
     .await?;
@@ -188,46 +192,46 @@ pub async fn list(pool: &SqlitePool, search: Option<&str>) -> AppResult<Vec<Gate
     Ok(rows)
 }
 
-pub async fn find(pool: &SqlitePool, id: i64) -> AppResult<Option<GatewayRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM gateways WHERE id = ?1");
+pub async fn find(pool: &AnyPool, id: i64) -> AppResult<Option<GatewayRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM gateways WHERE id = $1");
     Ok(sqlx::query_as::<_, GatewayRow>(&sql)
         .bind(id)
         .fetch_optional(pool)
         .await?)
 }
 
-async fn find_in(conn: &mut SqliteConnection, id: i64) -> AppResult<Option<GatewayRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM gateways WHERE id = ?1");
+async fn find_in(conn: &mut AnyConnection, id: i64) -> AppResult<Option<GatewayRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM gateways WHERE id = $1");
     Ok(sqlx::query_as::<_, GatewayRow>(&sql)
         .bind(id)
         .fetch_optional(conn)
         .await?)
 }
 
-pub async fn kinds(pool: &SqlitePool) -> AppResult<Vec<GatewayKind>> {
+pub async fn kinds(pool: &AnyPool) -> AppResult<Vec<GatewayKind>> {
     let mut conn = pool.acquire().await?;
     kinds_in(&mut conn).await
 }
 
-async fn kinds_in(conn: &mut SqliteConnection) -> AppResult<Vec<GatewayKind>> {
+async fn kinds_in(conn: &mut AnyConnection) -> AppResult<Vec<GatewayKind>> {
     let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM gateways")
         .fetch_all(conn)
         .await?;
     Ok(kinds.iter().filter_map(|k| GatewayKind::parse(k)).collect())
 }
 
-pub async fn credentials(pool: &SqlitePool, kind: GatewayKind) -> AppResult<Option<CredentialRow>> {
+pub async fn credentials(pool: &AnyPool, kind: GatewayKind) -> AppResult<Option<CredentialRow>> {
     let mut conn = pool.acquire().await?;
     credentials_in(&mut conn, kind).await
 }
 
 async fn credentials_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     kind: GatewayKind,
 ) -> AppResult<Option<CredentialRow>> {
     Ok(sqlx::query_as::<_, CredentialRow>(
         "SELECT kind, account_name, password_nonce, password_ciphertext
-         FROM exchange_credentials WHERE kind = ?1",
+         FROM exchange_credentials WHERE kind = $1",
     )
     .bind(kind.as_str())
     .fetch_optional(conn)
@@ -236,7 +240,7 @@ async fn credentials_in(
 
 /// Writes the credential set of `kind`; returns whether anything changed.
 async fn save_credentials(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     kind: GatewayKind,
     account: &AccountName,
     password: Option<&Sealed>,
@@ -253,7 +257,7 @@ async fn save_credentials(
             sqlx::query(
                 "INSERT INTO exchange_credentials
                      (kind, account_name, password_nonce, password_ciphertext, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(kind.as_str())
             .bind(account.as_str())
@@ -277,9 +281,9 @@ async fn save_credentials(
                 ),
             };
             sqlx::query(
-                "UPDATE exchange_credentials SET account_name = ?2, password_nonce = ?3,
-                     password_ciphertext = ?4, updated_at = ?5
-                 WHERE kind = ?1",
+                "UPDATE exchange_credentials SET account_name = $2, password_nonce = $3,
+                     password_ciphertext = $4, updated_at = $5
+                 WHERE kind = $1",
             )
             .bind(kind.as_str())
             .bind(account.as_str())
@@ -293,9 +297,9 @@ async fn save_credentials(
     }
 }
 
-async fn count_kind_in(conn: &mut SqliteConnection, kind: GatewayKind) -> AppResult<i64> {
+async fn count_kind_in(conn: &mut AnyConnection, kind: GatewayKind) -> AppResult<i64> {
     Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM gateways WHERE kind = ?1")
+        sqlx::query_scalar("SELECT COUNT(*) FROM gateways WHERE kind = $1")
             .bind(kind.as_str())
             .fetch_one(conn)
             .await?,
@@ -305,11 +309,11 @@ async fn count_kind_in(conn: &mut SqliteConnection, kind: GatewayKind) -> AppRes
 /// Stores the troubleshooter's headline verdict for a gateway (GW-1). Not a
 /// configuration change: no restart, no generation; `verdict_seq` moves so
 /// cached lists on every node notice.
-pub async fn set_verdict(pool: &SqlitePool, id: i64, verdict: &str, now: i64) -> AppResult<()> {
+pub async fn set_verdict(pool: &AnyPool, id: i64, verdict: &str, now: i64) -> AppResult<()> {
     sqlx::query(
-        "UPDATE gateways SET last_verdict = ?2, last_checked_at = ?3,
+        "UPDATE gateways SET last_verdict = $2, last_checked_at = $3,
              verdict_seq = (SELECT COALESCE(MAX(verdict_seq), 0) + 1 FROM gateways)
-         WHERE id = ?1",
+         WHERE id = $1",
     )
     .bind(id)
     .bind(verdict)
@@ -320,12 +324,12 @@ pub async fn set_verdict(pool: &SqlitePool, id: i64, verdict: &str, now: i64) ->
 }
 
 /// How many gateways of `kind` there are (those sharing its credentials).
-pub async fn count_kind(pool: &SqlitePool, kind: GatewayKind) -> AppResult<i64> {
+pub async fn count_kind(pool: &AnyPool, kind: GatewayKind) -> AppResult<i64> {
     let mut conn = pool.acquire().await?;
     count_kind_in(&mut conn, kind).await
 }
 
-pub async fn count(pool: &SqlitePool) -> AppResult<i64> {
+pub async fn count(pool: &AnyPool) -> AppResult<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM gateways")
         .fetch_one(pool)
         .await?)
@@ -337,7 +341,7 @@ fn duplicate_description(e: AppError) -> AppError {
 
 /// Add New (GW-2..GW-4, GW-7).
 pub async fn create(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     input: &GatewayInput,
     actor: &str,
     now: i64,
@@ -357,12 +361,12 @@ pub async fn create(
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO gateways (kind, description, server, port, test_mailbox, created_at,
                                updated_at, tenant, cloud, signin_url, graph_url)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(input.kind.as_str())
     .bind(input.description.as_str())
     .bind(input.server.to_string())
-    .bind(input.port.get())
+    .bind(i64::from(input.port.get()))
     .bind(input.test_mailbox.as_ref().map(Mailbox::as_str))
     .bind(now)
     .bind(tenant)
@@ -404,7 +408,7 @@ pub async fn create(
 /// Edit (GW-4, GW-7): the kind stays; credentials apply to every gateway of
 /// the kind.
 pub async fn update(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     id: i64,
     input: &GatewayInput,
     actor: &str,
@@ -428,14 +432,14 @@ pub async fn update(
     .await?;
     let (tenant, cloud, signin_url, graph_url) = graph_columns(input.graph.as_ref());
     sqlx::query(
-        "UPDATE gateways SET description = ?2, server = ?3, port = ?4, test_mailbox = ?5,
-             updated_at = ?6, tenant = ?7, cloud = ?8, signin_url = ?9, graph_url = ?10
-         WHERE id = ?1",
+        "UPDATE gateways SET description = $2, server = $3, port = $4, test_mailbox = $5,
+             updated_at = $6, tenant = $7, cloud = $8, signin_url = $9, graph_url = $10
+         WHERE id = $1",
     )
     .bind(id)
     .bind(input.description.as_str())
     .bind(input.server.to_string())
-    .bind(input.port.get())
+    .bind(i64::from(input.port.get()))
     .bind(input.test_mailbox.as_ref().map(Mailbox::as_str))
     .bind(now)
     .bind(tenant)
@@ -480,7 +484,7 @@ pub struct DeleteImpact {
     pub users_affected: i64,
 }
 
-async fn impact_in(conn: &mut SqliteConnection, id: i64) -> AppResult<DeleteImpact> {
+async fn impact_in(conn: &mut AnyConnection, id: i64) -> AppResult<DeleteImpact> {
     let gateway = find_in(conn, id).await?.ok_or(AppError::NotFound)?;
     let kind = gateway.kind();
     let is_last = kind == GatewayKind::WebDav || count_kind_in(conn, kind).await? <= 1;
@@ -498,23 +502,23 @@ async fn impact_in(conn: &mut SqliteConnection, id: i64) -> AppResult<DeleteImpa
     })
 }
 
-pub async fn delete_impact(pool: &SqlitePool, id: i64) -> AppResult<DeleteImpact> {
+pub async fn delete_impact(pool: &AnyPool, id: i64) -> AppResult<DeleteImpact> {
     let mut conn = pool.acquire().await?;
     impact_in(&mut conn, id).await
 }
 
 /// Delete (GW-6, GW-7). Returns how many users lost calendar presence.
-pub async fn delete(pool: &SqlitePool, id: i64, actor: &str, now: i64) -> AppResult<DeleteImpact> {
+pub async fn delete(pool: &AnyPool, id: i64, actor: &str, now: i64) -> AppResult<DeleteImpact> {
     let mut tx = begin_write(pool).await?;
     let mut impact = impact_in(&mut tx, id).await?;
     if impact.is_last {
         impact.users_affected = switch_calendar_off_for_everyone(&mut tx).await?;
-        sqlx::query("DELETE FROM exchange_credentials WHERE kind = ?1")
+        sqlx::query("DELETE FROM exchange_credentials WHERE kind = $1")
             .bind(&impact.gateway.kind)
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query("DELETE FROM gateways WHERE id = ?1")
+    sqlx::query("DELETE FROM gateways WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -545,7 +549,7 @@ pub async fn delete(pool: &SqlitePool, id: i64, actor: &str, now: i64) -> AppRes
 }
 
 /// GW-6's bulk switch: the only way calendar presence goes off for everyone.
-async fn switch_calendar_off_for_everyone(conn: &mut SqliteConnection) -> AppResult<i64> {
+async fn switch_calendar_off_for_everyone(conn: &mut AnyConnection) -> AppResult<i64> {
     let done = sqlx::query("UPDATE users SET calendar_enabled = 0 WHERE calendar_enabled = 1")
         .execute(conn)
         .await?;
@@ -580,7 +584,7 @@ pub struct TypeChange {
 /// type `change_targets` offers; users keep their calendar setting (nothing
 /// here touches `users`); the credentials move to the new kind.
 pub async fn change_type(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     id: i64,
     change: &TypeChange,
     actor: &str,
@@ -606,7 +610,7 @@ pub async fn change_type(
     }
     let graph_involved = from == GatewayKind::Graph || to == GatewayKind::Graph;
     let stored = credentials_in(&mut tx, from).await?;
-    sqlx::query("DELETE FROM exchange_credentials WHERE kind = ?1")
+    sqlx::query("DELETE FROM exchange_credentials WHERE kind = $1")
         .bind(from.as_str())
         .execute(&mut *tx)
         .await?;
@@ -655,10 +659,10 @@ pub async fn change_type(
         .clone()
         .filter(|m| Mailbox::parse_optional(to, m).is_err());
     sqlx::query(
-        "UPDATE gateways SET kind = ?2, updated_at = ?3,
-             test_mailbox = CASE WHEN ?4 THEN NULL ELSE test_mailbox END,
-             server = ?5, port = ?6, tenant = ?7, cloud = ?8, signin_url = ?9, graph_url = ?10
-         WHERE id = ?1",
+        "UPDATE gateways SET kind = $2, updated_at = $3,
+             test_mailbox = CASE WHEN $4 THEN NULL ELSE test_mailbox END,
+             server = $5, port = $6, tenant = $7, cloud = $8, signin_url = $9, graph_url = $10
+         WHERE id = $1",
     )
     .bind(id)
     .bind(to.as_str())

@@ -2,7 +2,7 @@
 //! gateway's health and the per-minute counts behind Control Center's
 //! chart. Written by the engine every few seconds, read by any node.
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::error::AppResult;
 
@@ -15,6 +15,7 @@ pub struct GatewayHealth {
     pub users: i64,
     /// Push subscriptions held through this gateway.
     pub subscriptions: i64,
+    #[sqlx(try_from = "super::Flag")]
     pub healthy: bool,
     pub last_success: Option<i64>,
     pub last_error_at: Option<i64>,
@@ -41,14 +42,14 @@ pub const KEEP_MINUTES_SECONDS: i64 = 2 * 3600;
 /// (a minute written twice accumulates), in one transaction; prunes counts
 /// older than [`KEEP_MINUTES_SECONDS`] before `now`.
 pub async fn write(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     node: &str,
     gateways: &[GatewayHealth],
     minutes: &[Minute],
     now: i64,
 ) -> AppResult<()> {
     let mut tx = super::begin_write(pool).await?;
-    sqlx::query("DELETE FROM gateway_health WHERE node = ?1")
+    sqlx::query("DELETE FROM gateway_health WHERE node = $1")
         .bind(node)
         .execute(&mut *tx)
         .await?;
@@ -57,13 +58,13 @@ pub async fn write(
             "INSERT INTO gateway_health (node, gateway_id, description, users, healthy,
                  last_success, last_error_at, last_error, throttled_until,
                  requests_per_minute, updated_at, subscriptions)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(node)
         .bind(g.gateway_id)
         .bind(&g.description)
         .bind(g.users)
-        .bind(g.healthy)
+        .bind(super::Flag(g.healthy))
         .bind(g.last_success)
         .bind(g.last_error_at)
         .bind(&g.last_error)
@@ -77,7 +78,7 @@ pub async fn write(
     for m in minutes {
         sqlx::query(
             "INSERT INTO engine_minutes (node, minute, transitions, requests, errors)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (node, minute) DO UPDATE SET
                  transitions = transitions + excluded.transitions,
                  requests = requests + excluded.requests,
@@ -91,7 +92,7 @@ pub async fn write(
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("DELETE FROM engine_minutes WHERE node = ?1 AND minute < ?2")
+    sqlx::query("DELETE FROM engine_minutes WHERE node = $1 AND minute < $2")
         .bind(node)
         .bind(now - KEEP_MINUTES_SECONDS)
         .execute(&mut *tx)
@@ -101,8 +102,8 @@ pub async fn write(
 }
 
 /// Forgets `node`'s gateway health (its engine stopped: nothing is read).
-pub async fn clear(pool: &SqlitePool, node: &str) -> AppResult<()> {
-    sqlx::query("DELETE FROM gateway_health WHERE node = ?1")
+pub async fn clear(pool: &AnyPool, node: &str) -> AppResult<()> {
+    sqlx::query("DELETE FROM gateway_health WHERE node = $1")
         .bind(node)
         .execute(pool)
         .await?;
@@ -110,7 +111,7 @@ pub async fn clear(pool: &SqlitePool, node: &str) -> AppResult<()> {
 }
 
 /// Every node's gateway health, by node then gateway description.
-pub async fn gateways(pool: &SqlitePool) -> AppResult<Vec<GatewayHealth>> {
+pub async fn gateways(pool: &AnyPool) -> AppResult<Vec<GatewayHealth>> {
     Ok(sqlx::query_as(
         "SELECT node, gateway_id, description, users, subscriptions, healthy, last_success,
                 last_error_at,
@@ -123,10 +124,10 @@ pub async fn gateways(pool: &SqlitePool) -> AppResult<Vec<GatewayHealth>> {
 
 /// `node`'s counts for the minutes from `since` (inclusive), oldest first;
 /// minutes without a row had nothing to count.
-pub async fn minutes(pool: &SqlitePool, node: &str, since: i64) -> AppResult<Vec<Minute>> {
+pub async fn minutes(pool: &AnyPool, node: &str, since: i64) -> AppResult<Vec<Minute>> {
     Ok(sqlx::query_as(
         "SELECT minute, transitions, requests, errors FROM engine_minutes
-         WHERE node = ?1 AND minute >= ?2 ORDER BY minute",
+         WHERE node = $1 AND minute >= $2 ORDER BY minute",
     )
     .bind(node)
     .bind(since)
@@ -137,14 +138,14 @@ pub async fn minutes(pool: &SqlitePool, node: &str, since: i64) -> AppResult<Vec
 /// How many of `node`'s calendar users are in each state, as published:
 /// (in a meeting, away, available, unknown). A calendar user with nothing
 /// published yet counts as unknown.
-pub async fn presence_counts(pool: &SqlitePool, node: &str) -> AppResult<[i64; 4]> {
+pub async fn presence_counts(pool: &AnyPool, node: &str) -> AppResult<[i64; 4]> {
     let row: (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(p.presence = 'in_a_meeting'), 0),
-                COALESCE(SUM(p.presence = 'away'), 0),
-                COALESCE(SUM(p.presence = 'available'), 0),
-                COALESCE(SUM(p.presence IS NULL OR p.presence = 'unknown'), 0)
+        "SELECT COUNT(CASE WHEN p.presence = 'in_a_meeting' THEN 1 END),
+                COUNT(CASE WHEN p.presence = 'away' THEN 1 END),
+                COUNT(CASE WHEN p.presence = 'available' THEN 1 END),
+                COUNT(CASE WHEN p.presence IS NULL OR p.presence = 'unknown' THEN 1 END)
          FROM users u LEFT JOIN calendar_presence p ON p.user_id = u.id
-         WHERE u.node = ?1 AND u.calendar_enabled = 1 AND u.role = 'end_user'",
+         WHERE u.node = $1 AND u.calendar_enabled = 1 AND u.role = 'end_user'",
     )
     .bind(node)
     .fetch_one(pool)

@@ -1,16 +1,16 @@
 //! Locales installed per node (LO-1). English (the built-in locale) counts
 //! as installed everywhere and has no rows.
 
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::domain::locale::{CATALOGUE, DEFAULT, Locale};
 use crate::domain::refusal::LocaleRefusal;
 use crate::error::{AppError, AppResult};
 
 /// The tags installed on one node, the built-in locale first.
-pub async fn installed_on(conn: &mut SqliteConnection, node: &str) -> AppResult<Vec<String>> {
+pub async fn installed_on(conn: &mut AnyConnection, node: &str) -> AppResult<Vec<String>> {
     let mut tags: Vec<String> =
-        sqlx::query_scalar("SELECT locale FROM node_locales WHERE node = ?1 ORDER BY locale")
+        sqlx::query_scalar("SELECT locale FROM node_locales WHERE node = $1 ORDER BY locale")
             .bind(node)
             .fetch_all(conn)
             .await?;
@@ -21,7 +21,7 @@ pub async fn installed_on(conn: &mut SqliteConnection, node: &str) -> AppResult<
 
 /// The catalogue locales a user may have (LO-1): installed on every
 /// registered node. With no node registered yet, only the built-in one.
-pub async fn usable(conn: &mut SqliteConnection) -> AppResult<Vec<Locale>> {
+pub async fn usable(conn: &mut AnyConnection) -> AppResult<Vec<Locale>> {
     let everywhere: Vec<String> = sqlx::query_scalar(
         "SELECT locale FROM node_locales GROUP BY locale
          HAVING COUNT(DISTINCT node) = (SELECT COUNT(*) FROM nodes)",
@@ -38,7 +38,7 @@ pub async fn usable(conn: &mut SqliteConnection) -> AppResult<Vec<Locale>> {
 /// Why a catalogue locale cannot be chosen for a user, naming the nodes that
 /// lack it; None when it can.
 pub async fn unusable(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     locale: &Locale,
 ) -> AppResult<Option<LocaleRefusal>> {
     if locale.is_builtin() {
@@ -46,7 +46,7 @@ pub async fn unusable(
     }
     let missing: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM nodes
-         WHERE name NOT IN (SELECT node FROM node_locales WHERE locale = ?1)
+         WHERE name NOT IN (SELECT node FROM node_locales WHERE locale = $1)
          ORDER BY name",
     )
     .bind(locale.tag)
@@ -61,7 +61,7 @@ pub async fn unusable(
 }
 
 /// Every (node, locale) installation, for the cluster view.
-pub async fn installations(pool: &SqlitePool) -> AppResult<Vec<(String, String)>> {
+pub async fn installations(pool: &AnyPool) -> AppResult<Vec<(String, String)>> {
     Ok(
         sqlx::query_as("SELECT node, locale FROM node_locales ORDER BY node, locale")
             .fetch_all(pool)
@@ -71,7 +71,7 @@ pub async fn installations(pool: &SqlitePool) -> AppResult<Vec<(String, String)>
 
 /// How many users have each locale, for the cluster view and the uninstall
 /// refusal.
-pub async fn users_per_locale(pool: &SqlitePool) -> AppResult<Vec<(String, i64)>> {
+pub async fn users_per_locale(pool: &AnyPool) -> AppResult<Vec<(String, i64)>> {
     Ok(
         sqlx::query_as("SELECT locale, COUNT(*) FROM users GROUP BY locale ORDER BY locale")
             .fetch_all(pool)
@@ -80,13 +80,13 @@ pub async fn users_per_locale(pool: &SqlitePool) -> AppResult<Vec<(String, i64)>
 }
 
 /// The node must be registered; English is built in and never has rows.
-async fn check_target(conn: &mut SqliteConnection, node: &str, locale: &Locale) -> AppResult<()> {
+async fn check_target(conn: &mut AnyConnection, node: &str, locale: &Locale) -> AppResult<()> {
     if locale.is_builtin() {
         return Err(AppError::refused(LocaleRefusal::BuiltIn {
             locale: *locale,
         }));
     }
-    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE name = ?1")
+    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE name = $1")
         .bind(node)
         .fetch_optional(&mut *conn)
         .await?;
@@ -98,9 +98,9 @@ async fn check_target(conn: &mut SqliteConnection, node: &str, locale: &Locale) 
     Ok(())
 }
 
-async fn is_installed(conn: &mut SqliteConnection, node: &str, locale: &Locale) -> AppResult<bool> {
+async fn is_installed(conn: &mut AnyConnection, node: &str, locale: &Locale) -> AppResult<bool> {
     let row: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM node_locales WHERE node = ?1 AND locale = ?2")
+        sqlx::query_scalar("SELECT 1 FROM node_locales WHERE node = $1 AND locale = $2")
             .bind(node)
             .bind(locale.tag)
             .fetch_optional(conn)
@@ -112,7 +112,7 @@ async fn is_installed(conn: &mut SqliteConnection, node: &str, locale: &Locale) 
 /// so the change is recorded as needing a restart, with its audit entry, in
 /// the same transaction.
 pub async fn install(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     node: &str,
     locale: &Locale,
     actor: &str,
@@ -128,7 +128,7 @@ pub async fn install(
     }
     sqlx::query(
         "INSERT INTO node_locales (node, locale, installed_at, installed_by)
-         VALUES (?1, ?2, ?3, ?4)",
+         VALUES ($1, $2, $3, $4)",
     )
     .bind(node)
     .bind(locale.tag)
@@ -154,7 +154,7 @@ pub async fn install(
 /// Uninstalls a locale from one node. Refused while any user has it: a user
 /// locale must stay installed on every node (LO-1).
 pub async fn uninstall(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     node: &str,
     locale: &Locale,
     actor: &str,
@@ -168,7 +168,7 @@ pub async fn uninstall(
             node: node.to_owned(),
         }));
     }
-    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE locale = ?1")
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE locale = $1")
         .bind(locale.tag)
         .fetch_one(&mut *tx)
         .await?;
@@ -178,7 +178,7 @@ pub async fn uninstall(
             users,
         }));
     }
-    sqlx::query("DELETE FROM node_locales WHERE node = ?1 AND locale = ?2")
+    sqlx::query("DELETE FROM node_locales WHERE node = $1 AND locale = $2")
         .bind(node)
         .bind(locale.tag)
         .execute(&mut *tx)
@@ -199,7 +199,7 @@ pub async fn uninstall(
 }
 
 async fn record_change(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     summary: &str,
     action: &str,
     node: &str,

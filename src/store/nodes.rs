@@ -1,6 +1,6 @@
 //! Cluster nodes (SY-2): every `serve` process registers itself.
 
-use sqlx::{FromRow, SqlitePool};
+use sqlx::{FromRow, AnyPool};
 
 use crate::error::AppResult;
 
@@ -8,6 +8,7 @@ use crate::error::AppResult;
 pub struct NodeRow {
     pub name: String,
     pub address: String,
+    #[sqlx(try_from = "super::Flag")]
     pub activated: bool,
     pub engine_generation: i64,
     pub started_at: i64,
@@ -16,10 +17,10 @@ pub struct NodeRow {
 
 /// Registers this process as a node, or refreshes the node of the same name
 /// after a restart. Activation and the engine's generation are kept.
-pub async fn register(pool: &SqlitePool, name: &str, address: &str, now: i64) -> AppResult<()> {
+pub async fn register(pool: &AnyPool, name: &str, address: &str, now: i64) -> AppResult<()> {
     let mut tx = super::begin_write(pool).await?;
     sqlx::query(
-        "INSERT INTO nodes (name, address, started_at, last_heartbeat) VALUES (?1, ?2, ?3, ?3)
+        "INSERT INTO nodes (name, address, started_at, last_heartbeat) VALUES ($1, $2, $3, $3)
          ON CONFLICT (name) DO UPDATE SET address = excluded.address,
              started_at = excluded.started_at, last_heartbeat = excluded.last_heartbeat",
     )
@@ -32,8 +33,8 @@ pub async fn register(pool: &SqlitePool, name: &str, address: &str, now: i64) ->
     Ok(())
 }
 
-pub async fn heartbeat(pool: &SqlitePool, name: &str, now: i64) -> AppResult<()> {
-    sqlx::query("UPDATE nodes SET last_heartbeat = ?2 WHERE name = ?1")
+pub async fn heartbeat(pool: &AnyPool, name: &str, now: i64) -> AppResult<()> {
+    sqlx::query("UPDATE nodes SET last_heartbeat = $2 WHERE name = $1")
         .bind(name)
         .bind(now)
         .execute(pool)
@@ -41,7 +42,7 @@ pub async fn heartbeat(pool: &SqlitePool, name: &str, now: i64) -> AppResult<()>
     Ok(())
 }
 
-pub async fn list(pool: &SqlitePool) -> AppResult<Vec<NodeRow>> {
+pub async fn list(pool: &AnyPool) -> AppResult<Vec<NodeRow>> {
     Ok(sqlx::query_as::<_, NodeRow>(
         "SELECT name, address, activated, engine_generation, started_at, last_heartbeat
          FROM nodes ORDER BY name",

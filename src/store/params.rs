@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::json;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::domain::params::{AfterChange, Kind, Param, ServiceParams};
 use crate::error::{AppError, AppResult};
@@ -14,11 +14,11 @@ use super::{audit, begin_write};
 
 /// The stored values of one node, by parameter key.
 pub async fn stored_values(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     node: &str,
 ) -> AppResult<HashMap<String, String>> {
     let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT name, value FROM service_parameters WHERE node = ?1")
+        sqlx::query_as("SELECT name, value FROM service_parameters WHERE node = $1")
             .bind(node)
             .fetch_all(conn)
             .await?;
@@ -26,15 +26,15 @@ pub async fn stored_values(
 }
 
 /// The typed parameters of one node; its name is the default Notification Host.
-pub async fn load(conn: &mut SqliteConnection, node: &str) -> AppResult<ServiceParams> {
+pub async fn load(conn: &mut AnyConnection, node: &str) -> AppResult<ServiceParams> {
     let values = stored_values(conn, node).await?;
     Ok(ServiceParams::from_values(&values, node))
 }
 
 /// The users assigned to `node`, for the suggested Calendar Spread.
-pub async fn users_assigned(pool: &SqlitePool, node: &str) -> AppResult<i64> {
+pub async fn users_assigned(pool: &AnyPool, node: &str) -> AppResult<i64> {
     Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE node = ?1")
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE node = $1")
             .bind(node)
             .fetch_one(pool)
             .await?,
@@ -44,9 +44,9 @@ pub async fn users_assigned(pool: &SqlitePool, node: &str) -> AppResult<i64> {
 /// The notification port `node`'s running engine holds (None while it does
 /// not run, or when there is no such node): that port is the engine's own,
 /// not another program's.
-pub async fn engine_port(pool: &SqlitePool, node: &str) -> AppResult<Option<i64>> {
+pub async fn engine_port(pool: &AnyPool, node: &str) -> AppResult<Option<i64>> {
     Ok(
-        sqlx::query_scalar::<_, Option<i64>>("SELECT engine_port FROM nodes WHERE name = ?1")
+        sqlx::query_scalar::<_, Option<i64>>("SELECT engine_port FROM nodes WHERE name = $1")
             .bind(node)
             .fetch_optional(pool)
             .await?
@@ -130,14 +130,14 @@ pub fn diff(
 /// applies live, its restart record. Values are already parsed. Returns the
 /// changes; none when nothing differs.
 pub async fn save(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     node: &str,
     wanted: &[(&'static Param, String)],
     actor: &str,
     now: i64,
 ) -> AppResult<Vec<Change>> {
     let mut tx = begin_write(pool).await?;
-    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE name = ?1")
+    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE name = $1")
         .bind(node)
         .fetch_optional(&mut *tx)
         .await?;
@@ -150,7 +150,7 @@ pub async fn save(
     let changes = diff(&stored, node, wanted);
     for change in &changes {
         if change.after == change.param.default_value(node) {
-            sqlx::query("DELETE FROM service_parameters WHERE node = ?1 AND name = ?2")
+            sqlx::query("DELETE FROM service_parameters WHERE node = $1 AND name = $2")
                 .bind(node)
                 .bind(change.param.key)
                 .execute(&mut *tx)
@@ -158,7 +158,7 @@ pub async fn save(
         } else {
             sqlx::query(
                 "INSERT INTO service_parameters (node, name, value, updated_at, updated_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (node, name) DO UPDATE SET value = excluded.value,
                      updated_at = excluded.updated_at, updated_by = excluded.updated_by",
             )

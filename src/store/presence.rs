@@ -2,7 +2,7 @@
 //! ordered log of every change. A batch of transitions is written in one
 //! transaction: current rows and log entries together.
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::domain::presence::CalendarPresence;
 use crate::error::{AppError, AppResult};
@@ -62,14 +62,14 @@ fn published(row: Row) -> AppResult<Published> {
 /// Writes the batch in one transaction: each known user's current row, and
 /// one log entry per publication. Users that no longer exist are skipped.
 /// Returns the log's sequence numbers of what was written.
-pub async fn publish(pool: &SqlitePool, batch: &[Publication], now: i64) -> AppResult<Vec<i64>> {
+pub async fn publish(pool: &AnyPool, batch: &[Publication], now: i64) -> AppResult<Vec<i64>> {
     let mut tx = super::begin_write(pool).await?;
     let mut seqs = Vec::with_capacity(batch.len());
     for p in batch {
         let written = sqlx::query(
             "INSERT INTO calendar_presence
                  (user_id, presence, since, until, gateway, reason, updated_at)
-             SELECT id, ?2, ?3, ?4, ?5, ?6, ?7 FROM users WHERE user_id = ?1
+             SELECT id, $2, $3, $4, $5, $6, $7 FROM users WHERE user_id = $1
              ON CONFLICT (user_id) DO UPDATE SET
                  presence = excluded.presence, since = excluded.since,
                  until = excluded.until, gateway = excluded.gateway,
@@ -88,9 +88,10 @@ pub async fn publish(pool: &SqlitePool, batch: &[Publication], now: i64) -> AppR
         if written == 0 {
             continue;
         }
-        let seq = sqlx::query(
+        let seq: i64 = sqlx::query_scalar(
             "INSERT INTO presence_events (user_id, presence, since, until, gateway, at)
-             SELECT user_id, ?2, ?3, ?4, ?5, ?6 FROM users WHERE user_id = ?1",
+             SELECT user_id, $2, $3, $4, $5, $6 FROM users WHERE user_id = $1
+             RETURNING seq",
         )
         .bind(&p.user_id)
         .bind(p.presence.as_str())
@@ -98,9 +99,8 @@ pub async fn publish(pool: &SqlitePool, batch: &[Publication], now: i64) -> AppR
         .bind(p.until)
         .bind(&p.gateway)
         .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
+        .fetch_one(&mut *tx)
+        .await?;
         seqs.push(seq);
     }
     tx.commit().await?;
@@ -108,11 +108,11 @@ pub async fn publish(pool: &SqlitePool, batch: &[Publication], now: i64) -> AppR
 }
 
 /// A user's current published presence, if any was published.
-pub async fn current(pool: &SqlitePool, user_id: &str) -> AppResult<Option<Published>> {
+pub async fn current(pool: &AnyPool, user_id: &str) -> AppResult<Option<Published>> {
     let row: Option<Row> = sqlx::query_as(
         "SELECT 0, u.user_id, p.presence, p.since, p.until, p.gateway, p.reason
          FROM calendar_presence p JOIN users u ON u.id = p.user_id
-         WHERE u.user_id = ?1",
+         WHERE u.user_id = $1",
     )
     .bind(user_id.trim())
     .fetch_optional(pool)
@@ -123,15 +123,15 @@ pub async fn current(pool: &SqlitePool, user_id: &str) -> AppResult<Option<Publi
 /// Log entries after `seq`, oldest first, at most `limit`; only `user_id`'s
 /// when given (an end user's stream).
 pub async fn events_after(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     seq: i64,
     user_id: Option<&str>,
     limit: i64,
 ) -> AppResult<Vec<Published>> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT seq, user_id, presence, since, until, gateway, NULL FROM presence_events
-         WHERE seq > ?1 AND (?2 IS NULL OR user_id = ?2 COLLATE NOCASE)
-         ORDER BY seq LIMIT ?3",
+         WHERE seq > $1 AND ($2 IS NULL OR user_id = $2 COLLATE NOCASE)
+         ORDER BY seq LIMIT $3",
     )
     .bind(seq)
     .bind(user_id)
@@ -143,7 +143,7 @@ pub async fn events_after(
 
 /// The newest sequence number (0 for an empty log): where a new stream
 /// without `Last-Event-ID` starts.
-pub async fn last_seq(pool: &SqlitePool) -> AppResult<i64> {
+pub async fn last_seq(pool: &AnyPool) -> AppResult<i64> {
     Ok(
         sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM presence_events")
             .fetch_one(pool)
@@ -160,10 +160,10 @@ pub const CALENDAR_OFF: &str = "calendar presence is off";
 /// An end user's calendar presence as the API and pages show it (EN-5):
 /// the published state while calendar presence is on, `unknown` while it is
 /// off or nothing was read yet. `None` for no such end user.
-pub async fn of_end_user(pool: &SqlitePool, user_id: &str) -> AppResult<Option<Published>> {
+pub async fn of_end_user(pool: &AnyPool, user_id: &str) -> AppResult<Option<Published>> {
     type Joined = (
         String,
-        bool,
+        super::Flag,
         Option<String>,
         i64,
         Option<String>,
@@ -176,12 +176,13 @@ pub async fn of_end_user(pool: &SqlitePool, user_id: &str) -> AppResult<Option<P
         "SELECT u.user_id, u.calendar_enabled, u.node, u.updated_at,
                 p.presence, p.since, p.until, p.gateway, p.reason
          FROM users u LEFT JOIN calendar_presence p ON p.user_id = u.id
-         WHERE u.user_id = ?1 AND u.role = 'end_user'",
+         WHERE u.user_id = $1 AND u.role = 'end_user'",
     )
     .bind(user_id.trim())
     .fetch_optional(pool)
     .await?;
-    let Some((user_id, enabled, node, updated_at, presence, since, until, gateway, reason)) = row
+    let Some((user_id, super::Flag(enabled), node, updated_at, presence, since, until, gateway, reason)) =
+        row
     else {
         return Ok(None);
     };
@@ -220,13 +221,13 @@ pub async fn of_end_user(pool: &SqlitePool, user_id: &str) -> AppResult<Option<P
 /// What is published for `node`'s calendar users (user ID, state, until),
 /// so an engine starting there publishes only what changed.
 pub async fn published_on_node(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     node: &str,
 ) -> AppResult<Vec<(String, CalendarPresence, Option<i64>)>> {
     let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
         "SELECT u.user_id, p.presence, p.until
          FROM calendar_presence p JOIN users u ON u.id = p.user_id
-         WHERE u.node = ?1 AND u.calendar_enabled = 1 AND u.role = 'end_user'",
+         WHERE u.node = $1 AND u.calendar_enabled = 1 AND u.role = 'end_user'",
     )
     .bind(node)
     .fetch_all(pool)

@@ -3,7 +3,7 @@
 //! with the password redacted.
 
 use secrecy::SecretString;
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, AnyConnection, AnyPool};
 
 use crate::domain::proxy::{self, NoProxy, Proxy, ProxyCredentials, ProxyEnv, ProxyServer};
 use crate::domain::refusal::ProxyRefusal;
@@ -29,12 +29,12 @@ pub struct ProxyInput {
     pub no_proxy: String,
 }
 
-pub async fn load(pool: &SqlitePool) -> AppResult<Option<ProxyRow>> {
+pub async fn load(pool: &AnyPool) -> AppResult<Option<ProxyRow>> {
     let mut conn = pool.acquire().await?;
     load_in(&mut conn).await
 }
 
-async fn load_in(conn: &mut SqliteConnection) -> AppResult<Option<ProxyRow>> {
+async fn load_in(conn: &mut AnyConnection) -> AppResult<Option<ProxyRow>> {
     Ok(sqlx::query_as(
         "SELECT url, user_name, password_nonce, password_ciphertext, no_proxy
          FROM outbound_proxy WHERE id = 1",
@@ -60,7 +60,7 @@ fn audited(row: Option<&ProxyRow>) -> Option<serde_json::Value> {
 /// password only when the user is unchanged: another user's password is
 /// never sent for them. Returns whether anything changed.
 pub async fn save(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     cipher: &Cipher,
     input: &ProxyInput,
     actor: &str,
@@ -120,7 +120,7 @@ pub async fn save(
 
 /// Clears the proxy: none is used, even when HTTPS_PROXY is set. Returns
 /// whether anything changed.
-pub async fn clear(pool: &SqlitePool, actor: &str, now: i64) -> AppResult<bool> {
+pub async fn clear(pool: &AnyPool, actor: &str, now: i64) -> AppResult<bool> {
     let mut tx = super::begin_write(pool).await?;
     let before = load_in(&mut tx).await?;
     if before.as_ref().is_some_and(|b| b.url.is_none()) {
@@ -146,7 +146,7 @@ pub async fn clear(pool: &SqlitePool, actor: &str, now: i64) -> AppResult<bool> 
 
 /// Writes `after` with its audit entry (the password redacted) and commits.
 async fn write_audited(
-    mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
     actor: &str,
     action: &str,
     before: Option<&ProxyRow>,
@@ -170,13 +170,13 @@ async fn write_audited(
     Ok(true)
 }
 
-async fn write(conn: &mut SqliteConnection, row: &ProxyRow, now: i64) -> AppResult<()> {
+async fn write(conn: &mut AnyConnection, row: &ProxyRow, now: i64) -> AppResult<()> {
     sqlx::query(
         "INSERT INTO outbound_proxy
              (id, url, user_name, password_nonce, password_ciphertext, no_proxy, updated_at)
-         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (id) DO UPDATE SET url = ?1, user_name = ?2, password_nonce = ?3,
-             password_ciphertext = ?4, no_proxy = ?5, updated_at = ?6",
+         VALUES (1, $1, $2, $3, $4, $5, $6)
+         ON CONFLICT (id) DO UPDATE SET url = $1, user_name = $2, password_nonce = $3,
+             password_ciphertext = $4, no_proxy = $5, updated_at = $6",
     )
     .bind(&row.url)
     .bind(&row.user_name)
@@ -192,7 +192,7 @@ async fn write(conn: &mut SqliteConnection, row: &ProxyRow, now: i64) -> AppResu
 /// The proxy Microsoft 365 connections use: the saved one, else the
 /// environment's (read once at start), else none.
 pub async fn effective(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     cipher: &Cipher,
     env: &ProxyEnv,
 ) -> AppResult<Option<Proxy>> {

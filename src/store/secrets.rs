@@ -1,10 +1,10 @@
 //! What the database knows about the secrets key (SY-4).
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::error::AppResult;
 
-pub async fn key_check(pool: &SqlitePool) -> AppResult<Option<Vec<u8>>> {
+pub async fn key_check(pool: &AnyPool) -> AppResult<Option<Vec<u8>>> {
     Ok(
         sqlx::query_scalar("SELECT key_check FROM secrets_meta WHERE id = 1")
             .fetch_optional(pool)
@@ -12,9 +12,9 @@ pub async fn key_check(pool: &SqlitePool) -> AppResult<Option<Vec<u8>>> {
     )
 }
 
-pub async fn set_key_check(pool: &SqlitePool, check: &[u8]) -> AppResult<()> {
+pub async fn set_key_check(pool: &AnyPool, check: &[u8]) -> AppResult<()> {
     sqlx::query(
-        "INSERT INTO secrets_meta (id, key_check) VALUES (1, ?1)
+        "INSERT INTO secrets_meta (id, key_check) VALUES (1, $1)
          ON CONFLICT (id) DO UPDATE SET key_check = excluded.key_check",
     )
     .bind(check)
@@ -24,7 +24,7 @@ pub async fn set_key_check(pool: &SqlitePool, check: &[u8]) -> AppResult<()> {
 }
 
 /// How many encrypted secrets the database holds.
-pub async fn count_encrypted(pool: &SqlitePool) -> AppResult<i64> {
+pub async fn count_encrypted(pool: &AnyPool) -> AppResult<i64> {
     Ok(
         sqlx::query_scalar("SELECT COUNT(*) FROM exchange_credentials")
             .fetch_one(pool)

@@ -2,7 +2,7 @@
 //! whether a session lives, shared by every node (the session records
 //! themselves may sit in a node's memory cache, stale).
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::error::AppResult;
 
@@ -17,7 +17,7 @@ pub struct SignIn {
 /// can no longer be used (started before `started_after`, or last seen
 /// before `seen_after`), so abandoned sessions do not pile up.
 pub async fn start(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     key: &str,
     user: i64,
     now: i64,
@@ -25,12 +25,12 @@ pub async fn start(
     seen_after: i64,
 ) -> AppResult<()> {
     let mut tx = super::begin_write(pool).await?;
-    sqlx::query("DELETE FROM sign_ins WHERE created_at <= ?1 OR seen_at < ?2")
+    sqlx::query("DELETE FROM sign_ins WHERE created_at <= $1 OR seen_at < $2")
         .bind(started_after)
         .bind(seen_after)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO sign_ins (key, user_id, created_at, seen_at) VALUES (?1, ?2, ?3, ?3)")
+    sqlx::query("INSERT INTO sign_ins (key, user_id, created_at, seen_at) VALUES ($1, $2, $3, $3)")
         .bind(key)
         .bind(user)
         .bind(now)
@@ -41,8 +41,8 @@ pub async fn start(
 }
 
 /// Notes a request. An update only: a row that was deleted stays deleted.
-pub async fn touch(pool: &SqlitePool, key: &str, now: i64) -> AppResult<()> {
-    sqlx::query("UPDATE sign_ins SET seen_at = MAX(seen_at, ?2) WHERE key = ?1")
+pub async fn touch(pool: &AnyPool, key: &str, now: i64) -> AppResult<()> {
+    sqlx::query("UPDATE sign_ins SET seen_at = MAX(seen_at, $2) WHERE key = $1")
         .bind(key)
         .bind(now)
         .execute(pool)
@@ -52,8 +52,8 @@ pub async fn touch(pool: &SqlitePool, key: &str, now: i64) -> AppResult<()> {
 
 /// Moves a sign-in to a new key, keeping its start time (a password change
 /// renews the session id, not its lifetime). False if it had already ended.
-pub async fn rekey(pool: &SqlitePool, old: &str, new: &str) -> AppResult<bool> {
-    let done = sqlx::query("UPDATE sign_ins SET key = ?2 WHERE key = ?1")
+pub async fn rekey(pool: &AnyPool, old: &str, new: &str) -> AppResult<bool> {
+    let done = sqlx::query("UPDATE sign_ins SET key = $2 WHERE key = $1")
         .bind(old)
         .bind(new)
         .execute(pool)
@@ -62,8 +62,8 @@ pub async fn rekey(pool: &SqlitePool, old: &str, new: &str) -> AppResult<bool> {
 }
 
 /// Ends a sign-in on every node.
-pub async fn end(pool: &SqlitePool, key: &str) -> AppResult<()> {
-    sqlx::query("DELETE FROM sign_ins WHERE key = ?1")
+pub async fn end(pool: &AnyPool, key: &str) -> AppResult<()> {
+    sqlx::query("DELETE FROM sign_ins WHERE key = $1")
         .bind(key)
         .execute(pool)
         .await?;

@@ -1,7 +1,7 @@
 //! Sign-in throttling (SY-3): failures per typed user ID; five within fifteen
 //! minutes lock that ID for fifteen minutes.
 
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::error::AppResult;
 
@@ -19,9 +19,9 @@ pub enum Admission {
 }
 
 /// The end of the lockout on `key` in force at `now`, if any.
-async fn lockout(conn: &mut SqliteConnection, key: &str, now: i64) -> AppResult<Option<i64>> {
+async fn lockout(conn: &mut AnyConnection, key: &str, now: i64) -> AppResult<Option<i64>> {
     Ok(
-        sqlx::query_scalar("SELECT until FROM login_lockouts WHERE user_key = ?1 AND until > ?2")
+        sqlx::query_scalar("SELECT until FROM login_lockouts WHERE user_key = $1 AND until > $2")
             .bind(key)
             .bind(now)
             .fetch_optional(conn)
@@ -37,7 +37,7 @@ pub struct Attempt(i64);
 /// write transaction, so parallel guesses are counted before any is judged:
 /// failures and pending attempts within the window together admit at most
 /// `MAX_FAILURES` verifications.
-pub async fn admit(pool: &SqlitePool, key: &str, now: i64) -> AppResult<Admission> {
+pub async fn admit(pool: &AnyPool, key: &str, now: i64) -> AppResult<Admission> {
     let mut tx = super::begin_write(pool).await?;
     let locked = lockout(&mut tx, key, now).await?;
     if let Some(until) = locked {
@@ -47,16 +47,16 @@ pub async fn admit(pool: &SqlitePool, key: &str, now: i64) -> AppResult<Admissio
     // Every ID's failures older than the window, and ended lockouts, count
     // for nothing any more: purged here so that IDs tried once are not kept
     // for ever and the tables stay bounded by the recent attempts.
-    sqlx::query("DELETE FROM login_failures WHERE at <= ?1")
+    sqlx::query("DELETE FROM login_failures WHERE at <= $1")
         .bind(now - WINDOW_SECS)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM login_lockouts WHERE until <= ?1")
+    sqlx::query("DELETE FROM login_lockouts WHERE until <= $1")
         .bind(now)
         .execute(&mut *tx)
         .await?;
     let (recent, oldest): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT COUNT(*), MIN(at) FROM login_failures WHERE user_key = ?1 AND at > ?2",
+        "SELECT COUNT(*), MIN(at) FROM login_failures WHERE user_key = $1 AND at > $2",
     )
     .bind(key)
     .bind(now - WINDOW_SECS)
@@ -68,12 +68,13 @@ pub async fn admit(pool: &SqlitePool, key: &str, now: i64) -> AppResult<Admissio
         tx.commit().await?;
         return Ok(Admission::Locked(oldest.unwrap_or(now) + WINDOW_SECS));
     }
-    let id = sqlx::query("INSERT INTO login_failures (user_key, at, pending) VALUES (?1, ?2, 1)")
-        .bind(key)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO login_failures (user_key, at, pending) VALUES ($1, $2, 1) RETURNING rowid",
+    )
+    .bind(key)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(Admission::Admitted(Attempt(id)))
 }
@@ -81,18 +82,18 @@ pub async fn admit(pool: &SqlitePool, key: &str, now: i64) -> AppResult<Admissio
 /// The attempt's password was wrong: it counts as a failure. Returns the
 /// lockout end if this failure triggered one.
 pub async fn failed(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     attempt: Attempt,
     key: &str,
     now: i64,
 ) -> AppResult<Option<i64>> {
     let mut tx = super::begin_write(pool).await?;
-    sqlx::query("UPDATE login_failures SET pending = 0 WHERE rowid = ?1")
+    sqlx::query("UPDATE login_failures SET pending = 0 WHERE rowid = $1")
         .bind(attempt.0)
         .execute(&mut *tx)
         .await?;
     let recent: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM login_failures WHERE user_key = ?1 AND at > ?2 AND pending = 0",
+        "SELECT COUNT(*) FROM login_failures WHERE user_key = $1 AND at > $2 AND pending = 0",
     )
     .bind(key)
     .bind(now - WINDOW_SECS)
@@ -102,7 +103,7 @@ pub async fn failed(
     if recent >= MAX_FAILURES {
         let until = now + LOCKOUT_SECS;
         sqlx::query(
-            "INSERT INTO login_lockouts (user_key, until) VALUES (?1, ?2)
+            "INSERT INTO login_lockouts (user_key, until) VALUES ($1, $2)
              ON CONFLICT (user_key) DO UPDATE SET until = MAX(until, excluded.until)",
         )
         .bind(key)
@@ -111,7 +112,7 @@ pub async fn failed(
         .await?;
         // The lockout now carries the penalty; counting starts afresh after
         // it. Pending attempts stay: they are still being judged.
-        sqlx::query("DELETE FROM login_failures WHERE user_key = ?1 AND pending = 0")
+        sqlx::query("DELETE FROM login_failures WHERE user_key = $1 AND pending = 0")
             .bind(key)
             .execute(&mut *tx)
             .await?;
@@ -125,13 +126,13 @@ pub async fn failed(
 /// lockout was set meanwhile by failures judged alongside it: then the
 /// sign-in is refused until the lockout ends, and the lockout stays.
 pub async fn succeeded(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     attempt: Attempt,
     key: &str,
     now: i64,
 ) -> AppResult<Result<(), i64>> {
     let mut tx = super::begin_write(pool).await?;
-    sqlx::query("DELETE FROM login_failures WHERE rowid = ?1")
+    sqlx::query("DELETE FROM login_failures WHERE rowid = $1")
         .bind(attempt.0)
         .execute(&mut *tx)
         .await?;
@@ -140,7 +141,7 @@ pub async fn succeeded(
         tx.commit().await?;
         return Ok(Err(until));
     }
-    sqlx::query("DELETE FROM login_failures WHERE user_key = ?1 AND pending = 0")
+    sqlx::query("DELETE FROM login_failures WHERE user_key = $1 AND pending = 0")
         .bind(key)
         .execute(&mut *tx)
         .await?;
@@ -149,13 +150,13 @@ pub async fn succeeded(
 }
 
 /// Forgets failures and any lockout for the key (a reset from the shell).
-pub async fn clear(pool: &SqlitePool, key: &str) -> AppResult<()> {
+pub async fn clear(pool: &AnyPool, key: &str) -> AppResult<()> {
     let mut tx = super::begin_write(pool).await?;
-    sqlx::query("DELETE FROM login_failures WHERE user_key = ?1")
+    sqlx::query("DELETE FROM login_failures WHERE user_key = $1")
         .bind(key)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM login_lockouts WHERE user_key = ?1")
+    sqlx::query("DELETE FROM login_lockouts WHERE user_key = $1")
         .bind(key)
         .execute(&mut *tx)
         .await?;

@@ -3,7 +3,7 @@
 //! on every API call that carries one.
 
 use serde_json::json;
-use sqlx::{FromRow, SqlitePool};
+use sqlx::{FromRow, AnyPool};
 
 use crate::domain::refusal::TokenRefusal;
 use crate::domain::token::TokenName;
@@ -31,16 +31,16 @@ const COLUMNS: &str = "id, name, created_by, created_at, last_used_at, revoked_a
 /// Stores a new token's hash under `name`; refused when an unrevoked token
 /// has the name already (case aside).
 pub async fn create(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     name: &TokenName,
     token_hash: &str,
     actor: &str,
     now: i64,
 ) -> AppResult<TokenRow> {
     let mut tx = begin_write(pool).await?;
-    let taken: bool = sqlx::query_scalar(
+    let super::Flag(taken) = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM api_tokens
-                        WHERE name = ?1 COLLATE NOCASE AND revoked_at IS NULL)",
+                        WHERE name = $1 COLLATE NOCASE AND revoked_at IS NULL)",
     )
     .bind(name.as_str())
     .fetch_one(&mut *tx)
@@ -50,7 +50,7 @@ pub async fn create(
     }
     let sql = format!(
         "INSERT INTO api_tokens (name, token_hash, created_by, created_at)
-         VALUES (?1, ?2, ?3, ?4) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
     );
     let row = sqlx::query_as::<_, TokenRow>(&sql)
         .bind(name.as_str())
@@ -81,7 +81,7 @@ pub async fn create(
 }
 
 /// Every token, unrevoked first, then by name.
-pub async fn list(pool: &SqlitePool) -> AppResult<Vec<TokenRow>> {
+pub async fn list(pool: &AnyPool) -> AppResult<Vec<TokenRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM api_tokens
          ORDER BY revoked_at IS NOT NULL, name COLLATE NOCASE, id"
@@ -89,8 +89,8 @@ pub async fn list(pool: &SqlitePool) -> AppResult<Vec<TokenRow>> {
     Ok(sqlx::query_as::<_, TokenRow>(&sql).fetch_all(pool).await?)
 }
 
-pub async fn find(pool: &SqlitePool, id: i64) -> AppResult<Option<TokenRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM api_tokens WHERE id = ?1");
+pub async fn find(pool: &AnyPool, id: i64) -> AppResult<Option<TokenRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM api_tokens WHERE id = $1");
     Ok(sqlx::query_as::<_, TokenRow>(&sql)
         .bind(id)
         .fetch_optional(pool)
@@ -99,9 +99,9 @@ pub async fn find(pool: &SqlitePool, id: i64) -> AppResult<Option<TokenRow>> {
 
 /// Revokes a token at once (the next call with it is refused, on every
 /// node); refused if it was revoked already.
-pub async fn revoke(pool: &SqlitePool, id: i64, actor: &str, now: i64) -> AppResult<TokenRow> {
+pub async fn revoke(pool: &AnyPool, id: i64, actor: &str, now: i64) -> AppResult<TokenRow> {
     let mut tx = begin_write(pool).await?;
-    let sql = format!("SELECT {COLUMNS} FROM api_tokens WHERE id = ?1");
+    let sql = format!("SELECT {COLUMNS} FROM api_tokens WHERE id = $1");
     let before = sqlx::query_as::<_, TokenRow>(&sql)
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -113,7 +113,7 @@ pub async fn revoke(pool: &SqlitePool, id: i64, actor: &str, now: i64) -> AppRes
         }));
     }
     let sql = format!(
-        "UPDATE api_tokens SET revoked_at = ?2, revoked_by = ?3 WHERE id = ?1
+        "UPDATE api_tokens SET revoked_at = $2, revoked_by = $3 WHERE id = $1
          RETURNING {COLUMNS}"
     );
     let row = sqlx::query_as::<_, TokenRow>(&sql)
@@ -142,12 +142,12 @@ pub async fn revoke(pool: &SqlitePool, id: i64, actor: &str, now: i64) -> AppRes
 /// once a minute: the check is on the row just read, so most calls only
 /// read).
 pub async fn authenticate(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     token_hash: &str,
     now: i64,
 ) -> AppResult<Option<TokenRow>> {
     let sql =
-        format!("SELECT {COLUMNS} FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL");
+        format!("SELECT {COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL");
     let Some(mut row) = sqlx::query_as::<_, TokenRow>(&sql)
         .bind(token_hash)
         .fetch_optional(pool)
@@ -162,8 +162,8 @@ pub async fn authenticate(
         // The same condition in SQL, so parallel calls (or nodes) write
         // once between them.
         sqlx::query(
-            "UPDATE api_tokens SET last_used_at = ?2
-             WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?2 - ?3)",
+            "UPDATE api_tokens SET last_used_at = $2
+             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $2 - $3)",
         )
         .bind(row.id)
         .bind(now)
@@ -177,11 +177,12 @@ pub async fn authenticate(
 
 /// Whether the token is still unrevoked: an open stream asks now and then,
 /// so revoking ends it.
-pub async fn is_live(pool: &SqlitePool, id: i64) -> AppResult<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM api_tokens WHERE id = ?1 AND revoked_at IS NULL)",
+pub async fn is_live(pool: &AnyPool, id: i64) -> AppResult<bool> {
+    let super::Flag(live) = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM api_tokens WHERE id = $1 AND revoked_at IS NULL)",
     )
     .bind(id)
     .fetch_one(pool)
-    .await?)
+    .await?;
+    Ok(live)
 }

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use rustls::pki_types::CertificateDer;
 use serde_json::json;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, FromRow, SqlitePool};
+use sqlx::{ConnectOptions, FromRow, AnyPool};
 
 use crate::error::{AppError, AppResult};
 use crate::tls::certinfo::{CertInfo, colon_fingerprint};
@@ -16,7 +16,7 @@ use super::changes::{self, Restart};
 use super::{audit, begin_write};
 
 /// Every trusted certificate, as DER.
-pub async fn anchors(pool: &SqlitePool) -> AppResult<Vec<CertificateDer<'static>>> {
+pub async fn anchors(pool: &AnyPool) -> AppResult<Vec<CertificateDer<'static>>> {
     let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT der FROM trusted_certificates ORDER BY id")
         .fetch_all(pool)
         .await?;
@@ -48,7 +48,7 @@ pub async fn read_only_anchors(db: &Path) -> AppResult<Vec<CertificateDer<'stati
 
 /// Adds a certificate unless it is already there; returns whether it was new.
 pub async fn insert(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     der: &[u8],
     info: &CertInfo,
     actor: &str,
@@ -57,7 +57,7 @@ pub async fn insert(
     let done = sqlx::query(
         "INSERT INTO trusted_certificates
              (sha256, der, subject, issuer, not_before, not_after, added_at, added_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (sha256) DO NOTHING",
     )
     .bind(&info.sha256)
@@ -90,15 +90,15 @@ pub struct TrustedRow {
 const COLUMNS: &str = "id, sha256, der, subject, issuer, not_before, not_after, added_at, added_by";
 
 /// Every trusted certificate, by subject.
-pub async fn list(pool: &SqlitePool) -> AppResult<Vec<TrustedRow>> {
+pub async fn list(pool: &AnyPool) -> AppResult<Vec<TrustedRow>> {
     let sql = format!("SELECT {COLUMNS} FROM trusted_certificates ORDER BY subject, id");
     Ok(sqlx::query_as::<_, TrustedRow>(&sql)
         .fetch_all(pool)
         .await?)
 }
 
-pub async fn find(pool: &SqlitePool, id: i64) -> AppResult<Option<TrustedRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM trusted_certificates WHERE id = ?1");
+pub async fn find(pool: &AnyPool, id: i64) -> AppResult<Option<TrustedRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM trusted_certificates WHERE id = $1");
     Ok(sqlx::query_as::<_, TrustedRow>(&sql)
         .bind(id)
         .fetch_optional(pool)
@@ -106,7 +106,7 @@ pub async fn find(pool: &SqlitePool, id: i64) -> AppResult<Option<TrustedRow>> {
 }
 
 /// The SHA-256 fingerprints (lowercase hex) of every trusted certificate.
-pub async fn fingerprints(pool: &SqlitePool) -> AppResult<HashSet<String>> {
+pub async fn fingerprints(pool: &AnyPool) -> AppResult<HashSet<String>> {
     let rows: Vec<String> = sqlx::query_scalar("SELECT sha256 FROM trusted_certificates")
         .fetch_all(pool)
         .await?;
@@ -140,7 +140,7 @@ fn short_fingerprint(sha256: &str) -> String {
 /// present is reported, not duplicated. Each one added records its restart
 /// entry (SV-3) and audit entry in the same transaction.
 pub async fn import(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     certs: &[Candidate],
     actor: &str,
     now: i64,
@@ -152,7 +152,7 @@ pub async fn import(
         let done = sqlx::query(
             "INSERT INTO trusted_certificates
                  (sha256, der, subject, issuer, not_before, not_after, added_at, added_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (sha256) DO NOTHING",
         )
         .bind(&info.sha256)
@@ -201,9 +201,9 @@ pub async fn import(
 
 /// Removes a trusted certificate, recording the restart entry and the audit
 /// entry in the same transaction; returns what was removed.
-pub async fn delete(pool: &SqlitePool, id: i64, actor: &str, now: i64) -> AppResult<TrustedRow> {
+pub async fn delete(pool: &AnyPool, id: i64, actor: &str, now: i64) -> AppResult<TrustedRow> {
     let mut tx = begin_write(pool).await?;
-    let sql = format!("DELETE FROM trusted_certificates WHERE id = ?1 RETURNING {COLUMNS}");
+    let sql = format!("DELETE FROM trusted_certificates WHERE id = $1 RETURNING {COLUMNS}");
     let row = sqlx::query_as::<_, TrustedRow>(&sql)
         .bind(id)
         .fetch_optional(&mut *tx)

@@ -2,7 +2,7 @@
 //! Every function takes the user's row id from the session, never from a
 //! form, so a user reads and changes only their own row.
 
-use sqlx::{FromRow, SqlitePool};
+use sqlx::{FromRow, AnyPool};
 
 use super::audit;
 use crate::domain::locale::Locale;
@@ -12,14 +12,15 @@ use crate::error::{AppError, AppResult};
 #[derive(Debug, Clone, FromRow)]
 pub struct Options {
     pub user_id: String,
+    #[sqlx(try_from = "super::Flag")]
     pub calendar_enabled: bool,
     pub locale: String,
     pub mailbox: Option<String>,
 }
 
-pub async fn load(pool: &SqlitePool, id: i64) -> AppResult<Option<Options>> {
+pub async fn load(pool: &AnyPool, id: i64) -> AppResult<Option<Options>> {
     Ok(sqlx::query_as::<_, Options>(
-        "SELECT user_id, calendar_enabled, locale, mailbox FROM users WHERE id = ?1",
+        "SELECT user_id, calendar_enabled, locale, mailbox FROM users WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -29,7 +30,7 @@ pub async fn load(pool: &SqlitePool, id: i64) -> AppResult<Option<Options>> {
 /// Switches the user's calendar presence on or off (US-3). Users' switches
 /// apply live: no restart record. Refused while no gateway exists, checked
 /// inside the transaction so a gateway deleted meanwhile (GW-6) wins.
-pub async fn set_calendar(pool: &SqlitePool, id: i64, on: bool, now: i64) -> AppResult<()> {
+pub async fn set_calendar(pool: &AnyPool, id: i64, on: bool, now: i64) -> AppResult<()> {
     let mut tx = super::begin_write(pool).await?;
     let gateways: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM gateways")
         .fetch_one(&mut *tx)
@@ -38,11 +39,11 @@ pub async fn set_calendar(pool: &SqlitePool, id: i64, on: bool, now: i64) -> App
         return Err(AppError::refused(UserRefusal::NoGateway));
     }
     let user_id: Option<String> = sqlx::query_scalar(
-        "UPDATE users SET calendar_enabled = ?2, updated_at = ?3 WHERE id = ?1
+        "UPDATE users SET calendar_enabled = $2, updated_at = $3 WHERE id = $1
          RETURNING user_id",
     )
     .bind(id)
-    .bind(on)
+    .bind(super::Flag(on))
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
@@ -69,18 +70,18 @@ pub async fn set_calendar(pool: &SqlitePool, id: i64, on: bool, now: i64) -> App
 
 /// Sets the user's locale, which must be installed on every node (LO-1):
 /// checked inside the transaction, so an uninstall meanwhile wins.
-pub async fn set_locale(pool: &SqlitePool, id: i64, locale: &Locale, now: i64) -> AppResult<()> {
+pub async fn set_locale(pool: &AnyPool, id: i64, locale: &Locale, now: i64) -> AppResult<()> {
     let mut tx = super::begin_write(pool).await?;
     if let Some(refusal) = super::locales::unusable(&mut tx, locale).await? {
         return Err(AppError::refused(refusal));
     }
     let before: Option<(String, String)> =
-        sqlx::query_as("SELECT user_id, locale FROM users WHERE id = ?1")
+        sqlx::query_as("SELECT user_id, locale FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
     let (user_id, before) = before.ok_or(AppError::NotFound)?;
-    sqlx::query("UPDATE users SET locale = ?2, updated_at = ?3 WHERE id = ?1")
+    sqlx::query("UPDATE users SET locale = $2, updated_at = $3 WHERE id = $1")
         .bind(id)
         .bind(locale.tag)
         .bind(now)

@@ -1,6 +1,7 @@
 //! Users: administrators and end users share one table, told apart by role.
 
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, AnyConnection, AnyPool};
+use super::Backend;
 
 use crate::domain::locale::Locale;
 use crate::domain::refusal::UserRefusal;
@@ -16,6 +17,7 @@ pub struct UserRow {
     pub first_name: String,
     pub last_name: String,
     pub password_hash: String,
+    #[sqlx(try_from = "super::Flag")]
     pub must_change_password: bool,
     pub session_epoch: i64,
 }
@@ -40,16 +42,16 @@ impl UserRow {
 const COLUMNS: &str = "id, user_id, role, first_name, last_name, password_hash, \
                        must_change_password, session_epoch";
 
-pub async fn find_by_user_id(pool: &SqlitePool, user_id: &str) -> AppResult<Option<UserRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE user_id = ?1");
+pub async fn find_by_user_id(pool: &AnyPool, user_id: &str) -> AppResult<Option<UserRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE user_id = $1");
     Ok(sqlx::query_as::<_, UserRow>(&sql)
         .bind(user_id.trim())
         .fetch_optional(pool)
         .await?)
 }
 
-pub async fn find(pool: &SqlitePool, id: i64) -> AppResult<Option<UserRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
+pub async fn find(pool: &AnyPool, id: i64) -> AppResult<Option<UserRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
     Ok(sqlx::query_as::<_, UserRow>(&sql)
         .bind(id)
         .fetch_optional(pool)
@@ -74,7 +76,7 @@ pub struct ConfigState {
 /// `None` once it has ended (signed out on any node); the whole answer is
 /// `None` for a deleted user.
 pub async fn find_signed_in(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     id: i64,
     key: &str,
 ) -> AppResult<Option<(UserRow, ConfigState, Option<SignIn>)>> {
@@ -85,14 +87,19 @@ pub async fn find_signed_in(
               WHERE generation > (SELECT COALESCE(MIN(engine_generation), 0)
                                   FROM nodes WHERE activated = 1)
                 AND EXISTS (SELECT 1 FROM nodes WHERE activated = 1)) AS pending,
-            (SELECT COALESCE(group_concat(name || ':' || engine_generation, ','), '')
+            (SELECT COALESCE({concat}, '')
                FROM nodes WHERE activated = 1) AS nodes,
             (SELECT COALESCE(MAX(verdict_seq), 0) FROM gateways) AS verdicts,
             (SELECT s.created_at FROM sign_ins s
-              WHERE s.key = ?2 AND s.user_id = users.id) AS signed_in_at,
+              WHERE s.key = $2 AND s.user_id = users.id) AS signed_in_at,
             (SELECT s.seen_at FROM sign_ins s
-              WHERE s.key = ?2 AND s.user_id = users.id) AS signed_in_seen
-         FROM users WHERE id = ?1"
+              WHERE s.key = $2 AND s.user_id = users.id) AS signed_in_seen
+         FROM users WHERE id = $1",
+        concat = match Backend::of(pool) {
+            Backend::Sqlite => "group_concat(name || ':' || engine_generation, ',')",
+            Backend::Postgres =>
+                "string_agg(name || ':' || engine_generation, ',' ORDER BY name COLLATE \"C\")",
+        }
     );
     let row = sqlx::query(&sql)
         .bind(id)
@@ -117,7 +124,7 @@ pub async fn find_signed_in(
     Ok(Some((user, state, sign_in)))
 }
 
-pub async fn count_admins(pool: &SqlitePool) -> AppResult<i64> {
+pub async fn count_admins(pool: &AnyPool) -> AppResult<i64> {
     Ok(
         sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
             .fetch_one(pool)
@@ -134,19 +141,19 @@ pub struct NewUser<'a> {
     pub must_change_password: bool,
 }
 
-pub async fn create(pool: &SqlitePool, user: NewUser<'_>, now: i64) -> AppResult<i64> {
+pub async fn create(pool: &AnyPool, user: NewUser<'_>, now: i64) -> AppResult<i64> {
     let mut tx = super::begin_write(pool).await?;
     let id = sqlx::query_scalar(
         "INSERT INTO users (user_id, role, first_name, last_name, password_hash,
                             must_change_password, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
     )
     .bind(user.user_id.as_str())
     .bind(user.role.as_str())
     .bind(user.first_name)
     .bind(user.last_name)
     .bind(user.password_hash)
-    .bind(user.must_change_password)
+    .bind(super::Flag(user.must_change_password))
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
@@ -157,7 +164,7 @@ pub async fn create(pool: &SqlitePool, user: NewUser<'_>, now: i64) -> AppResult
 /// Sets a new password hash and bumps the session epoch, which ends every
 /// session the user has. Returns the new epoch.
 pub async fn set_password(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     id: i64,
     password_hash: &str,
     must_change_password: bool,
@@ -165,13 +172,13 @@ pub async fn set_password(
 ) -> AppResult<i64> {
     let mut tx = super::begin_write(pool).await?;
     let epoch: Option<i64> = sqlx::query_scalar(
-        "UPDATE users SET password_hash = ?2, must_change_password = ?3,
-                          session_epoch = session_epoch + 1, updated_at = ?4
-         WHERE id = ?1 RETURNING session_epoch",
+        "UPDATE users SET password_hash = $2, must_change_password = $3,
+                          session_epoch = session_epoch + 1, updated_at = $4
+         WHERE id = $1 RETURNING session_epoch",
     )
     .bind(id)
     .bind(password_hash)
-    .bind(must_change_password)
+    .bind(super::Flag(must_change_password))
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
@@ -191,6 +198,7 @@ pub struct EndUserRow {
     pub mailbox: Option<String>,
     pub node: Option<String>,
     pub locale: String,
+    #[sqlx(try_from = "super::Flag")]
     pub calendar_enabled: bool,
 }
 
@@ -206,13 +214,15 @@ pub struct SearchPage {
 
 /// The index to use, the WHERE clause (over `users`, without the role)
 /// and its bound values for a search. Every form is answered from an
-/// index: the NOCASE indexes for prefixes (a range, see
+/// index. On SQLite: the NOCASE indexes for prefixes (a range, see
 /// `Search::prefix_range`), the trigram table `users_fts` for substrings.
+/// On PostgreSQL: `LIKE` on the lower-cased text, which its pattern
+/// indexes answer for prefixes and its trigram indexes for substrings.
 /// Column names come from `SearchField`, never from the request.
-fn search_filter(search: &Search) -> (&'static str, String, Vec<String>) {
-    match search {
-        Search::All => ("", String::new(), Vec::new()),
-        Search::BeginsWith(field, text) => {
+fn search_filter(backend: Backend, search: &Search) -> (&'static str, String, Vec<String>) {
+    match (backend, search) {
+        (_, Search::All) => ("", String::new(), Vec::new()),
+        (Backend::Sqlite, Search::BeginsWith(field, text)) => {
             let column = field.as_str();
             // With statistics (ANALYZE) SQLite may walk the user_id index
             // for its order and test every row's name instead: quick for a
@@ -228,24 +238,46 @@ fn search_filter(search: &Search) -> (&'static str, String, Vec<String>) {
             let (low, high) = Search::prefix_range(text);
             (
                 index,
-                format!(" AND {column} >= ?1 COLLATE NOCASE AND {column} < ?2 COLLATE NOCASE"),
+                format!(" AND {column} >= $1 COLLATE NOCASE AND {column} < $2 COLLATE NOCASE"),
                 vec![low, high],
             )
         }
-        Search::Contains(field, text) => (
+        (Backend::Sqlite, Search::Contains(field, text)) => (
             "",
             format!(
-                " AND id IN (SELECT rowid FROM users_fts WHERE users_fts.{} MATCH ?1)",
+                " AND id IN (SELECT rowid FROM users_fts WHERE users_fts.{} MATCH $1)",
                 field.as_str()
             ),
             vec![Search::fts_phrase(text)],
         ),
+        (Backend::Postgres, Search::BeginsWith(field, text)) => (
+            "",
+            format!(" AND lower({} COLLATE \"C\") LIKE $1", field.as_str()),
+            vec![format!("{}%", like_escaped(&text.to_lowercase()))],
+        ),
+        (Backend::Postgres, Search::Contains(field, text)) => (
+            "",
+            format!(" AND lower({} COLLATE \"C\") LIKE $1", field.as_str()),
+            vec![format!("%{}%", like_escaped(&text.to_lowercase()))],
+        ),
     }
 }
 
-/// The page query and the count query for a search, as run; public so a
-/// test can check their query plans.
-pub fn search_sql(search: &Search) -> (String, String, Vec<String>) {
+/// `text` matched literally by `LIKE` (PostgreSQL's escape is `\`).
+fn like_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The page query and the count query for a search on `backend`, as run;
+/// public so a test can check their query plans.
+pub fn search_sql(backend: Backend, search: &Search) -> (String, String, Vec<String>) {
     if *search == Search::All {
         // Every end user: the few administrators are set aside by id, so
         // the walk to a deep page reads the covering user_id index alone
@@ -257,7 +289,7 @@ pub fn search_sql(search: &Search) -> (String, String, Vec<String>) {
             "SELECT {END_USER_COLUMNS} FROM users WHERE id IN (
                  SELECT id FROM users
                  WHERE id NOT IN (SELECT id FROM users WHERE role = 'admin')
-                 ORDER BY user_id LIMIT ?1 OFFSET ?2)
+                 ORDER BY user_id LIMIT $1 OFFSET $2)
              ORDER BY user_id"
         );
         let count = "SELECT (SELECT COUNT(*) FROM users)
@@ -265,7 +297,7 @@ pub fn search_sql(search: &Search) -> (String, String, Vec<String>) {
             .to_owned();
         return (page, count, Vec::new());
     }
-    let (index, filter, binds) = search_filter(search);
+    let (index, filter, binds) = search_filter(backend, search);
     let n = binds.len();
     // The page's ids first, then their rows: for a prefix search the inner
     // query reads the name's covering index only, so a common prefix (6,000
@@ -273,16 +305,16 @@ pub fn search_sql(search: &Search) -> (String, String, Vec<String>) {
     let page = format!(
         "SELECT {END_USER_COLUMNS} FROM users WHERE id IN (
              SELECT id FROM users{index} WHERE role = 'end_user'{filter}
-             ORDER BY user_id LIMIT ?{} OFFSET ?{})
+             ORDER BY user_id LIMIT ${} OFFSET ${})
          ORDER BY user_id",
         n + 1,
         n + 2
     );
-    let count = match search {
+    let count = match (backend, search) {
         // Counted in the full-text index alone, less the administrators
         // among the matches (their partial index), without reading a row.
-        Search::Contains(field, _) => format!(
-            "SELECT COUNT(*) FROM users_fts WHERE users_fts.{} MATCH ?1
+        (Backend::Sqlite, Search::Contains(field, _)) => format!(
+            "SELECT COUNT(*) FROM users_fts WHERE users_fts.{} MATCH $1
                AND rowid NOT IN (SELECT id FROM users WHERE role = 'admin')",
             field.as_str()
         ),
@@ -293,12 +325,12 @@ pub fn search_sql(search: &Search) -> (String, String, Vec<String>) {
 
 /// Find and List: one page of end users matching `search`, by user ID.
 pub async fn search_end_users(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     search: &Search,
     offset: i64,
     limit: i64,
 ) -> AppResult<SearchPage> {
-    let (page_sql, count_sql, binds) = search_sql(search);
+    let (page_sql, count_sql, binds) = search_sql(Backend::of(pool), search);
     let mut page = sqlx::query_as::<_, EndUserRow>(&page_sql);
     let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
     for value in &binds {
@@ -317,8 +349,8 @@ pub async fn search_end_users(
     })
 }
 
-pub async fn find_end_user(pool: &SqlitePool, id: i64) -> AppResult<Option<EndUserRow>> {
-    let sql = format!("SELECT {END_USER_COLUMNS} FROM users WHERE id = ?1 AND role = 'end_user'");
+pub async fn find_end_user(pool: &AnyPool, id: i64) -> AppResult<Option<EndUserRow>> {
+    let sql = format!("SELECT {END_USER_COLUMNS} FROM users WHERE id = $1 AND role = 'end_user'");
     Ok(sqlx::query_as::<_, EndUserRow>(&sql)
         .bind(id)
         .fetch_optional(pool)
@@ -373,9 +405,9 @@ fn duplicate(error: AppError) -> AppError {
 /// The rules that depend on the database, checked inside the write
 /// transaction so a node or locale removed meanwhile cannot slip through:
 /// the node exists, and the locale is installed on every node (LO-1).
-async fn check_placement(conn: &mut SqliteConnection, input: &EndUserInput) -> AppResult<()> {
+async fn check_placement(conn: &mut AnyConnection, input: &EndUserInput) -> AppResult<()> {
     if let Some(node) = &input.node {
-        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE name = ?1")
+        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE name = $1")
             .bind(node)
             .fetch_optional(&mut *conn)
             .await?;
@@ -394,7 +426,7 @@ async fn check_placement(conn: &mut SqliteConnection, input: &EndUserInput) -> A
 /// Creates an end user with its audit entry. Users are live configuration:
 /// no restart record.
 pub async fn create_end_user(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     input: &EndUserInput,
     password_hash: &str,
     actor: &str,
@@ -405,7 +437,7 @@ pub async fn create_end_user(
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO users (user_id, role, first_name, last_name, password_hash, mailbox, node,
                             locale, calendar_enabled, created_at, updated_at)
-         VALUES (?1, 'end_user', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING id",
+         VALUES ($1, 'end_user', $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
     )
     .bind(input.user_id.as_str())
     .bind(&input.first_name)
@@ -414,7 +446,7 @@ pub async fn create_end_user(
     .bind(&input.mailbox)
     .bind(&input.node)
     .bind(input.locale.tag)
-    .bind(input.calendar_enabled)
+    .bind(super::Flag(input.calendar_enabled))
     .bind(now)
     .fetch_one(&mut *tx)
     .await
@@ -435,8 +467,8 @@ pub async fn create_end_user(
     Ok(id)
 }
 
-async fn end_user_in(conn: &mut SqliteConnection, id: i64) -> AppResult<EndUserRow> {
-    let sql = format!("SELECT {END_USER_COLUMNS} FROM users WHERE id = ?1 AND role = 'end_user'");
+async fn end_user_in(conn: &mut AnyConnection, id: i64) -> AppResult<EndUserRow> {
+    let sql = format!("SELECT {END_USER_COLUMNS} FROM users WHERE id = $1 AND role = 'end_user'");
     sqlx::query_as::<_, EndUserRow>(&sql)
         .bind(id)
         .fetch_optional(conn)
@@ -446,7 +478,7 @@ async fn end_user_in(conn: &mut SqliteConnection, id: i64) -> AppResult<EndUserR
 
 /// Saves the End User form over the stored user, with its audit entry.
 pub async fn update_end_user(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     id: i64,
     input: &EndUserInput,
     actor: &str,
@@ -456,9 +488,9 @@ pub async fn update_end_user(
     let before = end_user_in(&mut tx, id).await?;
     check_placement(&mut tx, input).await?;
     sqlx::query(
-        "UPDATE users SET user_id = ?2, first_name = ?3, last_name = ?4, mailbox = ?5,
-                          node = ?6, locale = ?7, calendar_enabled = ?8, updated_at = ?9
-         WHERE id = ?1",
+        "UPDATE users SET user_id = $2, first_name = $3, last_name = $4, mailbox = $5,
+                          node = $6, locale = $7, calendar_enabled = $8, updated_at = $9
+         WHERE id = $1",
     )
     .bind(id)
     .bind(input.user_id.as_str())
@@ -467,7 +499,7 @@ pub async fn update_end_user(
     .bind(&input.mailbox)
     .bind(&input.node)
     .bind(input.locale.tag)
-    .bind(input.calendar_enabled)
+    .bind(super::Flag(input.calendar_enabled))
     .bind(now)
     .execute(&mut *tx)
     .await
@@ -491,14 +523,14 @@ pub async fn update_end_user(
 /// Deletes an end user. Their sessions end with the row: every request
 /// reads the signed-in user, and a missing user signs the session out.
 pub async fn delete_end_user(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     id: i64,
     actor: &str,
     now: i64,
 ) -> AppResult<EndUserRow> {
     let mut tx = super::begin_write(pool).await?;
     let before = end_user_in(&mut tx, id).await?;
-    sqlx::query("DELETE FROM users WHERE id = ?1")
+    sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -523,7 +555,7 @@ pub async fn delete_end_user(
 /// `role` must match the stored user's, so an End User page cannot reset
 /// an administrator's password or the other way round.
 pub async fn reset_password(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     id: i64,
     role: Role,
     password_hash: &str,
@@ -533,14 +565,14 @@ pub async fn reset_password(
 ) -> AppResult<()> {
     let mut tx = super::begin_write(pool).await?;
     let user_id: Option<String> = sqlx::query_scalar(
-        "UPDATE users SET password_hash = ?3, must_change_password = ?4,
-                          session_epoch = session_epoch + 1, updated_at = ?5
-         WHERE id = ?1 AND role = ?2 RETURNING user_id",
+        "UPDATE users SET password_hash = $3, must_change_password = $4,
+                          session_epoch = session_epoch + 1, updated_at = $5
+         WHERE id = $1 AND role = $2 RETURNING user_id",
     )
     .bind(id)
     .bind(role.as_str())
     .bind(password_hash)
-    .bind(must_change_password)
+    .bind(super::Flag(must_change_password))
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
@@ -574,12 +606,13 @@ pub async fn reset_password(
 pub struct AdminRow {
     pub id: i64,
     pub user_id: String,
+    #[sqlx(try_from = "super::Flag")]
     pub must_change_password: bool,
     pub created_at: i64,
 }
 
 /// The administrators, by user ID (a handful: reading them all is cheap).
-pub async fn list_admins(pool: &SqlitePool) -> AppResult<Vec<AdminRow>> {
+pub async fn list_admins(pool: &AnyPool) -> AppResult<Vec<AdminRow>> {
     Ok(sqlx::query_as::<_, AdminRow>(
         "SELECT id, user_id, must_change_password, created_at FROM users
          WHERE role = 'admin' ORDER BY user_id",
@@ -588,10 +621,10 @@ pub async fn list_admins(pool: &SqlitePool) -> AppResult<Vec<AdminRow>> {
     .await?)
 }
 
-pub async fn find_admin(pool: &SqlitePool, id: i64) -> AppResult<Option<AdminRow>> {
+pub async fn find_admin(pool: &AnyPool, id: i64) -> AppResult<Option<AdminRow>> {
     Ok(sqlx::query_as::<_, AdminRow>(
         "SELECT id, user_id, must_change_password, created_at FROM users
-         WHERE id = ?1 AND role = 'admin'",
+         WHERE id = $1 AND role = 'admin'",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -601,7 +634,7 @@ pub async fn find_admin(pool: &SqlitePool, id: i64) -> AppResult<Option<AdminRow
 /// Creates an administrator who must change the password at first
 /// sign-in, as the first administrator does (SY-1).
 pub async fn create_admin(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     user_id: &UserId,
     password_hash: &str,
     actor: &str,
@@ -611,7 +644,7 @@ pub async fn create_admin(
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO users (user_id, role, password_hash, must_change_password, created_at,
                             updated_at)
-         VALUES (?1, 'admin', ?2, 1, ?3, ?3) RETURNING id",
+         VALUES ($1, 'admin', $2, 1, $3, $3) RETURNING id",
     )
     .bind(user_id.as_str())
     .bind(password_hash)
@@ -640,7 +673,7 @@ pub async fn create_admin(
 /// transaction, so two administrators deleting each other at once cannot
 /// leave none.
 pub async fn delete_admin(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     id: i64,
     actor_id: i64,
     actor: &str,
@@ -649,7 +682,7 @@ pub async fn delete_admin(
     let mut tx = super::begin_write(pool).await?;
     let row = sqlx::query_as::<_, AdminRow>(
         "SELECT id, user_id, must_change_password, created_at FROM users
-         WHERE id = ?1 AND role = 'admin'",
+         WHERE id = $1 AND role = 'admin'",
     )
     .bind(id)
     .fetch_optional(&mut *tx)
@@ -664,7 +697,7 @@ pub async fn delete_admin(
     if admins <= 1 {
         return Err(AppError::refused(UserRefusal::LastAdmin));
     }
-    sqlx::query("DELETE FROM users WHERE id = ?1")
+    sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -688,7 +721,7 @@ pub async fn delete_admin(
 /// (lower-cased mailbox -> locale tag): the troubleshooter opens a WebDAV
 /// test mailbox's calendar under its folder name in that locale (LO-3).
 pub async fn test_mailbox_locales(
-    pool: &SqlitePool,
+    pool: &AnyPool,
 ) -> AppResult<std::collections::HashMap<String, String>> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT lower(u.mailbox), u.locale FROM users u

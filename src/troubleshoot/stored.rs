@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use secrecy::SecretString;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::domain::gateway::{GatewayKind, ServerLocation};
 use crate::domain::params::ExchangeAuth;
@@ -23,7 +23,7 @@ use super::{AuthMode, Credentials, DEFAULT_CALENDAR_FOLDER, Report, Target};
 
 /// Where a stored run reads from and what it runs as.
 pub struct Scope<'a> {
-    pub pool: &'a SqlitePool,
+    pub pool: &'a AnyPool,
     pub cipher: &'a Cipher,
     /// The node whose parameters apply (Exchange Timeout, Exchange Server
     /// Authentication, DNS configured).

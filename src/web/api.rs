@@ -14,7 +14,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
@@ -99,7 +99,7 @@ impl Caller {
     /// Whether the caller may still read: an open stream asks now and
     /// then, so a revoked token, a sign-out, an expired session, a password
     /// change or a deleted user ends it.
-    async fn still_valid(&self, pool: &SqlitePool, now: i64) -> AppResult<bool> {
+    async fn still_valid(&self, pool: &AnyPool, now: i64) -> AppResult<bool> {
         match self {
             Caller::Token { id } => store::tokens::is_live(pool, *id).await,
             Caller::Admin(user) | Caller::EndUser(user) => {
@@ -279,7 +279,7 @@ fn resume_after(headers: &HeaderMap, query: &StreamQuery) -> Result<Option<i64>,
 
 /// One open stream's position in the log.
 struct Tail {
-    pool: SqlitePool,
+    pool: AnyPool,
     /// The application's clock, for the session limits on a recheck.
     clock: crate::clock::SharedClock,
     caller: Caller,

@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use rand::RngCore as _;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use tower_sessions::Session;
 
 use super::paths;
@@ -62,7 +62,7 @@ fn new_key() -> String {
 /// Starts a signed-in session: a fresh id (no fixation), a new sign-in row,
 /// then the user. A sign-in this browser already had ends first.
 pub async fn sign_in(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     session: &Session,
     user: &UserRow,
     now: i64,
@@ -93,7 +93,7 @@ pub async fn sign_in(
 /// a new key but keeps its start, so a password change never extends the
 /// 12-hour lifetime; the old key dies with the old session id, so a copy of
 /// the old record cached on another node cannot end (or reach) this one.
-pub async fn adopt_epoch(pool: &SqlitePool, session: &Session, epoch: i64) -> AppResult<()> {
+pub async fn adopt_epoch(pool: &AnyPool, session: &Session, epoch: i64) -> AppResult<()> {
     let key = new_key();
     if let Some(old) = session.get::<String>(KEY).await? {
         sign_ins::rekey(pool, &old, &key).await?;
@@ -105,7 +105,7 @@ pub async fn adopt_epoch(pool: &SqlitePool, session: &Session, epoch: i64) -> Ap
 }
 
 /// Ends the session here and, through its sign-in row, on every node.
-pub async fn sign_out(pool: &SqlitePool, session: &Session) -> AppResult<()> {
+pub async fn sign_out(pool: &AnyPool, session: &Session) -> AppResult<()> {
     // The row first: should the flush fail, the session is already over.
     if let Some(key) = session.get::<String>(KEY).await? {
         sign_ins::end(pool, &key).await?;
@@ -124,7 +124,7 @@ pub enum Anonymous {
 }
 
 /// Ends a session found dead: its sign-in row (if any) and the record.
-async fn end(pool: &SqlitePool, session: &Session, key: Option<&str>) -> AppResult<Anonymous> {
+async fn end(pool: &AnyPool, session: &Session, key: Option<&str>) -> AppResult<Anonymous> {
     if let Some(key) = key {
         sign_ins::end(pool, key).await?;
     }

@@ -128,7 +128,7 @@ impl View {
 /// The page language for a locale: translated and installed on this node.
 async fn language(
     state: &AppState,
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     tag: &str,
 ) -> AppResult<&'static str> {
     let installed = store::locales::installed_on(conn, &state.settings.node_name).await?;

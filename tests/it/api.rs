@@ -80,7 +80,7 @@ fn token_in(page: &str) -> Option<String> {
 }
 
 async fn token_id(app: &TestApp, name: &str) -> i64 {
-    sqlx::query_scalar("SELECT id FROM api_tokens WHERE name = ?1 AND revoked_at IS NULL")
+    sqlx::query_scalar("SELECT id FROM api_tokens WHERE name = $1 AND revoked_at IS NULL")
         .bind(name)
         .fetch_one(&app.state.pool)
         .await

@@ -306,7 +306,7 @@ async fn delete_never_the_last_administrator_nor_yourself() {
     // Two administrators deleting each other at once: one of them remains.
     let a = create_admin(&app, "admin.a").await;
     let b = create_admin(&app, "admin.b").await;
-    sqlx::query("DELETE FROM users WHERE id = ?1")
+    sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(me)
         .execute(&app.state.pool)
         .await

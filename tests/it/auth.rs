@@ -288,7 +288,7 @@ async fn a_success_never_clears_a_lockout_set_beside_it() {
         Admission::Locked(_)
     ));
     // An administrator's lockout (or one from another node) lands meanwhile.
-    sqlx::query("INSERT INTO login_lockouts (user_key, until) VALUES ('trudy', ?1)")
+    sqlx::query("INSERT INTO login_lockouts (user_key, until) VALUES ('trudy', $1)")
         .bind(now + 900)
         .execute(pool)
         .await

@@ -44,6 +44,7 @@ struct Stored {
     mailbox: Option<String>,
     node: Option<String>,
     locale: String,
+    #[sqlx(try_from = "presence_gateway::store::Flag")]
     calendar_enabled: bool,
     password_hash: String,
 }
@@ -52,7 +53,7 @@ async fn stored(app: &TestApp, user_id: &str) -> Option<Stored> {
     sqlx::query_as(
         "SELECT user_id, role, first_name, last_name, mailbox, node, locale, calendar_enabled,
                 password_hash
-         FROM users WHERE user_id = ?1",
+         FROM users WHERE user_id = $1",
     )
     .bind(user_id)
     .fetch_optional(&app.state.pool)

@@ -32,10 +32,10 @@ pub(crate) fn free_port() -> u16 {
     panic!("no free port for TCP and UDP in 50 tries");
 }
 
-pub(crate) async fn set_param(pool: &sqlx::SqlitePool, node: &str, name: &str, value: &str) {
+pub(crate) async fn set_param(pool: &sqlx::AnyPool, node: &str, name: &str, value: &str) {
     sqlx::query(
         "INSERT INTO service_parameters (node, name, value, updated_at, updated_by)
-         VALUES (?1, ?2, ?3, 0, 'test')
+         VALUES ($1, $2, $3, 0, 'test')
          ON CONFLICT (node, name) DO UPDATE SET value = excluded.value",
     )
     .bind(node)
@@ -63,7 +63,7 @@ pub(crate) async fn with_engine(app: &TestApp) -> (Engine, u16) {
 
 /// Polls the store (at most 10 s) until the node's engine is in `state`.
 pub(crate) async fn wait_state(
-    pool: &sqlx::SqlitePool,
+    pool: &sqlx::AnyPool,
     node: &str,
     state: &str,
 ) -> store::engine::NodeEngine {
@@ -262,7 +262,7 @@ async fn live_configuration_is_followed_without_a_restart() {
         .await
         .engine_generation;
     let id = app.create_end_user("alice", "amber-lantern-pw-1").await;
-    sqlx::query("UPDATE users SET node = ?1, calendar_enabled = 1 WHERE id = ?2")
+    sqlx::query("UPDATE users SET node = $1, calendar_enabled = 1 WHERE id = $2")
         .bind(&node)
         .bind(id)
         .execute(&app.state.pool)
@@ -395,12 +395,14 @@ async fn saving_an_older_page_leaves_a_node_it_did_not_show_alone() {
 }
 
 /// A node's Service Activation and "DNS configured" switches.
-async fn switches(pool: &sqlx::SqlitePool, node: &str) -> (bool, bool) {
-    sqlx::query_as("SELECT activated, dns_configured FROM nodes WHERE name = ?1")
-        .bind(node)
-        .fetch_one(pool)
-        .await
-        .expect("node")
+async fn switches(pool: &sqlx::AnyPool, node: &str) -> (bool, bool) {
+    let (activated, dns): (store::Flag, store::Flag) =
+        sqlx::query_as("SELECT activated, dns_configured FROM nodes WHERE name = $1")
+            .bind(node)
+            .fetch_one(pool)
+            .await
+            .expect("node");
+    (activated.0, dns.0)
 }
 
 /// Prepares a data directory whose nodes use the given notification ports,

@@ -501,10 +501,11 @@ async fn gw6_deleting_the_microsoft_365_gateway_switches_calendar_presence_off()
 async fn the_migration_keeps_every_existing_gateway_and_credential() {
     use sqlx::Connection;
     const GRAPH_MIGRATION: i64 = 20261203000016;
-    let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
         .await
         .unwrap();
-    let migrations = store::MIGRATOR
+    let migrations = store::SQLITE_MIGRATOR
         .iter()
         .filter(|m| !m.migration_type.is_down_migration());
     let (before, after): (Vec<_>, Vec<_>) = migrations.partition(|m| m.version < GRAPH_MIGRATION);

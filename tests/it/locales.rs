@@ -260,7 +260,7 @@ async fn test_mailboxes_carry_their_users_locales() {
         .await;
     assert_eq!(response.status().as_u16(), 303, "{}", location(&response));
     let id = app.create_end_user("hans", "harbor-lantern-pw-1").await;
-    sqlx::query("UPDATE users SET mailbox = 'hans@example.com', locale = 'de-DE' WHERE id = ?1")
+    sqlx::query("UPDATE users SET mailbox = 'hans@example.com', locale = 'de-DE' WHERE id = $1")
         .bind(id)
         .execute(&app.state.pool)
         .await

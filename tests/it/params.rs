@@ -451,7 +451,7 @@ async fn a_notification_port_another_program_holds_is_refused() {
     assert!(stored(&app, NODE).await.is_empty());
 
     // The port the node's own engine holds is not "another program".
-    sqlx::query("UPDATE nodes SET engine_port = ?1 WHERE name = ?2")
+    sqlx::query("UPDATE nodes SET engine_port = $1 WHERE name = $2")
         .bind(i64::from(tcp.local_addr().unwrap().port()))
         .bind(NODE)
         .execute(&app.state.pool)

@@ -1026,7 +1026,7 @@ async fn full_batches_of_a_hundred_mailboxes_are_read_over_ntlm() {
             sqlx::query(
                 "INSERT INTO users (user_id, role, password_hash, calendar_enabled, mailbox,
                                     node, created_at, updated_at)
-                 VALUES (?1, 'end_user', 'x', 1, ?2, 'test-node', 0, 0)",
+                 VALUES ($1, 'end_user', 'x', 1, $2, 'test-node', 0, 0)",
             )
             .bind(format!("user{i:05}"))
             .bind(format!("user{i:05}@example.com"))

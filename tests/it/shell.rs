@@ -129,7 +129,7 @@ async fn restart_banner_lists_pending_changes_until_the_engine_catches_up() {
         .await
         .unwrap();
     // The engine starting on the newest generation clears it.
-    sqlx::query("UPDATE nodes SET engine_generation = ?1")
+    sqlx::query("UPDATE nodes SET engine_generation = $1")
         .bind(second)
         .execute(pool)
         .await

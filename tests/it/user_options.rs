@@ -68,11 +68,13 @@ pub async fn add_gateway(app: &TestApp) {
 }
 
 async fn user_row(app: &TestApp, user_id: &str) -> (bool, String) {
-    sqlx::query_as("SELECT calendar_enabled, locale FROM users WHERE user_id = ?1")
-        .bind(user_id)
-        .fetch_one(&app.state.pool)
-        .await
-        .expect("user row")
+    let (calendar, locale): (presence_gateway::store::Flag, String) =
+        sqlx::query_as("SELECT calendar_enabled, locale FROM users WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&app.state.pool)
+            .await
+            .expect("user row");
+    (calendar.0, locale)
 }
 
 /// The `<option>`s of the User Locale select.

@@ -292,7 +292,7 @@ async fn graph_troubleshooter_verdicts_in_the_console() {
     let page = troubleshoot().await;
     assert!(page.contains("read room@contoso.com"), "{page}");
     let verdict: Option<String> =
-        sqlx::query_scalar("SELECT last_verdict FROM gateways WHERE id = ?1")
+        sqlx::query_scalar("SELECT last_verdict FROM gateways WHERE id = $1")
             .bind(id)
             .fetch_one(&app.state.pool)
             .await

@@ -90,6 +90,7 @@ pub fn test_settings(dir: &Path, admin_password: Option<&str>) -> Settings {
         tls_key: None,
         admin_password: admin_password.map(|p| SecretString::from(p.to_owned())),
         proxy_env: Default::default(),
+        database: store::Location::Sqlite(presence_gateway::config::database_path(dir)),
     }
 }
 

@@ -6,12 +6,12 @@
 #![allow(dead_code)]
 
 use presence_gateway::domain::user::UserId;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 /// Creates many end users in one transaction, each with the same password
 /// hash and calendar setting. Returns how many were created.
 pub async fn create_many_end_users(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     user_ids: &[UserId],
     password_hash: &str,
     calendar_enabled: bool,
@@ -23,7 +23,7 @@ pub async fn create_many_end_users(
         created += sqlx::query(
             "INSERT INTO users (user_id, role, password_hash, calendar_enabled, created_at,
                                 updated_at)
-             VALUES (?1, 'end_user', ?2, ?3, ?4, ?4)",
+             VALUES ($1, 'end_user', $2, $3, $4, $4)",
         )
         .bind(user_id.as_str())
         .bind(password_hash)
@@ -47,7 +47,7 @@ pub struct NamedEndUser {
 /// Creates many end users with names in one transaction, each with the
 /// same password hash. Returns how many were created.
 pub async fn create_many_named_end_users(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     users: &[NamedEndUser],
     password_hash: &str,
     now: i64,
@@ -58,7 +58,7 @@ pub async fn create_many_named_end_users(
         created += sqlx::query(
             "INSERT INTO users (user_id, role, first_name, last_name, password_hash, created_at,
                                 updated_at)
-             VALUES (?1, 'end_user', ?2, ?3, ?4, ?5, ?5)",
+             VALUES ($1, 'end_user', $2, $3, $4, $5, $5)",
         )
         .bind(user.user_id.as_str())
         .bind(&user.first_name)
@@ -74,14 +74,14 @@ pub async fn create_many_named_end_users(
 }
 
 /// How many users have calendar presence switched on.
-pub async fn count_calendar_enabled(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+pub async fn count_calendar_enabled(pool: &AnyPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE calendar_enabled = 1")
         .fetch_one(pool)
         .await
 }
 
 /// How many checked bulk imports wait to be applied.
-pub async fn count_pending(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+pub async fn count_pending(pool: &AnyPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM bulk_uploads")
         .fetch_one(pool)
         .await
