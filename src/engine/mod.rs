@@ -135,7 +135,7 @@ pub fn spawn(ctx: Context) -> JoinHandle<()> {
                 _ = ready.notified() => supervisor.work().await,
             };
             if let Err(e) = outcome {
-                tracing::warn!(error = %e, "engine supervisor");
+                tracing::warn!(error = ?e, "engine supervisor");
             }
         }
     })

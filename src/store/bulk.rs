@@ -253,7 +253,25 @@ const BATCH: usize = 256;
 /// existing end user is updated with the password left alone. The stored
 /// spelling of an existing ID is kept.
 fn upsert_sql(rows: usize) -> String {
-    let values = vec!["(?, 'end_user', ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    let values = (0..rows)
+        .map(|r| {
+            let n = r * 10;
+            format!(
+                "(${}, 'end_user', ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7,
+                n + 8,
+                n + 9,
+                n + 10
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "INSERT INTO users (user_id, role, first_name, last_name, password_hash, mailbox,
                             node, locale, calendar_enabled, created_at, updated_at)

@@ -80,9 +80,9 @@ pub async fn write(
             "INSERT INTO engine_minutes (node, minute, transitions, requests, errors)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (node, minute) DO UPDATE SET
-                 transitions = transitions + excluded.transitions,
-                 requests = requests + excluded.requests,
-                 errors = errors + excluded.errors",
+                 transitions = engine_minutes.transitions + excluded.transitions,
+                 requests = engine_minutes.requests + excluded.requests,
+                 errors = engine_minutes.errors + excluded.errors",
         )
         .bind(node)
         .bind(m.minute)

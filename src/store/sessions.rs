@@ -41,7 +41,15 @@ pub fn session_store(pool: &AnyPool) -> SessionStore {
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_lazy_with(options);
-            SessionStore::Postgres(PostgresStore::new(pool))
+            // In the public schema under SQLite's table name, so both
+            // databases hold it alike (and db copy's target is one schema).
+            let store = PostgresStore::new(pool);
+            let store = store
+                .clone()
+                .with_schema_name("public")
+                .and_then(|s| s.with_table_name("tower_sessions"))
+                .unwrap_or(store);
+            SessionStore::Postgres(store)
         }
     }
 }

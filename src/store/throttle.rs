@@ -104,7 +104,7 @@ pub async fn failed(
         let until = now + LOCKOUT_SECS;
         sqlx::query(
             "INSERT INTO login_lockouts (user_key, until) VALUES ($1, $2)
-             ON CONFLICT (user_key) DO UPDATE SET until = MAX(until, excluded.until)",
+             ON CONFLICT (user_key) DO UPDATE SET until = MAX(login_lockouts.until, excluded.until)",
         )
         .bind(key)
         .bind(until)

@@ -439,10 +439,15 @@ async fn sign_out_on_one_node_ends_the_session_on_every_node() {
 
     let response = a.post_form("/logout", &[]).await;
     assert_eq!(location(&response), "/login?signed_out=1");
-    sqlx::query("INSERT OR REPLACE INTO tower_sessions SELECT * FROM held")
-        .execute(&a.state.pool)
-        .await
-        .expect("write the record back");
+    for sql in [
+        "DELETE FROM tower_sessions WHERE id IN (SELECT id FROM held)",
+        "INSERT INTO tower_sessions SELECT * FROM held",
+    ] {
+        sqlx::query(sql)
+            .execute(&a.state.pool)
+            .await
+            .expect("write the record back");
+    }
 
     // Refused on B at once, and a later request on B (stale enough to
     // re-save the session) brings nothing back, on A or on B.

@@ -478,7 +478,7 @@ async fn bulk_export_quotes_formula_cells_and_import_restores_them() {
     assert_eq!(String::from_utf8_lossy(&exported), expected);
 
     // The shell's export follows the same rule.
-    let output = run(app.dir.path(), &["export"]);
+    let output = run_on(&app, &["export"]);
     assert_eq!(code(&output), 0, "{output:?}");
     assert_eq!(stdout(&output), expected);
 
@@ -649,8 +649,18 @@ async fn bulk_locale_synchronization() {
 
 // ------------------------------------------------------------------ the shell
 
+/// `users ARGS` on the app's data directory and database.
+fn run_on(app: &TestApp, args: &[&str]) -> Output {
+    run_with(app.dir.path(), &app.database_env(), args)
+}
+
 fn run(data_dir: &std::path::Path, args: &[&str]) -> Output {
+    run_with(data_dir, &[], args)
+}
+
+fn run_with(data_dir: &std::path::Path, envs: &[(&str, String)], args: &[&str]) -> Output {
     Command::new(binary())
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .arg("--data-dir")
         .arg(data_dir)
         .arg("users")
@@ -668,7 +678,7 @@ fn stdout(output: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_cli_import_export_and_dry_run() {
     let app = TestApp::spawn().await;
-    let data = app.dir.path().to_owned();
+
     let files = crate::support::private_tempdir().expect("temp dir");
     let users_before = user_count(&app).await;
 
@@ -678,7 +688,7 @@ async fn bulk_cli_import_export_and_dry_run() {
         format!("{HEADER}kim,Kim,King,,,,on\nkim,Kim,Again,,,,on\n"),
     )
     .unwrap();
-    let output = run(&data, &["import", bad.to_str().unwrap()]);
+    let output = run_on(&app, &["import", bad.to_str().unwrap()]);
     assert_eq!(code(&output), 1, "{output:?}");
     let text = stdout(&output);
     assert!(text.contains("row 2: create kim"), "{text}");
@@ -695,12 +705,12 @@ async fn bulk_cli_import_export_and_dry_run() {
         format!("{HEADER}kim,Kim,King,kim@example.com,test-node,,on\nlee,Lee,Long,,,,off\n"),
     )
     .unwrap();
-    let output = run(&data, &["import", "--dry-run", good.to_str().unwrap()]);
+    let output = run_on(&app, &["import", "--dry-run", good.to_str().unwrap()]);
     assert_eq!(code(&output), 0, "{output:?}");
     assert!(stdout(&output).contains("Dry run: nothing written."));
     assert_eq!(user_count(&app).await, users_before);
 
-    let output = run(&data, &["import", good.to_str().unwrap()]);
+    let output = run_on(&app, &["import", good.to_str().unwrap()]);
     assert_eq!(code(&output), 0, "{output:?}");
     assert!(stdout(&output).contains("Import applied: 2 created, 0 updated."));
     assert_eq!(user_count(&app).await, users_before + 2);
@@ -711,7 +721,7 @@ async fn bulk_cli_import_export_and_dry_run() {
 
     // Export to standard output and to a file; the export imports again as
     // updates only.
-    let output = run(&data, &["export"]);
+    let output = run_on(&app, &["export"]);
     assert_eq!(code(&output), 0, "{output:?}");
     assert_eq!(
         stdout(&output),
@@ -720,9 +730,9 @@ async fn bulk_cli_import_export_and_dry_run() {
          lee,Lee,Long,,,en-US,off\r\n"
     );
     let exported = files.path().join("users.csv");
-    let output = run(&data, &["export", "--output", exported.to_str().unwrap()]);
+    let output = run_on(&app, &["export", "--output", exported.to_str().unwrap()]);
     assert_eq!(code(&output), 0, "{output:?}");
-    let output = run(&data, &["import", "--dry-run", exported.to_str().unwrap()]);
+    let output = run_on(&app, &["import", "--dry-run", exported.to_str().unwrap()]);
     assert_eq!(code(&output), 0, "{output:?}");
     let text = stdout(&output);
     assert!(text.contains("row 2: update kim (no change)"), "{text}");
@@ -733,18 +743,18 @@ async fn bulk_cli_import_export_and_dry_run() {
 
     // Usage errors: exit 2, nothing written.
     let missing = files.path().join("missing.csv");
-    let output = run(&data, &["import", missing.to_str().unwrap()]);
+    let output = run_on(&app, &["import", missing.to_str().unwrap()]);
     assert_eq!(code(&output), 2, "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
     let (over, _) = big_csv(16 * MIB + 1024);
     let over_file = files.path().join("over.csv");
     std::fs::write(&over_file, over).unwrap();
-    let output = run(&data, &["import", over_file.to_str().unwrap()]);
+    let output = run_on(&app, &["import", over_file.to_str().unwrap()]);
     assert_eq!(code(&output), 2, "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("larger than 16 MiB"));
     let output = run(files.path(), &["export"]);
     assert_eq!(code(&output), 2, "no database there: {output:?}");
-    let output = run(&data, &["import"]);
+    let output = run_on(&app, &["import"]);
     assert_eq!(code(&output), 2, "no file named: {output:?}");
     assert_eq!(user_count(&app).await, users_before + 2);
 }
@@ -1026,6 +1036,7 @@ async fn bulk_cli_import_of_an_endless_file_stops_at_the_limit() {
     // /dev/zero says its length is 0 and never ends: only counting the
     // bytes read stops it.
     let mut child = Command::new(binary())
+        .envs(app.database_env())
         .arg("--data-dir")
         .arg(&data)
         .args(["users", "import", "/dev/zero"])

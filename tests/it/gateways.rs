@@ -735,7 +735,45 @@ async fn gw8_the_database_file_holds_no_password() {
     );
     app.post_form(&format!("/presence/gateways/{id}"), &edit)
         .await;
-    // Read the database and its write-ahead log as they lie on disk.
+    let bytes = match &app.state.settings.database {
+        store::Location::Postgres(_) => postgres_contents(&app).await,
+        store::Location::Sqlite(_) => {
+            let bytes = sqlite_files(&app);
+            assert!(bytes.len() > 4096, "found the database files");
+            bytes
+        }
+    };
+    for secret in [EWS_PASSWORD, NEW_PASSWORD] {
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        for form in [secret.as_bytes(), hex.as_bytes()] {
+            assert!(
+                !bytes.windows(form.len()).any(|w| w == form),
+                "{secret} in the database"
+            );
+        }
+    }
+    // The account name is not secret and is there; the check above is real.
+    let account = b"svc-presence@example.com";
+    assert!(bytes.windows(account.len()).any(|w| w == account));
+}
+
+/// Every row of every table of a PostgreSQL store as text (blobs in hex).
+async fn postgres_contents(app: &TestApp) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for table in store::copy::TABLES.iter().chain(&["tower_sessions"]) {
+        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT CAST(t AS TEXT) FROM {table} t"))
+            .fetch_all(&app.state.pool)
+            .await
+            .unwrap();
+        for row in rows {
+            bytes.extend(row.into_bytes());
+        }
+    }
+    bytes
+}
+
+/// The SQLite database and its write-ahead log as they lie on disk.
+fn sqlite_files(app: &TestApp) -> Vec<u8> {
     let mut bytes = Vec::new();
     for entry in std::fs::read_dir(app.dir.path()).unwrap() {
         let path = entry.unwrap().path();
@@ -744,16 +782,7 @@ async fn gw8_the_database_file_holds_no_password() {
             bytes.extend(std::fs::read(&path).unwrap());
         }
     }
-    assert!(bytes.len() > 4096, "found the database files");
-    for secret in [EWS_PASSWORD, NEW_PASSWORD] {
-        assert!(
-            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "{secret} on disk"
-        );
-    }
-    // The account name is not secret and is there; the check above is real.
-    let account = b"svc-presence@example.com";
-    assert!(bytes.windows(account.len()).any(|w| w == account));
+    bytes
 }
 
 /// Prepares a data directory as `serve` would and stores one EWS gateway

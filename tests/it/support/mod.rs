@@ -94,6 +94,45 @@ pub fn test_settings(dir: &Path, admin_password: Option<&str>) -> Settings {
     }
 }
 
+/// The variable the test command sets for its PostgreSQL pass: the URL
+/// of a database on a private server, from which each test creates its own.
+pub const POSTGRES_SERVER_ENV: &str = "PRESENCE_GATEWAY_TEST_POSTGRES";
+
+/// The PostgreSQL server of this pass, or `None` when the tests run on
+/// SQLite.
+pub fn postgres_server() -> Option<String> {
+    std::env::var(POSTGRES_SERVER_ENV)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// Which database this pass runs the TestApp tests on, for messages.
+pub fn database_kind() -> &'static str {
+    if postgres_server().is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    }
+}
+
+/// A new, empty database on `server` for one test, as its URL.
+pub async fn fresh_postgres_database(server: &str) -> String {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("pgt_{:016x}", rand::random::<u64>());
+    let mut conn = sqlx::AnyConnection::connect(server)
+        .await
+        .unwrap_or_else(|e| panic!("{POSTGRES_SERVER_ENV}={server}: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("CREATE DATABASE");
+    let _ = conn.close().await;
+    let mut url = url::Url::parse(server).expect("server URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
 impl TestApp {
     /// The app with the first administrator's password given in settings.
     pub async fn spawn() -> TestApp {
@@ -121,7 +160,10 @@ impl TestApp {
         limits: presence_gateway::net::Limits,
     ) -> TestApp {
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
-        let settings = test_settings(dir.path(), admin_password);
+        let mut settings = test_settings(dir.path(), admin_password);
+        if let Some(server) = postgres_server() {
+            settings.database = store::Location::Postgres(fresh_postgres_database(&server).await);
+        }
         Self::serve(settings, dir, clock, limits).await
     }
 
@@ -131,6 +173,7 @@ impl TestApp {
     pub async fn second_node(&self, name: &str) -> TestApp {
         let mut settings = test_settings(self.dir.path(), Some(ADMIN_PASSWORD));
         settings.node_name = name.to_owned();
+        settings.database = self.state.settings.database.clone();
         let keep = private_tempdir().expect("temp dir");
         let limits = presence_gateway::net::Limits::console();
         Self::serve(settings, keep, self.clock.clone(), limits).await
@@ -142,6 +185,14 @@ impl TestApp {
         clock: Arc<ManualClock>,
         limits: presence_gateway::net::Limits,
     ) -> TestApp {
+        // The service's errors in the failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("presence_gateway=error")),
+            )
+            .with_test_writer()
+            .try_init();
         let prepared = presence_gateway::cmd::serve::prepare(settings, clock.clone())
             .await
             .expect("prepare");
@@ -213,6 +264,15 @@ impl TestApp {
             .send()
             .await
             .expect("POST multipart")
+    }
+
+    /// The environment that points a shell command at this app's database
+    /// (none on SQLite: the data directory names it).
+    pub fn database_env(&self) -> Vec<(&'static str, String)> {
+        match &self.state.settings.database {
+            store::Location::Postgres(url) => vec![("PRESENCE_GATEWAY_DATABASE_URL", url.clone())],
+            store::Location::Sqlite(_) => Vec::new(),
+        }
     }
 
     /// One number from the database, e.g. `SELECT COUNT(*) FROM users`.

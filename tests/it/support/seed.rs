@@ -27,7 +27,7 @@ pub async fn create_many_end_users(
         )
         .bind(user_id.as_str())
         .bind(password_hash)
-        .bind(calendar_enabled)
+        .bind(presence_gateway::store::Flag(calendar_enabled))
         .bind(now)
         .execute(&mut *tx)
         .await?
