@@ -51,6 +51,36 @@ if [[ -d node_modules ]]; then
     cp -a node_modules "$standalone/repo/"
 fi
 
-echo "== cargo test (in $standalone/repo)"
+# A private PostgreSQL server for the second pass (CL-5), stopped however
+# this script ends.
+pg_dir="$(mktemp -d "${TMPDIR:-/tmp}/presence-gateway-pg.XXXXXX")"
+stop_postgres() {
+    "$repo/scripts/postgres.sh" stop "$pg_dir/cluster" || true
+    rm -rf "$pg_dir"
+}
+trap stop_postgres EXIT
+echo "== starting a private PostgreSQL server"
+pg_url="$(scripts/postgres.sh start "$pg_dir/cluster")"
+echo "PostgreSQL at $pg_url"
+
+summary() {
+    # The runners' closing lines, summed: "N passed; M failed".
+    grep -E '^test result:' "$1" |
+        awk '{for (i = 1; i <= NF; i++) {if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i}}
+             END {printf "%d passed, %d failed\n", p, f}'
+}
+
+echo "== cargo test on SQLite: every test (in $standalone/repo)"
 cd "$standalone/repo"
-CARGO_TARGET_DIR="$repo/target" cargo test --locked -- --test-threads=4
+CARGO_TARGET_DIR="$repo/target" cargo test --locked -- --test-threads=4 2>&1 | tee "$pg_dir/sqlite.log"
+
+# Every test of the store, the console, the engine and the shell lives in
+# tests/it (src/ has no database tests): the same binary again, each TestApp
+# on a fresh PostgreSQL database.
+echo "== cargo test on PostgreSQL: the integration tests (tests/it) again"
+PRESENCE_GATEWAY_TEST_POSTGRES="$pg_url" CARGO_TARGET_DIR="$repo/target" \
+    cargo test --locked --test it -- --test-threads=4 2>&1 | tee "$pg_dir/postgres.log"
+
+echo "== both passes"
+echo "sqlite: $(summary "$pg_dir/sqlite.log")"
+echo "postgresql: $(summary "$pg_dir/postgres.log")"

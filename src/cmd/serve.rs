@@ -41,7 +41,8 @@ pub struct Prepared {
 pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepared> {
     secrets::ensure_data_dir(&settings.data_dir)?;
     let pool = store::open_at(&settings.database).await?;
-    let cipher = open_secrets(&pool, &settings.data_dir).await?;
+    let shared = matches!(settings.database, store::Location::Postgres(_));
+    let cipher = open_secrets(&pool, &settings.data_dir, shared).await?;
     store::session_store(&pool).migrate().await?;
     let now = clock.unix();
     store::nodes::register(
@@ -73,8 +74,23 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
 /// SY-4: the key that encrypts the Exchange passwords must be the one they
 /// were encrypted under. With secrets stored and the key missing or
 /// different, refuse to start rather than make a new key and lose them.
-async fn open_secrets(pool: &AnyPool, data_dir: &std::path::Path) -> AppResult<Cipher> {
+async fn open_secrets(
+    pool: &AnyPool,
+    data_dir: &std::path::Path,
+    shared: bool,
+) -> AppResult<Cipher> {
     let stored = store::secrets::count_encrypted(pool).await?;
+    // On a shared database (CL-1) the other nodes hold the right key.
+    let remedy = |path: &std::path::Path| {
+        if shared {
+            format!(
+                "copy secrets.key from the data directory of another node of this cluster to {}",
+                path.display()
+            )
+        } else {
+            "restore the key file that was backed up with this database".to_owned()
+        }
+    };
     let check = store::secrets::key_check(pool).await?;
     let path = secrets::key_path(data_dir);
     let cipher = match secrets::load_key(data_dir)? {
@@ -82,21 +98,33 @@ async fn open_secrets(pool: &AnyPool, data_dir: &std::path::Path) -> AppResult<C
         None if stored > 0 => {
             return Err(AppError::Config(format!(
                 "the database holds {stored} encrypted Exchange credential set(s) but the \
-                 secrets key {} is missing: restore the key file that was backed up with this \
-                 database (the data directory's database and key belong together)",
-                path.display()
+                 secrets key {} is missing: {} (the database and the key belong together)",
+                path.display(),
+                remedy(&path)
+            )));
+        }
+        // Another node already keys the shared database: a new key here
+        // would seal what the others cannot open.
+        None if shared && check.is_some() => {
+            return Err(AppError::Config(format!(
+                "the secrets key {} is missing and this cluster's database is keyed by another \
+                 node: {}",
+                path.display(),
+                remedy(&path)
             )));
         }
         None => Cipher::new(&secrets::create_key(data_dir)?)?,
     };
     match check {
         Some(check) if cipher.matches_check(&check) => {}
-        Some(_) if stored > 0 => {
+        // On a shared database the recorded key is the other nodes', in use
+        // whether or not secrets are stored yet.
+        Some(_) if shared || stored > 0 => {
             return Err(AppError::Config(format!(
                 "the secrets key {} is not the key this database's {stored} encrypted Exchange \
-                 credential set(s) were encrypted with: restore the key file that was backed up \
-                 with this database",
-                path.display()
+                 credential set(s) were encrypted with: {}",
+                path.display(),
+                remedy(&path)
             )));
         }
         // No secrets depend on the old key (or none was recorded): adopt this one.

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Transaction};
 
 use crate::error::{AppError, AppResult};
 
@@ -188,6 +188,22 @@ pub async fn open_at(location: &Location) -> AppResult<AnyPool> {
             pool
         }
         Location::Postgres(url) => {
+            // One connection first, for the server's own answer: the pool
+            // would retry a refused connection until its timeout and say
+            // only that it timed out.
+            let first = tokio::time::timeout(Duration::from_secs(10), AnyConnection::connect(url));
+            match first.await {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                }
+                Ok(Err(e)) => return Err(AppError::Unavailable(describe_connect_error(url, &e))),
+                Err(_) => {
+                    return Err(AppError::Unavailable(describe_connect_error(
+                        url,
+                        &sqlx::Error::PoolTimedOut,
+                    )));
+                }
+            }
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .min_connections(1)

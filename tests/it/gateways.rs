@@ -12,7 +12,7 @@ const EWS_PASSWORD: &str = "Ews-Secret-Pa55!";
 const NEW_PASSWORD: &str = "Rotated-Secret-77#";
 
 /// An EWS Add New form with every field valid.
-fn ews<'a>(description: &'a str, server: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn ews<'a>(description: &'a str, server: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("type", "ews"),
         ("description", description),

@@ -11,6 +11,7 @@ mod bulk;
 mod certs;
 mod check;
 mod check_cli;
+mod cluster;
 mod end_users;
 mod engine;
 mod gateways;

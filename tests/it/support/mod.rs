@@ -153,6 +153,31 @@ impl TestApp {
         .await
     }
 
+    /// Stops serving, closes the database and hands back the data
+    /// directory, as a stopped service leaves it.
+    pub async fn stop(mut self) -> TempDir {
+        self.server.abort();
+        self.state.pool.close().await;
+        std::mem::replace(&mut self.dir, private_tempdir().expect("temp dir"))
+    }
+
+    /// The app on SQLite in either pass (a single-host installation).
+    pub async fn spawn_sqlite() -> TestApp {
+        let dir = private_tempdir().expect("temp dir");
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+        let settings = test_settings(dir.path(), Some(ADMIN_PASSWORD));
+        Self::serve(settings, dir, clock, presence_gateway::net::Limits::console()).await
+    }
+
+    /// The app on `database`, with `dir` as its data directory (and so its
+    /// secrets key).
+    pub async fn spawn_at(dir: TempDir, database: store::Location) -> TestApp {
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+        let mut settings = test_settings(dir.path(), Some(ADMIN_PASSWORD));
+        settings.database = database;
+        Self::serve(settings, dir, clock, presence_gateway::net::Limits::console()).await
+    }
+
     /// Served as `serve` serves the console, within `limits`.
     pub async fn spawn_limited(
         dir: TempDir,

@@ -1,0 +1,364 @@
+//! The store on two databases (CL-1, CL-2): both schemas agree, and what
+//! needs a PostgreSQL server (`cluster_pg`, run by the test command's
+//! PostgreSQL pass) works there.
+
+use std::collections::BTreeMap;
+
+use presence_gateway::store;
+use sqlx::Row;
+
+use crate::support::{self, TestApp};
+
+/// Table -> (column -> (kind, not null)), as the schema declares them.
+type Schema = BTreeMap<String, BTreeMap<String, (&'static str, bool)>>;
+
+/// Tables of the engine's own making that the copy leaves out on purpose:
+/// SQLite's full-text index (rebuilt from `users`), the migration ledgers,
+/// and the sessions (everyone signs in again).
+fn ours(table: &str) -> bool {
+    !(table.starts_with("sqlite_")
+        || table.starts_with("users_fts")
+        || table == "_sqlx_migrations"
+        || table == "tower_sessions")
+}
+
+async fn sqlite_schema(pool: &sqlx::AnyPool) -> Schema {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut schema = Schema::new();
+    for table in tables.into_iter().filter(|t| ours(t)) {
+        let rows = sqlx::query(&format!(
+            "SELECT name, type, \"notnull\", pk FROM pragma_table_info('{table}')"
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let mut columns = BTreeMap::new();
+        for row in rows {
+            let name: String = row.get(0);
+            let kind: String = row.get(1);
+            let not_null: i64 = row.get(2);
+            let pk: i64 = row.get(3);
+            let kind = match kind.to_ascii_uppercase().as_str() {
+                "INTEGER" => "integer",
+                "TEXT" => "text",
+                "BLOB" => "blob",
+                other => panic!("{table}.{name}: SQLite type {other}"),
+            };
+            // A primary key column holds no NULL in practice (SQLite's
+            // rowid alias), as PostgreSQL declares.
+            columns.insert(name, (kind, not_null == 1 || pk > 0));
+        }
+        schema.insert(table, columns);
+    }
+    schema
+}
+
+async fn postgres_schema(pool: &sqlx::AnyPool) -> Schema {
+    let rows = sqlx::query(
+        "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text
+         FROM information_schema.columns
+         WHERE table_schema = current_schema()
+         ORDER BY table_name, ordinal_position",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut schema = Schema::new();
+    for row in rows {
+        let table: String = row.get(0);
+        if !ours(&table) {
+            continue;
+        }
+        let name: String = row.get(1);
+        let kind: String = row.get(2);
+        let nullable: String = row.get(3);
+        let kind = match kind.as_str() {
+            "bigint" => "integer",
+            "text" => "text",
+            "bytea" => "blob",
+            other => panic!("{table}.{name}: PostgreSQL type {other}"),
+        };
+        schema
+            .entry(table)
+            .or_default()
+            .insert(name, (kind, nullable == "NO"));
+    }
+    schema
+}
+
+/// The two migration folders describe one schema: the same tables, columns,
+/// kinds and nullability (PostgreSQL spells out SQLite's implicit `rowid` of
+/// login_failures), every table is copied by `db copy`, and PostgreSQL's
+/// migrations carry SQLite's versions up to the newest.
+#[tokio::test]
+async fn both_schemas_have_the_same_tables_and_columns() {
+    let dir = support::private_tempdir().unwrap();
+    let sqlite = store::open(&dir.path().join("schema.db")).await.unwrap();
+    let sqlite_schema = sqlite_schema(&sqlite).await;
+    let mut copied: Vec<&str> = store::copy::TABLES.to_vec();
+    copied.sort_unstable();
+    let tables: Vec<&str> = sqlite_schema.keys().map(String::as_str).collect();
+    assert_eq!(tables, copied, "db copy's table list");
+
+    let sqlite_versions: Vec<i64> = store::SQLITE_MIGRATOR.iter().map(|m| m.version).collect();
+    let postgres_versions: Vec<i64> = store::POSTGRES_MIGRATOR.iter().map(|m| m.version).collect();
+    assert!(
+        postgres_versions.iter().all(|v| sqlite_versions.contains(v)),
+        "PostgreSQL migrations use SQLite's versions: {postgres_versions:?}"
+    );
+    assert_eq!(postgres_versions.last(), sqlite_versions.last(), "newest version");
+
+    let Some(server) = support::postgres_server() else {
+        println!("SQLite schema checked; the comparison with PostgreSQL runs in the PostgreSQL pass");
+        return;
+    };
+    let url = support::fresh_postgres_database(&server).await;
+    let postgres = store::open_at(&store::Location::Postgres(url)).await.unwrap();
+    let mut postgres_schema = postgres_schema(&postgres).await;
+    let rowid = postgres_schema
+        .get_mut("login_failures")
+        .and_then(|columns| columns.remove("rowid"));
+    assert_eq!(rowid, Some(("integer", true)), "login_failures.rowid");
+    for (table, columns) in &sqlite_schema {
+        assert_eq!(
+            postgres_schema.get(table),
+            Some(columns),
+            "table {table}: SQLite {columns:?}"
+        );
+    }
+    assert_eq!(postgres_schema.len(), sqlite_schema.len(), "the same tables");
+}
+
+/// `--database` names what is wrong with it before anything starts.
+#[test]
+fn a_database_url_that_does_not_parse_is_a_usage_error() {
+    let dir = support::private_tempdir().unwrap();
+    for (url, expected) in [
+        ("mysql://db.example.com/presence", "unsupported database scheme mysql"),
+        ("postgres:///presence", "names no host"),
+        ("postgres://db.example.com", "names no database"),
+    ] {
+        let output = std::process::Command::new(support::binary())
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--database", url, "serve", "--listen", "127.0.0.1:0"])
+            .env_remove("PRESENCE_GATEWAY_DATABASE_URL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains(expected), "{url}: {stderr}");
+    }
+}
+
+/// Needs the PostgreSQL server of the test command's second pass: the
+/// SQLite pass leaves this module out by name (and says so).
+mod cluster_pg {
+    use super::*;
+
+    fn server() -> String {
+        support::postgres_server().unwrap_or_else(|| {
+            panic!(
+                "{} is not set: these tests run in the test command's PostgreSQL pass",
+                support::POSTGRES_SERVER_ENV
+            )
+        })
+    }
+
+    fn serve_failing(dir: &std::path::Path, database: &str) -> (Option<i32>, String) {
+        let output = std::process::Command::new(support::binary())
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--database", database, "serve", "--listen", "127.0.0.1:0"])
+            .env_remove("PRESENCE_GATEWAY_DATABASE_URL")
+            .env("PRESENCE_GATEWAY_ADMIN_PASSWORD", support::ADMIN_PASSWORD)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// An unreachable server, a wrong password and a missing database each
+    /// say what failed, with exit status 2 and no panic.
+    #[tokio::test]
+    async fn a_database_that_cannot_be_used_says_what_failed() {
+        let server = server();
+        let dir = support::private_tempdir().unwrap();
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let (status, stderr) =
+            serve_failing(dir.path(), &format!("postgres://pg@127.0.0.1:{closed}/presence"));
+        assert_eq!(status, Some(2), "{stderr}");
+        assert!(stderr.contains("cannot reach the PostgreSQL server"), "{stderr}");
+        assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
+
+        let mut missing = url::Url::parse(&server).unwrap();
+        missing.set_path("/no_such_database");
+        let (status, stderr) = serve_failing(dir.path(), missing.as_str());
+        assert_eq!(status, Some(2), "{stderr}");
+        assert!(stderr.contains("the database does not exist"), "{stderr}");
+
+        // A role that must sign in with its password (the server trusts
+        // only its administrator).
+        let admin = store::open_at(&store::Location::Postgres(support::fresh_postgres_database(&server).await))
+            .await
+            .unwrap();
+        let role = format!("r{:08x}", rand::random::<u32>());
+        sqlx::query(&format!("CREATE ROLE {role} LOGIN PASSWORD 'right-password'"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let mut wrong = url::Url::parse(&server).unwrap();
+        wrong.set_username(&role).unwrap();
+        wrong.set_password(Some("wrong-password")).unwrap();
+        let (status, stderr) = serve_failing(dir.path(), wrong.as_str());
+        assert_eq!(status, Some(2), "{stderr}");
+        assert!(stderr.contains("refused the user name or password"), "{stderr}");
+        assert!(!stderr.contains("wrong-password"), "the password is not shown: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+
+    /// A second node with another secrets key refuses to start on the
+    /// shared database and says which file to copy; with the first node's
+    /// key it starts.
+    #[tokio::test]
+    async fn a_node_whose_key_does_not_open_the_database_refuses_to_start() {
+        let server = server();
+        let url = support::fresh_postgres_database(&server).await;
+        let first = TestApp::spawn_at(
+            support::private_tempdir().unwrap(),
+            store::Location::Postgres(url.clone()),
+        )
+        .await;
+        let other = support::private_tempdir().unwrap();
+        let (status, stderr) = serve_failing(other.path(), &url);
+        assert_eq!(status, Some(1), "{stderr}");
+        assert!(
+            stderr.contains("copy secrets.key from the data directory of another node"),
+            "{stderr}"
+        );
+        std::fs::copy(
+            first.dir.path().join("secrets.key"),
+            other.path().join("secrets.key"),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            other.path().join("secrets.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let mut settings = support::test_settings(other.path(), Some(support::ADMIN_PASSWORD));
+        settings.node_name = "node-b".to_owned();
+        settings.database = store::Location::Postgres(url);
+        presence_gateway::cmd::serve::prepare(settings, first.clock.clone())
+            .await
+            .expect("a node with the cluster's key starts");
+    }
+
+    /// `db copy` moves a populated single-host installation: rows per
+    /// table printed, a second copy refused, and the copied store serves
+    /// the same users, gateway and presence, with new rows after the
+    /// copied ids.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn db_copy_moves_an_installation_and_new_rows_follow_on() {
+        let server = server();
+        let source = TestApp::spawn_sqlite().await;
+        source.sign_in_admin().await;
+        crate::gateways::add(&source, &crate::gateways::ews("Copied", "ex1.example.com")).await;
+        let ids: Vec<presence_gateway::domain::user::UserId> = (0..1200)
+            .map(|i| presence_gateway::domain::user::UserId::parse(&format!("copy{i:04}")).unwrap())
+            .collect();
+        crate::support::seed::create_many_end_users(
+            &source.state.pool,
+            &ids,
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            true,
+            source.state.now(),
+        )
+        .await
+        .unwrap();
+        sqlx::query("UPDATE users SET node = 'test-node' WHERE user_id = 'copy0007'")
+            .execute(&source.state.pool)
+            .await
+            .unwrap();
+        let published = store::presence::publish(
+            &source.state.pool,
+            &[store::presence::Publication {
+                user_id: "copy0007".to_owned(),
+                presence: presence_gateway::domain::presence::CalendarPresence::InAMeeting,
+                since: source.state.now() - 60,
+                until: Some(source.state.now() + 1800),
+                gateway: Some("Copied".to_owned()),
+                reason: None,
+            }],
+            source.state.now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(published.len(), 1);
+        let users_before = source.count("SELECT COUNT(*) FROM users").await;
+        let max_id = source.count("SELECT MAX(id) FROM users").await;
+        let db_file = presence_gateway::config::database_path(source.dir.path());
+        let (status, presence_before) = source.get_text("/api/v1/presence/copy0007").await;
+        assert_eq!(status, 200, "{presence_before}");
+        assert!(presence_before.contains("\"in_a_meeting\""), "{presence_before}");
+        let dir = source.stop().await;
+
+        let target = support::fresh_postgres_database(&server).await;
+        let copy = |target: &str| {
+            std::process::Command::new(support::binary())
+                .args(["db", "copy", "--from"])
+                .arg(format!("sqlite:{}", db_file.display()))
+                .args(["--to", target])
+                .env_remove("PRESENCE_GATEWAY_DATABASE_URL")
+                .output()
+                .unwrap()
+        };
+        let output = copy(&target);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+        let users_line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("users "))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert!(users_line.contains(&format!(" {users_before} rows")), "{stdout}");
+        assert!(stdout.contains("gateways"), "{stdout}");
+        assert!(stdout.contains("secrets.key"), "{stdout}");
+
+        let again = copy(&target);
+        let stderr = String::from_utf8_lossy(&again.stderr).into_owned();
+        assert_eq!(again.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("already holds data, so nothing was copied"), "{stderr}");
+        assert!(stderr.contains(&format!("users: {users_before} rows")), "{stderr}");
+
+        // The copied installation, on PostgreSQL with the same data
+        // directory (its secrets key).
+        let app = TestApp::spawn_at(dir, store::Location::Postgres(target)).await;
+        app.sign_in_admin().await;
+        let (status, page) = app.get_text("/presence/gateways").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("Copied"), "{page}");
+        let (status, page) = app.get_text("/users/end-users?field=user_id&match=begins&text=COPY119&page=1").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("copy1199"), "{page}");
+        let (status, body) = app.get_text("/api/v1/presence/copy0007").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, presence_before, "the same presence after the copy");
+        // The sealed Exchange password opens with the copied key: the
+        // gateway's edit page renders (it would fail to open otherwise).
+        let new_id = app.create_end_user("after-copy", "basalt-lantern-pw-12").await;
+        assert!(new_id > max_id, "a new row follows the copied ids: {new_id} <= {max_id}");
+        let events = app.count("SELECT COUNT(*) FROM presence_events").await;
+        assert_eq!(events, 1);
+    }
+}
