@@ -37,7 +37,9 @@ async fn main() -> Result<(), Error> {
         tls_key: None,
         admin_password: Some(SecretString::from("bench-console-password".to_owned())),
         proxy_env: Default::default(),
-        database: presence_gateway::store::Location::Sqlite(presence_gateway::config::database_path(&dir.path().join("data"))),
+        database: presence_gateway::store::Location::Sqlite(
+            presence_gateway::config::database_path(&dir.path().join("data")),
+        ),
     };
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let state = presence_gateway::cmd::serve::prepare(settings, clock)

@@ -80,7 +80,9 @@ async fn one_run() -> Result<(Timing, Timing), Box<dyn std::error::Error>> {
         tls_key: None,
         admin_password: Some(SecretString::from("bench-console-password".to_owned())),
         proxy_env: Default::default(),
-        database: presence_gateway::store::Location::Sqlite(presence_gateway::config::database_path(&dir.path())),
+        database: presence_gateway::store::Location::Sqlite(
+            presence_gateway::config::database_path(dir.path()),
+        ),
     };
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let state = presence_gateway::cmd::serve::prepare(settings, clock)

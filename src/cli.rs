@@ -27,7 +27,12 @@ pub struct Cli {
     /// postgres://user[:password]@host[:port]/database (PostgreSQL 14 or
     /// later). Without it, the SQLite file in the data directory. Each node
     /// still keeps its secrets key in its data directory.
-    #[arg(long, global = true, env = "PRESENCE_GATEWAY_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "PRESENCE_GATEWAY_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database: Option<String>,
 
     #[command(subcommand)]

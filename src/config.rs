@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 
 use crate::cli::ServeArgs;
-use crate::store::Location;
+use crate::domain::database::Location;
 
 #[derive(Debug, Clone)]
 pub struct Settings {

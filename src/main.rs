@@ -43,7 +43,11 @@ fn main() -> ExitCode {
     }
     // `users` too: 0 done, 1 rows in error, 2 a usage error.
     if let Some(Command::Users(command)) = &cli.command {
-        return ExitCode::from(runtime.block_on(users::run(&cli.data_dir, cli.database.as_deref(), command)));
+        return ExitCode::from(runtime.block_on(users::run(
+            &cli.data_dir,
+            cli.database.as_deref(),
+            command,
+        )));
     }
     if let Some(Command::Db(command)) = &cli.command {
         return ExitCode::from(runtime.block_on(db::run(command)));

@@ -31,7 +31,9 @@ pub fn settings(dir: &Path) -> Result<Settings, Error> {
         admin_password: Some(SecretString::from("bench-console-password".to_owned())),
         // No outbound proxy: the sim is on loopback.
         proxy_env: Default::default(),
-        database: presence_gateway::store::Location::Sqlite(presence_gateway::config::database_path(&dir.join("data"))),
+        database: presence_gateway::store::Location::Sqlite(
+            presence_gateway::config::database_path(&dir.join("data")),
+        ),
     })
 }
 

@@ -15,7 +15,11 @@ const USERS_USAGE: u8 = 2;
 /// `users import FILE [--dry-run]` and `users export [--output FILE]`
 /// (US-4): the same checks and the same one transaction as the console's
 /// Bulk Administration page. Returns the exit status.
-pub async fn run(data_dir: &Path, database: Option<&str>, command: &crate::cli::UsersCommand) -> u8 {
+pub async fn run(
+    data_dir: &Path,
+    database: Option<&str>,
+    command: &crate::cli::UsersCommand,
+) -> u8 {
     use crate::cli::UsersCommand;
     let db = match crate::config::existing_store(data_dir, database) {
         Ok(db) => db,

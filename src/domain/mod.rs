@@ -1,6 +1,7 @@
 //! Pure rules with no I/O: parsing of what users type into domain types.
 
 pub mod bulk;
+pub mod database;
 pub mod gateway;
 pub mod locale;
 pub mod names;

@@ -1,7 +1,7 @@
 //! The audit log: every configuration change, who, when, before and after.
 //! Callers pass values with secrets already redacted.
 
-use sqlx::{FromRow, AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use crate::error::AppResult;
 

@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
-use sqlx::{FromRow, AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use crate::domain::bulk::{self, Existing, ExportRow, FileError, Known, Report, UserRecord};
 use crate::domain::locale::{CATALOGUE, DEFAULT, Locale};
@@ -618,12 +618,12 @@ pub async fn sync_locales(
                 locale_not_in_json(Backend::of_conn(&tx))
             );
             let changed = sqlx::query(&sql)
-            .bind(&usable)
-            .bind(locale.tag)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+                .bind(&usable)
+                .bind(locale.tag)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             (
                 changed,
                 changed,

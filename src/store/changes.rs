@@ -2,7 +2,7 @@
 //! engine only picks up on restart is recorded by `record` inside the same
 //! transaction as the change itself; the banner reads `pending`.
 
-use sqlx::{FromRow, AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use crate::error::AppResult;
 

@@ -143,7 +143,7 @@ pub async fn copy(source: &AnyPool, target: &AnyPool) -> AppResult<CopyOutcome> 
                 batch.push(cells);
             }
             if batch.len() == BATCH || (done && !batch.is_empty()) {
-                count += insert(&mut *tx, table, &list, columns.len(), &batch).await?;
+                count += insert(&mut tx, table, &list, columns.len(), &batch).await?;
                 batch.clear();
             }
             if done {

@@ -3,7 +3,7 @@
 //! configuration snapshot it runs, and what it follows live.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, AnyPool};
+use sqlx::{AnyPool, FromRow};
 
 use crate::domain::params::ServiceParams;
 use crate::error::{AppError, AppResult};

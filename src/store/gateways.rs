@@ -4,7 +4,7 @@
 //! and its audit entry in the same transaction.
 
 use serde_json::json;
-use sqlx::{FromRow, AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use crate::domain::gateway::{
     AccountName, Description, GatewayKind, GraphSettings, Mailbox, Port, ServerLocation, may_add,

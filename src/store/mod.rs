@@ -31,7 +31,7 @@ pub mod trust;
 pub mod user_options;
 pub mod users;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -48,84 +48,9 @@ pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// The same schema for PostgreSQL. Its first file is SQLite's schema as of
 /// that file's version; every later change is one file in each folder under
 /// the same version (tests/it/schema.rs compares the two schemas).
-pub static POSTGRES_MIGRATOR: sqlx::migrate::Migrator =
-    sqlx::migrate!("./migrations-postgres");
+pub static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
 
-/// Where the store lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
-    /// The SQLite file in a data directory.
-    Sqlite(PathBuf),
-    /// A `postgres://` URL.
-    Postgres(String),
-}
-
-impl Location {
-    /// `--database`: a `postgres://` (or `postgresql://`) URL, or
-    /// `sqlite:PATH`.
-    pub fn parse(text: &str) -> Result<Location, String> {
-        let text = text.trim();
-        if let Some(path) = text.strip_prefix("sqlite://").or(text.strip_prefix("sqlite:")) {
-            if path.is_empty() {
-                return Err("sqlite: needs the path of the database file".to_owned());
-            }
-            return Ok(Location::Sqlite(PathBuf::from(path)));
-        }
-        match url::Url::parse(text) {
-            Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => {
-                if url.host_str().unwrap_or("").is_empty() {
-                    return Err(format!(
-                        "{}: the URL names no host (postgres://user@host/database)",
-                        redact(text)
-                    ));
-                }
-                if url.path().trim_start_matches('/').is_empty() {
-                    return Err(format!(
-                        "{}: the URL names no database (postgres://user@host/database)",
-                        redact(text)
-                    ));
-                }
-                Ok(Location::Postgres(text.to_owned()))
-            }
-            Ok(url) => Err(format!(
-                "{}: unsupported database scheme {}: use postgres://user@host/database or \
-                 sqlite:PATH",
-                redact(text),
-                url.scheme()
-            )),
-            Err(e) => Err(format!(
-                "{}: not a database URL ({e}): use postgres://user@host/database",
-                redact(text)
-            )),
-        }
-    }
-
-    /// The location for messages and logs, without a password.
-    pub fn display(&self) -> String {
-        match self {
-            Location::Sqlite(path) => path.display().to_string(),
-            Location::Postgres(url) => redact(url),
-        }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Location::Sqlite(path) => format!("sqlite://{}", path.display()),
-            Location::Postgres(url) => url.clone(),
-        }
-    }
-}
-
-/// A database URL with its password replaced by `***`.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
+pub use crate::domain::database::{Location, redact};
 
 /// Which database a pool or connection talks to, for the few queries that
 /// differ between them.
@@ -238,7 +163,10 @@ pub fn describe_connect_error(url: &str, error: &sqlx::Error) -> String {
                  createdb, or correct the URL",
                 db.message()
             ),
-            _ => format!("{shown}: PostgreSQL refused the connection: {}", db.message()),
+            _ => format!(
+                "{shown}: PostgreSQL refused the connection: {}",
+                db.message()
+            ),
         },
         sqlx::Error::Io(io) => format!(
             "{shown}: cannot reach the PostgreSQL server ({io}): check the host and port, and \

@@ -1,6 +1,6 @@
 //! Cluster nodes (SY-2): every `serve` process registers itself.
 
-use sqlx::{FromRow, AnyPool};
+use sqlx::{AnyPool, FromRow};
 
 use crate::error::AppResult;
 

@@ -181,8 +181,17 @@ pub async fn of_end_user(pool: &AnyPool, user_id: &str) -> AppResult<Option<Publ
     .bind(user_id.trim())
     .fetch_optional(pool)
     .await?;
-    let Some((user_id, super::Flag(enabled), node, updated_at, presence, since, until, gateway, reason)) =
-        row
+    let Some((
+        user_id,
+        super::Flag(enabled),
+        node,
+        updated_at,
+        presence,
+        since,
+        until,
+        gateway,
+        reason,
+    )) = row
     else {
         return Ok(None);
     };

@@ -3,7 +3,7 @@
 //! with the password redacted.
 
 use secrecy::SecretString;
-use sqlx::{FromRow, AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use crate::domain::proxy::{self, NoProxy, Proxy, ProxyCredentials, ProxyEnv, ProxyServer};
 use crate::domain::refusal::ProxyRefusal;

@@ -3,7 +3,7 @@
 //! on every API call that carries one.
 
 use serde_json::json;
-use sqlx::{FromRow, AnyPool};
+use sqlx::{AnyPool, FromRow};
 
 use crate::domain::refusal::TokenRefusal;
 use crate::domain::token::TokenName;

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use rustls::pki_types::CertificateDer;
 use serde_json::json;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, FromRow, AnyPool};
+use sqlx::{AnyPool, ConnectOptions, FromRow};
 
 use crate::error::{AppError, AppResult};
 use crate::tls::certinfo::{CertInfo, colon_fingerprint};

@@ -2,7 +2,7 @@
 //! Every function takes the user's row id from the session, never from a
 //! form, so a user reads and changes only their own row.
 
-use sqlx::{FromRow, AnyPool};
+use sqlx::{AnyPool, FromRow};
 
 use super::audit;
 use crate::domain::locale::Locale;

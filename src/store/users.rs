@@ -1,7 +1,7 @@
 //! Users: administrators and end users share one table, told apart by role.
 
-use sqlx::{FromRow, AnyConnection, AnyPool};
 use super::Backend;
+use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use crate::domain::locale::Locale;
 use crate::domain::refusal::UserRefusal;

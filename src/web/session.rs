@@ -61,12 +61,7 @@ fn new_key() -> String {
 
 /// Starts a signed-in session: a fresh id (no fixation), a new sign-in row,
 /// then the user. A sign-in this browser already had ends first.
-pub async fn sign_in(
-    pool: &AnyPool,
-    session: &Session,
-    user: &UserRow,
-    now: i64,
-) -> AppResult<()> {
+pub async fn sign_in(pool: &AnyPool, session: &Session, user: &UserRow, now: i64) -> AppResult<()> {
     if let Some(old) = session.get::<String>(KEY).await? {
         sign_ins::end(pool, &old).await?;
     }

@@ -23,12 +23,11 @@ fn ours(table: &str) -> bool {
 }
 
 async fn sqlite_schema(pool: &sqlx::AnyPool) -> Schema {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(pool)
+            .await
+            .unwrap();
     let mut schema = Schema::new();
     for table in tables.into_iter().filter(|t| ours(t)) {
         let rows = sqlx::query(&format!(
@@ -108,17 +107,27 @@ async fn both_schemas_have_the_same_tables_and_columns() {
     let sqlite_versions: Vec<i64> = store::SQLITE_MIGRATOR.iter().map(|m| m.version).collect();
     let postgres_versions: Vec<i64> = store::POSTGRES_MIGRATOR.iter().map(|m| m.version).collect();
     assert!(
-        postgres_versions.iter().all(|v| sqlite_versions.contains(v)),
+        postgres_versions
+            .iter()
+            .all(|v| sqlite_versions.contains(v)),
         "PostgreSQL migrations use SQLite's versions: {postgres_versions:?}"
     );
-    assert_eq!(postgres_versions.last(), sqlite_versions.last(), "newest version");
+    assert_eq!(
+        postgres_versions.last(),
+        sqlite_versions.last(),
+        "newest version"
+    );
 
     let Some(server) = support::postgres_server() else {
-        println!("SQLite schema checked; the comparison with PostgreSQL runs in the PostgreSQL pass");
+        println!(
+            "SQLite schema checked; the comparison with PostgreSQL runs in the PostgreSQL pass"
+        );
         return;
     };
     let url = support::fresh_postgres_database(&server).await;
-    let postgres = store::open_at(&store::Location::Postgres(url)).await.unwrap();
+    let postgres = store::open_at(&store::Location::Postgres(url))
+        .await
+        .unwrap();
     let mut postgres_schema = postgres_schema(&postgres).await;
     let rowid = postgres_schema
         .get_mut("login_failures")
@@ -131,7 +140,11 @@ async fn both_schemas_have_the_same_tables_and_columns() {
             "table {table}: SQLite {columns:?}"
         );
     }
-    assert_eq!(postgres_schema.len(), sqlite_schema.len(), "the same tables");
+    assert_eq!(
+        postgres_schema.len(),
+        sqlite_schema.len(),
+        "the same tables"
+    );
 }
 
 /// `--database` names what is wrong with it before anything starts.
@@ -139,7 +152,10 @@ async fn both_schemas_have_the_same_tables_and_columns() {
 fn a_database_url_that_does_not_parse_is_a_usage_error() {
     let dir = support::private_tempdir().unwrap();
     for (url, expected) in [
-        ("mysql://db.example.com/presence", "unsupported database scheme mysql"),
+        (
+            "mysql://db.example.com/presence",
+            "unsupported database scheme mysql",
+        ),
         ("postgres:///presence", "names no host"),
         ("postgres://db.example.com", "names no database"),
     ] {
@@ -195,10 +211,15 @@ mod cluster_pg {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let (status, stderr) =
-            serve_failing(dir.path(), &format!("postgres://pg@127.0.0.1:{closed}/presence"));
+        let (status, stderr) = serve_failing(
+            dir.path(),
+            &format!("postgres://pg@127.0.0.1:{closed}/presence"),
+        );
         assert_eq!(status, Some(2), "{stderr}");
-        assert!(stderr.contains("cannot reach the PostgreSQL server"), "{stderr}");
+        assert!(
+            stderr.contains("cannot reach the PostgreSQL server"),
+            "{stderr}"
+        );
         assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
 
         let mut missing = url::Url::parse(&server).unwrap();
@@ -209,21 +230,31 @@ mod cluster_pg {
 
         // A role that must sign in with its password (the server trusts
         // only its administrator).
-        let admin = store::open_at(&store::Location::Postgres(support::fresh_postgres_database(&server).await))
-            .await
-            .unwrap();
+        let admin = store::open_at(&store::Location::Postgres(
+            support::fresh_postgres_database(&server).await,
+        ))
+        .await
+        .unwrap();
         let role = format!("r{:08x}", rand::random::<u32>());
-        sqlx::query(&format!("CREATE ROLE {role} LOGIN PASSWORD 'right-password'"))
-            .execute(&admin)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'right-password'"
+        ))
+        .execute(&admin)
+        .await
+        .unwrap();
         let mut wrong = url::Url::parse(&server).unwrap();
         wrong.set_username(&role).unwrap();
         wrong.set_password(Some("wrong-password")).unwrap();
         let (status, stderr) = serve_failing(dir.path(), wrong.as_str());
         assert_eq!(status, Some(2), "{stderr}");
-        assert!(stderr.contains("refused the user name or password"), "{stderr}");
-        assert!(!stderr.contains("wrong-password"), "the password is not shown: {stderr}");
+        assert!(
+            stderr.contains("refused the user name or password"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("wrong-password"),
+            "the password is not shown: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 
@@ -310,7 +341,10 @@ mod cluster_pg {
         let db_file = presence_gateway::config::database_path(source.dir.path());
         let (status, presence_before) = source.get_text("/api/v1/presence/copy0007").await;
         assert_eq!(status, 200, "{presence_before}");
-        assert!(presence_before.contains("\"in_a_meeting\""), "{presence_before}");
+        assert!(
+            presence_before.contains("\"in_a_meeting\""),
+            "{presence_before}"
+        );
         let dir = source.stop().await;
 
         let target = support::fresh_postgres_database(&server).await;
@@ -331,15 +365,24 @@ mod cluster_pg {
             .lines()
             .find(|l| l.trim_start().starts_with("users "))
             .unwrap_or_else(|| panic!("{stdout}"));
-        assert!(users_line.contains(&format!(" {users_before} rows")), "{stdout}");
+        assert!(
+            users_line.contains(&format!(" {users_before} rows")),
+            "{stdout}"
+        );
         assert!(stdout.contains("gateways"), "{stdout}");
         assert!(stdout.contains("secrets.key"), "{stdout}");
 
         let again = copy(&target);
         let stderr = String::from_utf8_lossy(&again.stderr).into_owned();
         assert_eq!(again.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("already holds data, so nothing was copied"), "{stderr}");
-        assert!(stderr.contains(&format!("users: {users_before} rows")), "{stderr}");
+        assert!(
+            stderr.contains("already holds data, so nothing was copied"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("users: {users_before} rows")),
+            "{stderr}"
+        );
 
         // The copied installation, on PostgreSQL with the same data
         // directory (its secrets key).
@@ -348,7 +391,9 @@ mod cluster_pg {
         let (status, page) = app.get_text("/presence/gateways").await;
         assert_eq!(status, 200);
         assert!(page.contains("Copied"), "{page}");
-        let (status, page) = app.get_text("/users/end-users?field=user_id&match=begins&text=COPY119&page=1").await;
+        let (status, page) = app
+            .get_text("/users/end-users?field=user_id&match=begins&text=COPY119&page=1")
+            .await;
         assert_eq!(status, 200);
         assert!(page.contains("copy1199"), "{page}");
         let (status, body) = app.get_text("/api/v1/presence/copy0007").await;
@@ -356,8 +401,13 @@ mod cluster_pg {
         assert_eq!(body, presence_before, "the same presence after the copy");
         // The sealed Exchange password opens with the copied key: the
         // gateway's edit page renders (it would fail to open otherwise).
-        let new_id = app.create_end_user("after-copy", "basalt-lantern-pw-12").await;
-        assert!(new_id > max_id, "a new row follows the copied ids: {new_id} <= {max_id}");
+        let new_id = app
+            .create_end_user("after-copy", "basalt-lantern-pw-12")
+            .await;
+        assert!(
+            new_id > max_id,
+            "a new row follows the copied ids: {new_id} <= {max_id}"
+        );
         let events = app.count("SELECT COUNT(*) FROM presence_events").await;
         assert_eq!(events, 1);
     }

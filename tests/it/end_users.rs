@@ -863,7 +863,8 @@ async fn search_query_plans_use_indexes_never_a_scan_of_users() {
         for field in SearchField::ALL {
             for how in SearchMatch::ALL {
                 let search = Search::parse(field, how, "Mar").unwrap();
-                let (page_sql, count_sql, binds) = store::users::search_sql(store::Backend::Sqlite, &search);
+                let (page_sql, count_sql, binds) =
+                    store::users::search_sql(store::Backend::Sqlite, &search);
                 for (what, sql, extra) in [("page", &page_sql, 2), ("count", &count_sql, 0)] {
                     let explain = format!("EXPLAIN QUERY PLAN {sql}");
                     let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
@@ -992,7 +993,10 @@ async fn postgres_search_plans_use_indexes(app: &TestApp) {
         .execute(&mut conn)
         .await
         .unwrap();
-    sqlx::query("ANALYZE users").execute(&mut conn).await.unwrap();
+    sqlx::query("ANALYZE users")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     for field in SearchField::ALL {
         for how in SearchMatch::ALL {
             let search = Search::parse(field, how, "Mar").unwrap();
@@ -1008,7 +1012,10 @@ async fn postgres_search_plans_use_indexes(app: &TestApp) {
                     query = query.bind(50_i64);
                 }
                 let plan = query.fetch_all(&mut conn).await.unwrap().join("\n");
-                assert!(!plan.contains("Seq Scan on users"), "{field:?} {how:?} {what}: {plan}");
+                assert!(
+                    !plan.contains("Seq Scan on users"),
+                    "{field:?} {how:?} {what}: {plan}"
+                );
             }
             // At 300 users the planner may rather filter the role index's
             // rows; the search's own index must still be usable for its

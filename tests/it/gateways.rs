@@ -761,10 +761,11 @@ async fn gw8_the_database_file_holds_no_password() {
 async fn postgres_contents(app: &TestApp) -> Vec<u8> {
     let mut bytes = Vec::new();
     for table in store::copy::TABLES.iter().chain(&["tower_sessions"]) {
-        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT CAST(t AS TEXT) FROM {table} t"))
-            .fetch_all(&app.state.pool)
-            .await
-            .unwrap();
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT CAST(t AS TEXT) FROM {table} t"))
+                .fetch_all(&app.state.pool)
+                .await
+                .unwrap();
         for row in rows {
             bytes.extend(row.into_bytes());
         }

@@ -166,7 +166,13 @@ impl TestApp {
         let dir = private_tempdir().expect("temp dir");
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
         let settings = test_settings(dir.path(), Some(ADMIN_PASSWORD));
-        Self::serve(settings, dir, clock, presence_gateway::net::Limits::console()).await
+        Self::serve(
+            settings,
+            dir,
+            clock,
+            presence_gateway::net::Limits::console(),
+        )
+        .await
     }
 
     /// The app on `database`, with `dir` as its data directory (and so its
@@ -175,7 +181,13 @@ impl TestApp {
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
         let mut settings = test_settings(dir.path(), Some(ADMIN_PASSWORD));
         settings.database = database;
-        Self::serve(settings, dir, clock, presence_gateway::net::Limits::console()).await
+        Self::serve(
+            settings,
+            dir,
+            clock,
+            presence_gateway::net::Limits::console(),
+        )
+        .await
     }
 
     /// Served as `serve` serves the console, within `limits`.
@@ -213,8 +225,9 @@ impl TestApp {
         // The service's errors in the failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("presence_gateway=error")),
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("presence_gateway=error")
+                }),
             )
             .with_test_writer()
             .try_init();
