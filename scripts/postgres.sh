@@ -7,6 +7,7 @@
 #                                   starts it on a free loopback port and
 #                                   prints the URL of its `postgres` database
 #   scripts/postgres.sh stop DIR    stops it (DIR may then be removed)
+#   scripts/postgres.sh resume DIR  starts a stopped one again on its port
 #
 # Nothing depends on a server the machine happened to run: the cluster has
 # its own data directory, socket directory and port, and trusts only
@@ -16,7 +17,7 @@ set -euo pipefail
 verb="${1:-}"
 dir="${2:-}"
 if [[ -z "$verb" || -z "$dir" ]]; then
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start|stop|resume DIR" >&2
     exit 2
 fi
 
@@ -30,6 +31,17 @@ as_postgres() {
     else
         "$@"
     fi
+}
+
+run_server() {
+    # Up to 300 connections: the suite runs four tests at once, each with
+    # its own database and pools, and the browser tests start nodes too.
+    as_postgres "$1/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        start >&2 || {
+        cat "$dir/server.log" >&2
+        exit 1
+    }
 }
 
 case "$verb" in
@@ -69,16 +81,14 @@ local all pg trust
 host  all pg 127.0.0.1/32 trust
 host  all all 127.0.0.1/32 scram-sha-256
 HBA
-    # Up to 300 connections: the suite runs four tests at once, each with
-    # its own database and pools, and the browser tests start nodes too.
-    as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-        start >&2 || {
-        cat "$dir/server.log" >&2
-        exit 1
-    }
     echo "$port" >"$dir/port"
+    run_server "$bin"
     echo "postgres://pg@127.0.0.1:$port/postgres"
+    ;;
+resume)
+    # Starts a stopped cluster again on its port (the restart tests).
+    port="$(cat "$dir/port")"
+    run_server "$(bindir)"
     ;;
 stop)
     bin="$(bindir)"
@@ -87,7 +97,7 @@ stop)
     fi
     ;;
 *)
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start|stop|resume DIR" >&2
     exit 2
     ;;
 esac

@@ -86,6 +86,8 @@ pub struct AppState {
     pub gateway_rows_html: KeyedCache<(i64, i64), Arc<String>>,
     /// Wakes this node's engine supervisor for a command given here.
     pub engine_wake: crate::engine::Wake,
+    /// Wake-ups for changes made on other nodes (CL-3).
+    pub changes: crate::store::notify::Hub,
     /// Open presence streams on this process.
     pub streams: StreamPermits,
     /// The engine's notification listener's connection bounds (the tests

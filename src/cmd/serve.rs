@@ -53,6 +53,10 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
     )
     .await?;
     let first_admin = ensure_admin(&pool, &settings, now).await?;
+    let changes = store::notify::Hub::new(&settings.node_name);
+    if let store::Location::Postgres(url) = &settings.database {
+        tokio::spawn(store::notify::listen(url.clone(), changes.clone()));
+    }
     Ok(Prepared {
         state: AppState {
             pool,
@@ -62,7 +66,8 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
             banner: Default::default(),
             gateways: Default::default(),
             gateway_rows_html: Default::default(),
-            engine_wake: Default::default(),
+            engine_wake: crate::engine::Wake::with(changes.engine_commands.clone()),
+            changes,
             streams: Default::default(),
             listener_limits: crate::net::Limits::notifications(),
             imports: Default::default(),

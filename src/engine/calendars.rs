@@ -373,7 +373,8 @@ pub struct Calendars {
     /// Something Control Center should see soon happened (a first success,
     /// an error, a throttle): health is written at the next round.
     health_dirty: bool,
-    /// Departures to publish as `unknown` at the next tick.
+    /// Publications for the next round, before anything newer: departures
+    /// (as `unknown`) and what the database could not take.
     leaving: Vec<Publication>,
     /// The call-back paths the listener answers for.
     registry: Arc<Registry>,
@@ -382,6 +383,27 @@ pub struct Calendars {
     /// Microsoft 365 subscriptions to delete (gateway, id): their users
     /// left or switched calendar presence off.
     ending: Vec<(usize, String)>,
+}
+
+/// What to keep of a batch the database did not take, oldest first: all of
+/// it, unless a long outage made it larger than a few publications per
+/// user, when only each user's latest is kept (their presence stays right;
+/// the log then misses the intermediate states).
+fn unwritten(batch: Vec<Publication>, users: usize) -> Vec<Publication> {
+    let limit = users.saturating_mul(8).max(10_000);
+    if batch.len() <= limit {
+        return batch;
+    }
+    let mut latest: HashMap<String, usize> = HashMap::with_capacity(users);
+    for (i, p) in batch.iter().enumerate() {
+        latest.insert(p.user_id.clone(), i);
+    }
+    batch
+        .into_iter()
+        .enumerate()
+        .filter(|(i, p)| latest.get(&p.user_id) == Some(i))
+        .map(|(_, p)| p)
+        .collect()
 }
 
 impl Calendars {
@@ -1407,7 +1429,16 @@ impl Calendars {
         if batch.is_empty() {
             return Ok(());
         }
-        let written = store::presence::publish(pool, &batch, now).await?;
+        let written = match store::presence::publish(pool, &batch, now).await {
+            Ok(written) => written,
+            Err(e) => {
+                // The database did not take them (restarting, unreachable):
+                // they are written first at the next round, so no
+                // transition is lost (CL-5).
+                self.leaving = unwritten(batch, self.users.len());
+                return Err(e);
+            }
+        };
         let n = i64::try_from(written.len()).unwrap_or(i64::MAX);
         count(&mut self.minutes, now, |m| m.transitions += n);
         Ok(())
@@ -1477,6 +1508,85 @@ mod tests {
     use crate::domain::gateway::ServerLocation;
     use crate::domain::params::ExchangeAuth;
     use crate::exchange::client::Credentials;
+
+    fn publication(user: &str, since: i64) -> Publication {
+        Publication {
+            user_id: user.to_owned(),
+            presence: presence::CalendarPresence::InAMeeting,
+            since,
+            until: Some(since + 1800),
+            gateway: Some("g".to_owned()),
+            reason: None,
+        }
+    }
+
+    /// What the database did not take (restarting, CL-5) is written at the
+    /// next round, oldest first, and once.
+    #[tokio::test]
+    async fn publications_the_database_refused_are_written_at_the_next_round() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pool = store::open(&dir.path().join("t.db")).await.expect("open");
+        for user in ["alice", "bob"] {
+            sqlx::query(
+                "INSERT INTO users (user_id, role, first_name, last_name, password_hash, \
+                 created_at, updated_at) VALUES ($1, 'end_user', 'A', 'B', 'x', 0, 0)",
+            )
+            .bind(user)
+            .execute(&pool)
+            .await
+            .expect("user");
+        }
+        let mut calendars = Calendars::new(
+            "n",
+            Vec::new(),
+            Limits {
+                threads: 1,
+                queue: 1,
+                spread: 50,
+                display_oof: true,
+                callback: None,
+                status_minutes: 1,
+                graph_callback: None,
+                poll_minutes: 1,
+            },
+            Arc::new(Notify::new()),
+            Arc::new(Registry::default()),
+            mpsc::channel(1).1,
+        );
+        let away = store::open(&dir.path().join("away.db"))
+            .await
+            .expect("open");
+        away.close().await;
+        calendars.leaving = vec![publication("alice", 60), publication("bob", 120)];
+        assert!(calendars.publish(&away, 180).await.is_err());
+        calendars.leaving.push(publication("alice", 240));
+        calendars.publish(&pool, 300).await.expect("written");
+        assert!(calendars.leaving.is_empty());
+        let log: Vec<(String, i64)> =
+            sqlx::query_as("SELECT user_id, since FROM presence_events ORDER BY seq")
+                .fetch_all(&pool)
+                .await
+                .expect("log");
+        assert_eq!(
+            log,
+            [
+                ("alice".to_owned(), 60),
+                ("bob".to_owned(), 120),
+                ("alice".to_owned(), 240)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_outage_keeps_each_users_latest() {
+        let short: Vec<Publication> = (0..5).map(|i| publication("alice", i)).collect();
+        assert_eq!(unwritten(short, 1).len(), 5);
+        let mut long: Vec<Publication> = (0..12_000).map(|i| publication("alice", i)).collect();
+        long.push(publication("bob", 7));
+        let kept = unwritten(long, 2);
+        let kept: Vec<(&str, i64)> = kept.iter().map(|p| (p.user_id.as_str(), p.since)).collect();
+        assert_eq!(kept, [("alice", 11_999), ("bob", 7)]);
+    }
 
     #[test]
     fn the_window_is_today_and_tomorrow_in_utc() {

@@ -64,6 +64,12 @@ const RESTARTING: &str = "restarting";
 pub struct Wake(Arc<Notify>);
 
 impl Wake {
+    /// The wake-up rung by `notify` too (the database's notifications of
+    /// commands from other nodes, CL-3).
+    pub fn with(notify: Arc<Notify>) -> Wake {
+        Wake(notify)
+    }
+
     pub fn now(&self) {
         self.0.notify_one();
     }

@@ -386,6 +386,7 @@ pub async fn request(
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
+    super::notify::send(&mut tx, super::notify::ENGINE_COMMANDS, node).await?;
     super::audit::record(
         &mut tx,
         super::audit::Entry {

@@ -19,6 +19,7 @@ pub mod gateways;
 pub mod health;
 pub mod locales;
 pub mod nodes;
+pub mod notify;
 pub mod params;
 pub mod presence;
 pub mod proxy;
@@ -132,7 +133,9 @@ pub async fn open_at(location: &Location) -> AppResult<AnyPool> {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .min_connections(1)
-                .acquire_timeout(Duration::from_secs(10))
+                // While the server restarts, a page waits this long for a
+                // connection before it says the database is unavailable.
+                .acquire_timeout(Duration::from_secs(5))
                 .connect(url)
                 .await
                 .map_err(|e| AppError::Unavailable(describe_connect_error(url, &e)))?;

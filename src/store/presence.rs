@@ -103,6 +103,9 @@ pub async fn publish(pool: &AnyPool, batch: &[Publication], now: i64) -> AppResu
         .await?;
         seqs.push(seq);
     }
+    if let Some(newest) = seqs.iter().max() {
+        super::notify::send(&mut tx, super::notify::PRESENCE_EVENTS, &newest.to_string()).await?;
+    }
     tx.commit().await?;
     Ok(seqs)
 }

@@ -181,7 +181,11 @@ fn api_failure(error: crate::error::AppError) -> Response {
     tracing::error!(error = ?error, "API request failed");
     json_error(
         status,
-        "Something went wrong on the server; the details are in the service log.",
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            "The database cannot be reached just now; try again in a moment."
+        } else {
+            "Something went wrong on the server; the details are in the service log."
+        },
     )
 }
 
@@ -241,6 +245,9 @@ async fn presence(
 /// between nodes, so a change made on any node reaches every stream within
 /// this.
 const POLL_EVERY: Duration = Duration::from_millis(250);
+/// The same where the database notifies every stream of a new event
+/// (PostgreSQL, CL-3): the poll only covers a lost notification.
+const POLL_WITH_NOTIFICATIONS: Duration = Duration::from_secs(2);
 /// Events read per query; a stream that falls behind catches up page by
 /// page without waiting for the next poll.
 const PAGE: i64 = 100;
@@ -288,12 +295,26 @@ struct Tail {
     /// The last page was full: read the next one at once.
     behind: bool,
     ticker: Interval,
+    /// Rung when another node (or this one) writes to the log, where the
+    /// database tells (PostgreSQL).
+    wake: tokio::sync::watch::Receiver<i64>,
     recheck_at: Instant,
+    /// The database was unreachable at the last read.
+    database_down: bool,
     /// Released when the stream is dropped, i.e. when the client goes away.
     _permit: OwnedSemaphorePermit,
 }
 
 impl Tail {
+    /// Logged once per outage, not at every poll.
+    fn database_away(&mut self, error: &crate::error::AppError) {
+        if !self.database_down {
+            tracing::warn!(error = %error, "presence stream: the database is unavailable; waiting");
+            self.database_down = true;
+        }
+        self.behind = false;
+    }
+
     /// The next event to send, waiting for one; `None` ends the stream.
     async fn next(&mut self) -> Option<Event> {
         loop {
@@ -306,12 +327,24 @@ impl Tail {
                 );
             }
             if !self.behind {
-                self.ticker.tick().await;
+                // A notification of a new event (CL-3) or the next poll,
+                // whichever comes first.
+                let woke = tokio::select! {
+                    _ = self.ticker.tick() => true,
+                    changed = self.wake.changed() => changed.is_ok(),
+                };
+                if !woke {
+                    self.ticker.tick().await;
+                }
             }
             if Instant::now() >= self.recheck_at {
                 match self.caller.still_valid(&self.pool, self.clock.unix()).await {
                     Ok(true) => self.recheck_at = Instant::now() + RECHECK_EVERY,
                     Ok(false) => return None,
+                    Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                        self.database_away(&e);
+                        continue;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "presence stream: checking the caller failed");
                         return None;
@@ -323,12 +356,16 @@ impl Tail {
                     .await;
             match page {
                 Ok(page) => {
+                    self.database_down = false;
                     self.behind = page.len() as i64 == PAGE;
                     if let Some(last) = page.last() {
                         self.after = last.seq;
                     }
                     self.pending.extend(page);
                 }
+                // The database is restarting (CL-5): the stream stays open
+                // and reads on from where it was when it is back.
+                Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => self.database_away(&e),
                 Err(e) => {
                     // The client reconnects with Last-Event-ID and loses
                     // nothing.
@@ -371,7 +408,12 @@ async fn stream(
             Err(e) => return api_failure(e),
         },
     };
-    let mut ticker = tokio::time::interval(POLL_EVERY);
+    // With notifications the poll is only a fallback for a lost one.
+    let every = match store::Backend::of(&state.pool) {
+        store::Backend::Sqlite => POLL_EVERY,
+        store::Backend::Postgres => POLL_WITH_NOTIFICATIONS,
+    };
+    let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let tail = Tail {
         pool: state.pool.clone(),
@@ -381,7 +423,9 @@ async fn stream(
         pending: VecDeque::new(),
         behind: false,
         ticker,
+        wake: state.changes.presence_events(),
         recheck_at: Instant::now() + RECHECK_EVERY,
+        database_down: false,
         _permit: permit,
     };
     // The stream owns the tail: when the client disconnects, hyper drops the

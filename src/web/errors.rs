@@ -51,6 +51,11 @@ fn title_and_message(status: StatusCode) -> (&'static str, &'static str) {
              fields and send it again.",
         ),
         429 => ("Too many requests", "Wait a moment and try again."),
+        503 => (
+            "Database unavailable",
+            "The database cannot be reached just now, so this page cannot be shown. Nothing was \
+             half-written; the service reconnects by itself: try again in a moment.",
+        ),
         _ if status.is_server_error() => (
             "Something went wrong",
             "Something went wrong on the server. Nothing was half-written; the details are in \

@@ -14,7 +14,7 @@ use crate::support::{self, TestApp, field_error, location};
 /// Longest a test waits for an event that should come.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
 
-fn publication(user: &str, state: CalendarPresence, since: i64) -> Publication {
+pub(crate) fn publication(user: &str, state: CalendarPresence, since: i64) -> Publication {
     Publication {
         user_id: user.to_owned(),
         presence: state,

@@ -411,4 +411,335 @@ mod cluster_pg {
         let events = app.count("SELECT COUNT(*) FROM presence_events").await;
         assert_eq!(events, 1);
     }
+
+    /// A node of a two-node cluster on the shared database, in its own
+    /// process with its own data directory.
+    fn node(dir: &std::path::Path, url: &str, name: &str) -> support::ServeProcess {
+        support::ServeProcess::start(
+            dir,
+            &[
+                "--database",
+                url,
+                "--listen",
+                "127.0.0.1:0",
+                "--node-name",
+                name,
+            ],
+            &[("PRESENCE_GATEWAY_ADMIN_PASSWORD", support::ADMIN_PASSWORD)],
+        )
+    }
+
+    fn copy_key(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::copy(from.join("secrets.key"), to.join("secrets.key")).unwrap();
+        std::fs::set_permissions(
+            to.join("secrets.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    }
+
+    async fn sign_in(client: &reqwest::Client, base: &str) {
+        let response = client
+            .post(format!("{base}/login"))
+            .header("Origin", base)
+            .header("Sec-Fetch-Site", "same-origin")
+            .form(&[
+                ("user_id", support::ADMIN),
+                ("password", support::ADMIN_PASSWORD),
+                ("next", ""),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 303, "signed in on {base}");
+    }
+
+    /// The status of `GET base/` with `client`'s cookies (a signed-out
+    /// browser is sent to the sign-in page).
+    async fn home_status(client: &reqwest::Client, base: &str) -> u16 {
+        client
+            .get(format!("{base}/"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn open_stream(
+        client: &reqwest::Client,
+        base: &str,
+        last_event_id: Option<&str>,
+    ) -> crate::api::SseReader {
+        let mut request = client.get(format!("{base}/api/v1/presence/stream"));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = tokio::time::timeout(std::time::Duration::from_secs(10), request.send())
+            .await
+            .expect("the stream answers in time")
+            .unwrap();
+        crate::api::SseReader::new(response)
+    }
+
+    async fn publish(pool: &sqlx::AnyPool, user: &str, since: i64) -> i64 {
+        use presence_gateway::domain::user::{Role, UserId};
+        let id = UserId::parse(user).unwrap();
+        if store::users::find_by_user_id(pool, user)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            store::users::create(
+                pool,
+                store::users::NewUser {
+                    user_id: &id,
+                    role: Role::EndUser,
+                    first_name: "Erin",
+                    last_name: "Enduser",
+                    password_hash: "not-a-hash",
+                    must_change_password: false,
+                },
+                since,
+            )
+            .await
+            .unwrap();
+        }
+        let batch = [crate::api::publication(
+            user,
+            presence_gateway::domain::presence::CalendarPresence::InAMeeting,
+            since,
+        )];
+        store::presence::publish(pool, &batch, since).await.unwrap()[0]
+    }
+
+    /// Two nodes as separate processes with separate data directories on
+    /// one PostgreSQL database (CL-3): a sign-out on B ends the session on
+    /// A at once; A's Control Center restarts B's engine within a second;
+    /// a write from elsewhere reaches a stream on A through the database's
+    /// notification (well before the stream's fallback poll); a stream
+    /// opened on B resumes on A with Last-Event-ID after B is killed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_in_two_processes_share_sessions_commands_and_streams() {
+        use std::time::{Duration, Instant};
+        let server = server();
+        let url = support::fresh_postgres_database(&server).await;
+        let pool = store::open_at(&store::Location::Postgres(url.clone()))
+            .await
+            .unwrap();
+        let (port_a, port_b) = (crate::engine::free_port(), crate::engine::free_port());
+        crate::engine::set_param(&pool, "node-a", "notification_port", &port_a.to_string()).await;
+        crate::engine::set_param(&pool, "node-b", "notification_port", &port_b.to_string()).await;
+        let (dir_a, dir_b) = (
+            support::private_tempdir().unwrap(),
+            support::private_tempdir().unwrap(),
+        );
+        let a = node(dir_a.path(), &url, "node-a");
+        copy_key(dir_a.path(), dir_b.path());
+        let mut b = node(dir_b.path(), &url, "node-b");
+        crate::engine::wait_state(&pool, "node-b", "running").await;
+        crate::engine::wait_state(&pool, "node-a", "running").await;
+
+        // One browser: signed in on A, the session holds on B; signed out
+        // on B, A refuses it on the next request.
+        let browser = crate::api::streaming_client(true);
+        sign_in(&browser, &a.url).await;
+        assert_eq!(home_status(&browser, &a.url).await, 200);
+        assert_eq!(home_status(&browser, &b.url).await, 200);
+        let response = browser
+            .post(format!("{}/logout", b.url))
+            .header("Origin", &b.url)
+            .header("Sec-Fetch-Site", "same-origin")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 303);
+        assert_eq!(
+            home_status(&browser, &a.url).await,
+            303,
+            "A refuses at once"
+        );
+
+        // A's Control Center restarts B's engine; B's process acts.
+        sign_in(&browser, &a.url).await;
+        let asked = Instant::now();
+        let response = browser
+            .post(format!("{}/serviceability/control-center", a.url))
+            .header("Origin", &a.url)
+            .header("Sec-Fetch-Site", "same-origin")
+            .form(&[("node", "node-b"), ("action", "restart")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 303);
+        let restarted = loop {
+            // B's supervisor marks the command done once its engine runs
+            // again.
+            let outcome: Option<String> = sqlx::query_scalar(
+                "SELECT outcome FROM engine_commands WHERE node = 'node-b' AND done_at IS NOT NULL",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+            .flatten();
+            if outcome.is_some() {
+                assert_eq!(
+                    store::engine::node(&pool, "node-b")
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .engine_state,
+                    "running"
+                );
+                break asked.elapsed();
+            }
+            assert!(
+                asked.elapsed() < Duration::from_secs(10),
+                "B never restarted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            restarted < Duration::from_secs(1),
+            "B restarted {restarted:?} after A asked"
+        );
+
+        // A stream on A hears a write made elsewhere through the database's
+        // notification, sooner than its fallback poll (2 s).
+        let streamer = crate::api::streaming_client(true);
+        sign_in(&streamer, &a.url).await;
+        let mut on_a = open_stream(&streamer, &a.url, None).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let written = Instant::now();
+        let seq = publish(&pool, "carol", 1_800_000_000).await;
+        let event = on_a.next_within(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(event.id, seq.to_string());
+        let heard = written.elapsed();
+        assert!(heard < Duration::from_millis(1500), "heard after {heard:?}");
+        drop(on_a);
+
+        // A stream on B, then B is killed: the client resumes on A.
+        let mut on_b = open_stream(&streamer, &b.url, None).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let first = publish(&pool, "dave", 1_800_000_060).await;
+        assert_eq!(
+            on_b.next_within(Duration::from_secs(10)).await.unwrap().id,
+            first.to_string()
+        );
+        b.child.kill().unwrap();
+        b.child.wait().unwrap();
+        drop(on_b);
+        let missed = [
+            publish(&pool, "erin", 1_800_000_120).await,
+            publish(&pool, "frank", 1_800_000_180).await,
+        ];
+        let mut resumed = open_stream(&streamer, &a.url, Some(&first.to_string())).await;
+        for seq in missed {
+            let event = resumed.next_within(Duration::from_secs(10)).await.unwrap();
+            assert_eq!(event.id, seq.to_string());
+        }
+        assert!(
+            resumed
+                .next_within(Duration::from_millis(500))
+                .await
+                .is_none()
+        );
+        drop(a);
+        pool.close().await;
+    }
+
+    /// PostgreSQL stopped for 10 s under a running node with its engine,
+    /// then started (CL-5): before and after, every request answers; during,
+    /// pages and the API say the database is unavailable (503) rather than
+    /// fail; a meeting that fell due during the outage is published once the
+    /// server is back, exactly once, and an open stream carries it without
+    /// reconnecting. (That a refused write is kept for the next round is the
+    /// engine's unit test `publications_the_database_refused_...`.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgresql_restarting_under_a_node_loses_no_presence() {
+        use std::time::{Duration, Instant};
+
+        use presence_gateway::domain::presence::{offset_seconds, publish_at};
+        let _ = server();
+        let pg = support::PrivatePostgres::start();
+        let url = support::fresh_postgres_database(&pg.url).await;
+        let app = TestApp::spawn_at(
+            support::private_tempdir().unwrap(),
+            store::Location::Postgres(url),
+        )
+        .await;
+        app.sign_in_admin().await;
+        let rig = crate::presence_engine::Rig::with_app(&[], app).await;
+        rig.add_gateway("Sim", rig.sim.port()).await;
+        rig.add_user("alice", "alice@example.com").await;
+        let start = crate::presence_engine::minute_from_now(&rig.app, 3);
+        let end = start + 30 * 60;
+        rig.script(&[("alice@example.com", start, end, "Busy")])
+            .await;
+        let offset = offset_seconds("alice", 50);
+        let _engine = rig.start_engine().await;
+        rig.wait_first_read().await;
+        rig.advance_to(publish_at(rig.app.state.now(), offset));
+        rig.wait_presence("alice", "available", 10).await;
+        let token = crate::api::create_token(&rig.app, "Through a restart").await;
+        let bearer = format!("Bearer {token}");
+        let api = crate::api::streaming_client(false);
+        let mut stream = crate::api::SseReader::new(
+            crate::api::open_stream(&api, &rig.app, "", &[("Authorization", &bearer)]).await,
+        );
+        let api_status = |path: &'static str| {
+            let request = api
+                .get(rig.app.url(path))
+                .header("Authorization", &bearer)
+                .timeout(Duration::from_secs(15));
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(api_status("/api/v1/presence/alice").await, 200);
+        assert_eq!(
+            rig.app.get("/presence/gateways").await.status().as_u16(),
+            200
+        );
+
+        pg.pause();
+        let stopped = Instant::now();
+        // The meeting falls due while the database is away.
+        rig.advance_to(publish_at(start, offset));
+        assert_eq!(api_status("/api/v1/presence/alice").await, 503);
+        let (status, page) = rig.app.get_text("/presence/gateways").await;
+        assert_eq!(status, 503, "{page}");
+        assert!(page.contains("Database unavailable"), "{page}");
+        assert_eq!(api_status("/healthz").await, 503);
+        if let Some(left) = Duration::from_secs(10).checked_sub(stopped.elapsed()) {
+            tokio::time::sleep(left).await;
+        }
+        pg.resume();
+
+        // Back within a bounded time, by itself.
+        let back = Instant::now();
+        loop {
+            if api_status("/api/v1/presence/alice").await == 200 {
+                break;
+            }
+            assert!(back.elapsed() < Duration::from_secs(30), "not back in 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let seen = rig.wait_presence("alice", "in_a_meeting", 30).await;
+        assert_eq!(seen["since"], crate::presence_engine::rfc3339(start));
+        let event = stream
+            .next_within(Duration::from_secs(30))
+            .await
+            .expect("the open stream carries the meeting");
+        assert_eq!(event.data, seen);
+        // Published once: available, then in a meeting.
+        assert_eq!(
+            rig.app
+                .count("SELECT COUNT(*) FROM presence_events WHERE user_id = 'alice'")
+                .await,
+            2
+        );
+        for path in ["/", "/presence/gateways", "/serviceability/control-center"] {
+            let (status, _) = rig.app.get_text(path).await;
+            assert_eq!(status, 200, "{path} after the restart");
+        }
+    }
 }

@@ -37,10 +37,14 @@ impl Rig {
     /// exchange-sim with `args`, its CA trusted, and a console with no
     /// gateway yet.
     pub(crate) async fn new(args: &[&str]) -> Rig {
+        Rig::with_app(args, admin_app().await).await
+    }
+
+    /// As `new`, around `app` (signed in as the administrator).
+    pub(crate) async fn with_app(args: &[&str], app: TestApp) -> Rig {
         let mut all = vec!["--account", ACCOUNT, "--password-env", PASSWORD_ENV];
         all.extend_from_slice(args);
         let sim = SimProcess::start(&all);
-        let app = admin_app().await;
         let pem = std::fs::read(sim.dir.path().join("ca.pem")).expect("CA written");
         let mut roots = rustls::RootCertStore::empty();
         for der in rustls_pemfile::certs(&mut &pem[..]) {
@@ -383,7 +387,7 @@ pub(crate) fn rfc3339(unix: i64) -> String {
 }
 
 /// The minute `minutes` from the clock's current minute.
-fn minute_from_now(app: &TestApp, minutes: i64) -> i64 {
+pub(crate) fn minute_from_now(app: &TestApp, minutes: i64) -> i64 {
     app.state.now().div_euclid(60) * 60 + minutes * 60
 }
 

@@ -551,3 +551,56 @@ pub fn multipart(parts: &[Part<'_>]) -> Vec<u8> {
     body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
     body
 }
+
+/// A PostgreSQL server of one test's own (`scripts/postgres.sh`), for the
+/// tests that stop and start it under a running node (CL-5); stopped and
+/// removed on drop.
+pub struct PrivatePostgres {
+    dir: TempDir,
+    /// Its administrator's `postgres` database.
+    pub url: String,
+}
+
+impl PrivatePostgres {
+    fn script(verb: &str, dir: &Path) -> std::process::Output {
+        let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres.sh"))
+            .arg(verb)
+            .arg(dir.join("pg"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("scripts/postgres.sh");
+        assert!(
+            output.status.success(),
+            "postgres.sh {verb}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    pub fn start() -> PrivatePostgres {
+        let dir = private_tempdir().expect("dir");
+        let output = Self::script("start", dir.path());
+        let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        PrivatePostgres { dir, url }
+    }
+
+    /// Stops the server (fast shutdown: sessions are cut).
+    pub fn pause(&self) {
+        Self::script("stop", self.dir.path());
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub fn resume(&self) {
+        Self::script("resume", self.dir.path());
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres.sh"))
+            .arg("stop")
+            .arg(self.dir.path().join("pg"))
+            .stdin(Stdio::null())
+            .output();
+    }
+}
