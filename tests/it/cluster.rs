@@ -742,4 +742,25 @@ mod cluster_pg {
             assert_eq!(status, 200, "{path} after the restart");
         }
     }
+
+    /// Two nodes starting at once on an empty database: the migrations
+    /// apply once (sqlx holds an advisory lock while it migrates) and both
+    /// start.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_migrating_at_once_apply_each_migration_once() {
+        let url = support::fresh_postgres_database(&server()).await;
+        let location = store::Location::Postgres(url);
+        let (a, b) = tokio::join!(store::open_at(&location), store::open_at(&location));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let applied: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT version, COUNT(*) FROM _sqlx_migrations GROUP BY version ORDER BY version",
+        )
+        .fetch_all(&a)
+        .await
+        .unwrap();
+        assert_eq!(applied.len(), store::POSTGRES_MIGRATOR.iter().count());
+        assert!(applied.iter().all(|(_, n)| *n == 1), "{applied:?}");
+        a.close().await;
+        b.close().await;
+    }
 }
