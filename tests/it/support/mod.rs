@@ -556,51 +556,63 @@ pub fn multipart(parts: &[Part<'_>]) -> Vec<u8> {
 /// tests that stop and start it under a running node (CL-5); stopped and
 /// removed on drop.
 pub struct PrivatePostgres {
-    dir: TempDir,
+    _dir: TempDir,
+    /// The cluster's folder (the script's DIR).
+    pg: PathBuf,
     /// Its administrator's `postgres` database.
     pub url: String,
 }
 
 impl PrivatePostgres {
-    fn script(verb: &str, dir: &Path) -> std::process::Output {
+    fn script(verb: &str, pg: &Path) -> Result<std::process::Output, String> {
         let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres.sh"))
             .arg(verb)
-            .arg(dir.join("pg"))
+            .arg(pg)
             .stdin(Stdio::null())
             .output()
-            .expect("scripts/postgres.sh");
-        assert!(
-            output.status.success(),
-            "postgres.sh {verb}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    /// Three tries at most: beside the rest of the suite a start can lose
+    /// its freshly picked port to another test.
+    fn retried(verb: &str, pg: impl Fn(usize) -> PathBuf) -> (PathBuf, std::process::Output) {
+        let mut failures = Vec::new();
+        for attempt in 0..3 {
+            let target = pg(attempt);
+            match Self::script(verb, &target) {
+                Ok(output) => return (target, output),
+                Err(e) => failures.push(e),
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        panic!("postgres.sh {verb} failed three times: {failures:?}");
     }
 
     pub fn start() -> PrivatePostgres {
         let dir = private_tempdir().expect("dir");
-        let output = Self::script("start", dir.path());
+        let (pg, output) = Self::retried("start", |i| dir.path().join(format!("pg{i}")));
         let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        PrivatePostgres { dir, url }
+        PrivatePostgres { _dir: dir, pg, url }
     }
 
     /// Stops the server (fast shutdown: sessions are cut).
     pub fn pause(&self) {
-        Self::script("stop", self.dir.path());
+        Self::retried("stop", |_| self.pg.clone());
     }
 
     /// Starts it again on the same port with the same data.
     pub fn resume(&self) {
-        Self::script("resume", self.dir.path());
+        Self::retried("resume", |_| self.pg.clone());
     }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres.sh"))
-            .arg("stop")
-            .arg(self.dir.path().join("pg"))
-            .stdin(Stdio::null())
-            .output();
+        let _ = Self::script("stop", &self.pg);
     }
 }
