@@ -62,16 +62,22 @@ impl AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Db(e) if database_unreachable(e) => StatusCode::SERVICE_UNAVAILABLE,
+            _ if self.database_away() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The database could not be reached or is restarting (CL-5): worth
+    /// trying again in a moment, not a fault of this service.
+    pub fn database_away(&self) -> bool {
+        match self {
+            AppError::Unavailable(_) => true,
+            AppError::Db(e) => database_unreachable(e),
+            _ => false,
         }
     }
 }
 
-/// The database could not be reached or is restarting (CL-5): the request
-/// is answered "unavailable" and may be tried again, rather than reported
-/// as a fault of this service.
 fn database_unreachable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut

@@ -53,7 +53,7 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
     )
     .await?;
     let first_admin = ensure_admin(&pool, &settings, now).await?;
-    let changes = store::notify::Hub::new(&settings.node_name);
+    let changes = store::notify::Hub::new(&settings.node_name, &settings.database);
     if let store::Location::Postgres(url) = &settings.database {
         tokio::spawn(store::notify::listen(url.clone(), changes.clone()));
     }

@@ -28,15 +28,24 @@ pub struct Hub {
     /// streams wait for it to change.
     pub presence: watch::Sender<i64>,
     node: Arc<str>,
+    notified: bool,
 }
 
 impl Hub {
-    pub fn new(node: &str) -> Hub {
+    /// The hub of the store at `location`: PostgreSQL's is fed by `listen`;
+    /// SQLite's never rings, and its consumers poll.
+    pub fn new(node: &str, location: &super::Location) -> Hub {
         Hub {
             engine_commands: Arc::new(Notify::new()),
             presence: watch::channel(0).0,
             node: Arc::from(node),
+            notified: matches!(location, super::Location::Postgres(_)),
         }
+    }
+
+    /// Whether the database tells of changes (consumers may poll slowly).
+    pub fn notified(&self) -> bool {
+        self.notified
     }
 
     /// A new stream's view of the presence log's wake-ups.
@@ -47,14 +56,17 @@ impl Hub {
     fn heard(&self, channel: &str, payload: &str) {
         match channel {
             ENGINE_COMMANDS if payload == &*self.node => self.engine_commands.notify_one(),
-            PRESENCE_EVENTS => {
-                let seq = payload.parse().unwrap_or(i64::MAX);
-                self.presence.send_if_modified(|newest| {
-                    let newer = seq > *newest;
-                    *newest = (*newest).max(seq);
-                    newer
-                });
-            }
+            PRESENCE_EVENTS => match payload.parse::<i64>() {
+                Ok(seq) => {
+                    self.presence.send_if_modified(|newest| {
+                        let newer = seq > *newest;
+                        *newest = (*newest).max(seq);
+                        newer
+                    });
+                }
+                // Not ours to read: every stream looks, none is misled.
+                Err(_) => self.presence.send_modify(|_| {}),
+            },
             _ => {}
         }
     }
@@ -82,28 +94,30 @@ pub async fn send(conn: &mut AnyConnection, channel: &str, payload: &str) -> sql
 
 /// Listens on PostgreSQL for the life of the process, waking `hub`'s
 /// consumers; reconnects by itself (every 1 s at most) when the server goes
-/// away. Does nothing for SQLite.
+/// away. PostgreSQL only: `serve` starts it where the store is there.
 pub async fn listen(url: String, hub: Hub) {
-    let mut logged = false;
+    // Warned once per outage: set when a connection was made.
+    let mut connected = true;
     loop {
-        match listen_once(&url, &hub).await {
-            Ok(()) => {}
-            Err(e) if !logged => {
-                tracing::warn!(error = %e, "database notifications interrupted; reconnecting");
-                logged = true;
-            }
-            Err(_) => {}
+        let Err(e) = listen_on(&url, &hub, &mut connected).await;
+        if std::mem::take(&mut connected) {
+            tracing::warn!(error = %e, "database notifications interrupted; reconnecting");
         }
-        hub.missed_some();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-async fn listen_once(url: &str, hub: &Hub) -> sqlx::Result<()> {
+/// Listens until the connection fails.
+async fn listen_on(
+    url: &str,
+    hub: &Hub,
+    connected: &mut bool,
+) -> sqlx::Result<std::convert::Infallible> {
     let mut listener = sqlx::postgres::PgListener::connect(url).await?;
     listener
         .listen_all([ENGINE_COMMANDS, PRESENCE_EVENTS])
         .await?;
+    *connected = true;
     tracing::debug!("listening for database notifications");
     // Anything sent while we were not listening is looked for now.
     hub.missed_some();
@@ -114,5 +128,49 @@ async fn listen_once(url: &str, hub: &Hub) -> sqlx::Result<()> {
             Some(notification) => hub.heard(notification.channel(), notification.payload()),
             None => hub.missed_some(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Hub {
+        Hub::new(
+            "node-a",
+            &super::super::Location::Postgres("postgres://h/db".into()),
+        )
+    }
+
+    #[test]
+    fn streams_wake_for_newer_events_and_for_what_they_cannot_read() {
+        let hub = hub();
+        let mut stream = hub.presence_events();
+        hub.heard(PRESENCE_EVENTS, "7");
+        assert!(stream.has_changed().unwrap());
+        assert_eq!(*stream.borrow_and_update(), 7);
+        hub.heard(PRESENCE_EVENTS, "5");
+        assert!(
+            !stream.has_changed().unwrap(),
+            "an older event wakes nobody"
+        );
+        hub.heard(PRESENCE_EVENTS, "not a number");
+        assert!(stream.has_changed().unwrap());
+        assert_eq!(*stream.borrow_and_update(), 7, "nothing is misread");
+        hub.heard(PRESENCE_EVENTS, "8");
+        assert!(stream.has_changed().unwrap(), "later events still wake");
+    }
+
+    #[tokio::test]
+    async fn only_this_nodes_commands_ring_its_engine() {
+        let hub = hub();
+        hub.heard(ENGINE_COMMANDS, "node-b");
+        let rung = tokio::time::timeout(Duration::from_millis(50), hub.engine_commands.notified());
+        assert!(rung.await.is_err(), "another node's command");
+        hub.heard(ENGINE_COMMANDS, "node-a");
+        tokio::time::timeout(Duration::from_secs(1), hub.engine_commands.notified())
+            .await
+            .expect("this node's command rings");
+        assert!(!Hub::new("n", &super::super::Location::Sqlite("x.db".into())).notified());
     }
 }

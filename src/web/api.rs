@@ -181,7 +181,7 @@ fn api_failure(error: crate::error::AppError) -> Response {
     tracing::error!(error = ?error, "API request failed");
     json_error(
         status,
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if error.database_away() {
             "The database cannot be reached just now; try again in a moment."
         } else {
             "Something went wrong on the server; the details are in the service log."
@@ -246,7 +246,7 @@ async fn presence(
 /// this.
 const POLL_EVERY: Duration = Duration::from_millis(250);
 /// The same where the database notifies every stream of a new event
-/// (PostgreSQL, CL-3): the poll only covers a lost notification.
+/// (`Hub::notified`, CL-3): the poll only covers a lost notification.
 const POLL_WITH_NOTIFICATIONS: Duration = Duration::from_secs(2);
 /// Events read per query; a stream that falls behind catches up page by
 /// page without waiting for the next poll.
@@ -329,19 +329,16 @@ impl Tail {
             if !self.behind {
                 // A notification of a new event (CL-3) or the next poll,
                 // whichever comes first.
-                let woke = tokio::select! {
-                    _ = self.ticker.tick() => true,
-                    changed = self.wake.changed() => changed.is_ok(),
-                };
-                if !woke {
-                    self.ticker.tick().await;
+                tokio::select! {
+                    _ = self.ticker.tick() => {}
+                    Ok(()) = self.wake.changed() => {}
                 }
             }
             if Instant::now() >= self.recheck_at {
                 match self.caller.still_valid(&self.pool, self.clock.unix()).await {
                     Ok(true) => self.recheck_at = Instant::now() + RECHECK_EVERY,
                     Ok(false) => return None,
-                    Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    Err(e) if e.database_away() => {
                         self.database_away(&e);
                         continue;
                     }
@@ -365,7 +362,7 @@ impl Tail {
                 }
                 // The database is restarting (CL-5): the stream stays open
                 // and reads on from where it was when it is back.
-                Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => self.database_away(&e),
+                Err(e) if e.database_away() => self.database_away(&e),
                 Err(e) => {
                     // The client reconnects with Last-Event-ID and loses
                     // nothing.
@@ -409,9 +406,10 @@ async fn stream(
         },
     };
     // With notifications the poll is only a fallback for a lost one.
-    let every = match store::Backend::of(&state.pool) {
-        store::Backend::Sqlite => POLL_EVERY,
-        store::Backend::Postgres => POLL_WITH_NOTIFICATIONS,
+    let every = if state.changes.notified() {
+        POLL_WITH_NOTIFICATIONS
+    } else {
+        POLL_EVERY
     };
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
