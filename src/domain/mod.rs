@@ -8,6 +8,7 @@ pub mod names;
 pub mod params;
 pub mod presence;
 pub mod proxy;
+pub mod redundancy;
 pub mod refusal;
 pub mod token;
 pub mod user;

@@ -15,6 +15,7 @@ pub enum Refusal {
     Locale(LocaleRefusal),
     Token(TokenRefusal),
     Proxy(ProxyRefusal),
+    Redundancy(RedundancyRefusal),
 }
 
 /// Presence gateways (GW-2..GW-7).
@@ -137,6 +138,44 @@ impl fmt::Display for ProxyRefusal {
     }
 }
 
+/// Presence Redundancy Groups (CL-4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedundancyRefusal {
+    /// Another group has this name (case aside).
+    NameTaken,
+    /// No cluster node has this name; `field` is the form's.
+    UnknownNode { field: &'static str, node: String },
+    /// The node is a member of another group already.
+    NodeInGroup {
+        field: &'static str,
+        node: String,
+        group: String,
+    },
+}
+
+impl From<RedundancyRefusal> for Refusal {
+    fn from(r: RedundancyRefusal) -> Refusal {
+        Refusal::Redundancy(r)
+    }
+}
+
+impl fmt::Display for RedundancyRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedundancyRefusal::NameTaken => {
+                f.write_str("Another group has this name: names tell the groups apart.")
+            }
+            RedundancyRefusal::UnknownNode { node, .. } => {
+                write!(f, "No cluster node is named {node}.")
+            }
+            RedundancyRefusal::NodeInGroup { node, group, .. } => write!(
+                f,
+                "{node} is in the group {group} already: a node belongs to one group at most."
+            ),
+        }
+    }
+}
+
 impl From<TokenRefusal> for Refusal {
     fn from(r: TokenRefusal) -> Refusal {
         Refusal::Token(r)
@@ -154,6 +193,7 @@ impl fmt::Display for Refusal {
             Refusal::Locale(r) => r.fmt(f),
             Refusal::Token(r) => r.fmt(f),
             Refusal::Proxy(r) => r.fmt(f),
+            Refusal::Redundancy(r) => r.fmt(f),
         }
     }
 }

@@ -1429,7 +1429,7 @@ impl Calendars {
         if batch.is_empty() {
             return Ok(());
         }
-        let written = match store::presence::publish(pool, &batch, now).await {
+        let written = match store::presence::publish_as(pool, &self.node, &batch, now).await {
             Ok(written) => written,
             Err(e) => {
                 // The database did not take them (restarting, unreachable):

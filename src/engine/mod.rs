@@ -82,6 +82,9 @@ struct Running {
     live: Option<Live>,
     /// When the live view was last read (None: read it at the next chance).
     live_read: Option<std::time::Instant>,
+    /// The nodes whose calendar users this engine serves: its own, and a
+    /// peer's after a failover (CL-4), as the last lease renewal said.
+    serving: Vec<String>,
 }
 
 /// What the engine works with: its node's name, the database, the clock,
@@ -268,9 +271,17 @@ impl Supervisor {
                 }
             },
         };
+        // The lease first (CL-4): whose users this engine serves.
+        let serving = match crate::store::redundancy::renew(&pool, &node, self.now()).await {
+            Ok(serving) => serving,
+            Err(e) => return self.failed(&format!("cannot renew the lease: {e}")).await,
+        };
         let registry = Arc::new(push::Registry::default());
         let (heard_tx, heard_rx) = tokio::sync::mpsc::channel(push::QUEUE);
-        let calendars = match self.calendars(&snapshot, registry.clone(), heard_rx).await {
+        let calendars = match self
+            .calendars(&snapshot, &serving, registry.clone(), heard_rx)
+            .await
+        {
             Ok(calendars) => calendars,
             Err(reason) => return self.failed(&reason).await,
         };
@@ -294,6 +305,7 @@ impl Supervisor {
             calendars,
             live: None,
             live_read: None,
+            serving,
         });
         if let Err(e) = self.follow_live().await {
             tracing::warn!(error = %e, "engine live view");
@@ -326,6 +338,7 @@ impl Supervisor {
     async fn calendars(
         &self,
         snapshot: &Snapshot,
+        serving: &[String],
         registry: Arc<push::Registry>,
         heard: tokio::sync::mpsc::Receiver<push::Heard>,
     ) -> Result<calendars::Calendars, String> {
@@ -406,7 +419,7 @@ impl Supervisor {
                 timeout,
             ))));
         }
-        let published = crate::store::presence::published_on_node(&self.ctx.pool, self.node())
+        let published = crate::store::presence::published_on_nodes(&self.ctx.pool, serving)
             .await
             .map_err(|e| format!("cannot read the published presence: {e}"))?;
         let mut calendars = calendars::Calendars::new(
@@ -483,7 +496,11 @@ impl Supervisor {
                 // Nothing keeps these users' presence true any more.
                 let reason = format!("the Presence Engine on {} is {why}", self.node());
                 let unknown = running.calendars.all_unknown(&reason, self.now());
-                crate::store::presence::publish(&self.ctx.pool, &unknown, self.now()).await?;
+                crate::store::presence::publish_as(&self.ctx.pool, self.node(), &unknown, self.now())
+                    .await?;
+                // Stopped on purpose: a redundancy peer takes the users over
+                // at its next renewal rather than after Failover After.
+                crate::store::redundancy::give_up(&self.ctx.pool, self.node(), self.now()).await?;
             }
             crate::store::health::clear(&self.ctx.pool, self.node()).await?;
             tracing::info!(
@@ -530,7 +547,23 @@ impl Supervisor {
             );
             running.live = Some(live);
         }
-        let roster = store::calendar_users(&self.ctx.pool, &node).await?;
+        // The lease (CL-4): a failover or a fallback changes whose users
+        // are read here. Users taken over start from what their previous
+        // engine published, so nothing unchanged is published twice.
+        let serving = crate::store::redundancy::renew(&self.ctx.pool, &node, now).await?;
+        if serving != running.serving {
+            let added: Vec<String> = serving
+                .iter()
+                .filter(|n| !running.serving.contains(n))
+                .cloned()
+                .collect();
+            let published =
+                crate::store::presence::published_on_nodes(&self.ctx.pool, &added).await?;
+            running.calendars.seed(published);
+            tracing::info!(node, serving = ?serving, "presence engine serves");
+            running.serving = serving;
+        }
+        let roster = store::calendar_users(&self.ctx.pool, &running.serving).await?;
         let left = running.calendars.set_roster(roster, now);
         if !left.is_empty() {
             let why = store::departures(&self.ctx.pool, &node, &left).await?;

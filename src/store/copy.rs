@@ -34,6 +34,8 @@ pub const TABLES: &[&str] = &[
     "sign_ins",
     "login_failures",
     "login_lockouts",
+    "redundancy_groups",
+    "node_leases",
 ];
 
 /// Rows per INSERT: well under PostgreSQL's 65,535 parameters for the

@@ -536,14 +536,21 @@ pub struct CalendarUser {
 }
 
 /// The end users assigned to `node` with calendar presence switched on.
-pub async fn calendar_users(pool: &AnyPool, node: &str) -> AppResult<Vec<CalendarUser>> {
-    Ok(sqlx::query_as(
-        "SELECT user_id, mailbox FROM users
-         WHERE node = $1 AND calendar_enabled = 1 AND role = 'end_user'",
-    )
-    .bind(node)
-    .fetch_all(pool)
-    .await?)
+/// The calendar users of `nodes` (a node's own, and those of a peer it
+/// serves after a failover, CL-4).
+pub async fn calendar_users(pool: &AnyPool, nodes: &[String]) -> AppResult<Vec<CalendarUser>> {
+    let mut users = Vec::new();
+    for node in nodes {
+        let some: Vec<CalendarUser> = sqlx::query_as(
+            "SELECT user_id, mailbox FROM users
+             WHERE node = $1 AND calendar_enabled = 1 AND role = 'end_user'",
+        )
+        .bind(node)
+        .fetch_all(pool)
+        .await?;
+        users.extend(some);
+    }
+    Ok(users)
 }
 
 /// Why a user left a node's engine.

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod params;
 pub mod presence;
 pub mod proxy;
+pub mod redundancy;
 pub mod secrets;
 pub mod sessions;
 pub mod sign_ins;
@@ -136,6 +137,19 @@ pub async fn open_at(location: &Location) -> AppResult<AnyPool> {
                 // While the server restarts, a page waits this long for a
                 // connection before it says the database is unavailable.
                 .acquire_timeout(Duration::from_secs(5))
+                // Every write holds the cluster's write lock until it
+                // commits: a node frozen inside one (SIGSTOP, a stalled VM)
+                // must not hold it, and so stop every other node, for
+                // longer than this. The server ends such a session and its
+                // transaction, and the frozen node's write fails when it
+                // wakes (CL-4's failover goes on meanwhile).
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("SET idle_in_transaction_session_timeout = '5s'")
+                            .await?;
+                        Ok(())
+                    })
+                })
                 .connect(url)
                 .await
                 .map_err(|e| AppError::Unavailable(describe_connect_error(url, &e)))?;

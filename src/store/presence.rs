@@ -63,28 +63,76 @@ fn published(row: Row) -> AppResult<Published> {
 /// one log entry per publication. Users that no longer exist are skipped.
 /// Returns the log's sequence numbers of what was written.
 pub async fn publish(pool: &AnyPool, batch: &[Publication], now: i64) -> AppResult<Vec<i64>> {
+    write(pool, None, batch, now).await
+}
+
+/// As `publish`, for the engine of `node`, fenced (CL-4): only the users
+/// of the nodes it serves by lease right now, checked inside the
+/// transaction; the rest of the batch is dropped (another engine serves
+/// them, or this node's lease expired).
+pub async fn publish_as(
+    pool: &AnyPool,
+    node: &str,
+    batch: &[Publication],
+    now: i64,
+) -> AppResult<Vec<i64>> {
+    write(pool, Some(node), batch, now).await
+}
+
+async fn write(
+    pool: &AnyPool,
+    fence: Option<&str>,
+    batch: &[Publication],
+    now: i64,
+) -> AppResult<Vec<i64>> {
     let mut tx = super::begin_write(pool).await?;
+    // Users with no node (published `unknown` on leaving one) pass the
+    // fence: no engine serves them any more.
+    let (fence_sql, allowed) = match fence {
+        None => (String::new(), Vec::new()),
+        Some(node) => {
+            let allowed = super::redundancy::may_publish_for(&mut tx, node, now).await?;
+            if allowed.is_empty() {
+                if !batch.is_empty() {
+                    tracing::warn!(
+                        node,
+                        dropped = batch.len(),
+                        "not publishing: this node's redundancy lease has expired"
+                    );
+                }
+                tx.rollback().await?;
+                return Ok(Vec::new());
+            }
+            let list: Vec<String> = (0..allowed.len()).map(|i| format!("${}", i + 8)).collect();
+            (
+                format!(" AND (node IS NULL OR node IN ({}))", list.join(", ")),
+                allowed,
+            )
+        }
+    };
+    let upsert = format!(
+        "INSERT INTO calendar_presence
+             (user_id, presence, since, until, gateway, reason, updated_at)
+         SELECT id, $2, $3, $4, $5, $6, $7 FROM users WHERE user_id = $1{fence_sql}
+         ON CONFLICT (user_id) DO UPDATE SET
+             presence = excluded.presence, since = excluded.since,
+             until = excluded.until, gateway = excluded.gateway,
+             reason = excluded.reason, updated_at = excluded.updated_at"
+    );
     let mut seqs = Vec::with_capacity(batch.len());
     for p in batch {
-        let written = sqlx::query(
-            "INSERT INTO calendar_presence
-                 (user_id, presence, since, until, gateway, reason, updated_at)
-             SELECT id, $2, $3, $4, $5, $6, $7 FROM users WHERE user_id = $1
-             ON CONFLICT (user_id) DO UPDATE SET
-                 presence = excluded.presence, since = excluded.since,
-                 until = excluded.until, gateway = excluded.gateway,
-                 reason = excluded.reason, updated_at = excluded.updated_at",
-        )
-        .bind(&p.user_id)
-        .bind(p.presence.as_str())
-        .bind(p.since)
-        .bind(p.until)
-        .bind(&p.gateway)
-        .bind(&p.reason)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let mut query = sqlx::query(&upsert)
+            .bind(&p.user_id)
+            .bind(p.presence.as_str())
+            .bind(p.since)
+            .bind(p.until)
+            .bind(&p.gateway)
+            .bind(&p.reason)
+            .bind(now);
+        for node in &allowed {
+            query = query.bind(node);
+        }
+        let written = query.execute(&mut *tx).await?.rows_affected();
         if written == 0 {
             continue;
         }
@@ -232,7 +280,18 @@ pub async fn of_end_user(pool: &AnyPool, user_id: &str) -> AppResult<Option<Publ
 
 /// What is published for `node`'s calendar users (user ID, state, until),
 /// so an engine starting there publishes only what changed.
-pub async fn published_on_node(
+pub async fn published_on_nodes(
+    pool: &AnyPool,
+    nodes: &[String],
+) -> AppResult<Vec<(String, CalendarPresence, Option<i64>)>> {
+    let mut all = Vec::new();
+    for node in nodes {
+        all.extend(published_on_node(pool, node).await?);
+    }
+    Ok(all)
+}
+
+async fn published_on_node(
     pool: &AnyPool,
     node: &str,
 ) -> AppResult<Vec<(String, CalendarPresence, Option<i64>)>> {

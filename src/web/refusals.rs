@@ -3,7 +3,8 @@
 //! the rule it broke.
 
 use crate::domain::refusal::{
-    GatewayRefusal, LocaleRefusal, ProxyRefusal, Refusal, TokenRefusal, UserRefusal,
+    GatewayRefusal, LocaleRefusal, ProxyRefusal, RedundancyRefusal, Refusal, TokenRefusal,
+    UserRefusal,
 };
 
 use super::forms::{FORM, FieldErrors};
@@ -41,6 +42,11 @@ pub fn field(refusal: &Refusal) -> &'static str {
         Refusal::Proxy(r) => match r {
             ProxyRefusal::PasswordMissing => "proxy_password",
             ProxyRefusal::UserMissing => "proxy_user",
+        },
+        Refusal::Redundancy(r) => match r {
+            RedundancyRefusal::NameTaken => "name",
+            RedundancyRefusal::UnknownNode { field, .. }
+            | RedundancyRefusal::NodeInGroup { field, .. } => field,
         },
     }
 }

@@ -22,6 +22,7 @@ mod params;
 mod presence;
 mod presence_engine;
 mod process;
+mod redundancy;
 mod shell;
 mod sim;
 mod slow_clients;
