@@ -41,7 +41,10 @@ impl GroupForm {
                 format!("A name is at most {} characters long.", Self::NAME_MAX),
             ));
         } else if name.chars().any(char::is_control) {
-            problems.push(("name", "A name cannot contain control characters.".to_owned()));
+            problems.push((
+                "name",
+                "A name cannot contain control characters.".to_owned(),
+            ));
         }
         let (node_a, node_b) = (node_a.trim(), node_b.trim());
         if node_a.is_empty() {
@@ -95,10 +98,19 @@ mod tests {
             r.unwrap_err().into_iter().map(|(f, _)| f).collect()
         };
         assert_eq!(fields(GroupForm::parse("", "a", "b", true, "30")), ["name"]);
-        assert_eq!(fields(GroupForm::parse("p", "a", "a", true, "30")), ["node_b"]);
-        assert_eq!(fields(GroupForm::parse("p", "", "", false, "30")), ["node_a", "node_b"]);
+        assert_eq!(
+            fields(GroupForm::parse("p", "a", "a", true, "30")),
+            ["node_b"]
+        );
+        assert_eq!(
+            fields(GroupForm::parse("p", "", "", false, "30")),
+            ["node_a", "node_b"]
+        );
         for bad in ["9", "301", "", "thirty", "-5", "30.5"] {
-            assert_eq!(fields(GroupForm::parse("p", "a", "b", true, bad)), ["failover_after"]);
+            assert_eq!(
+                fields(GroupForm::parse("p", "a", "b", true, bad)),
+                ["failover_after"]
+            );
         }
         assert!(GroupForm::parse("p", "a", "b", true, "10").is_ok());
         assert!(GroupForm::parse("p", "a", "b", true, "300").is_ok());

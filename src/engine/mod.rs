@@ -496,8 +496,13 @@ impl Supervisor {
                 // Nothing keeps these users' presence true any more.
                 let reason = format!("the Presence Engine on {} is {why}", self.node());
                 let unknown = running.calendars.all_unknown(&reason, self.now());
-                crate::store::presence::publish_as(&self.ctx.pool, self.node(), &unknown, self.now())
-                    .await?;
+                crate::store::presence::publish_as(
+                    &self.ctx.pool,
+                    self.node(),
+                    &unknown,
+                    self.now(),
+                )
+                .await?;
                 // Stopped on purpose: a redundancy peer takes the users over
                 // at its next renewal rather than after Failover After.
                 crate::store::redundancy::give_up(&self.ctx.pool, self.node(), self.now()).await?;

@@ -65,6 +65,13 @@ pub struct Lease {
     pub served_since: i64,
 }
 
+impl Lease {
+    /// Its node's users are served by its peer (a failover holds).
+    pub fn failed_over(&self) -> bool {
+        self.served_by != self.node
+    }
+}
+
 const GROUP_COLUMNS: &str =
     "id, name, node_a, node_b, high_availability, failover_after, updated_at, updated_by";
 const LEASE_COLUMNS: &str = "node, expires_at, renewed_at, served_by, served_since";
@@ -95,9 +102,11 @@ pub async fn leases(pool: &AnyPool) -> AppResult<Vec<Lease>> {
 }
 
 async fn leases_in(conn: &mut AnyConnection) -> AppResult<Vec<Lease>> {
-    Ok(sqlx::query_as(&format!("SELECT {LEASE_COLUMNS} FROM node_leases"))
-        .fetch_all(conn)
-        .await?)
+    Ok(
+        sqlx::query_as(&format!("SELECT {LEASE_COLUMNS} FROM node_leases"))
+            .fetch_all(conn)
+            .await?,
+    )
 }
 
 fn group_json(form: &GroupForm) -> serde_json::Value {
@@ -344,7 +353,15 @@ pub async fn renew(pool: &AnyPool, me: &str, now: i64) -> AppResult<Vec<String>>
         serving.push(me.to_owned());
     } else if !peer_alive || mine.served_by != peer {
         // Whoever served them is gone: take them back.
-        serve(&mut tx, me, me, now, "redundancy_group.fallback", &mine.served_by).await?;
+        serve(
+            &mut tx,
+            me,
+            me,
+            now,
+            "redundancy_group.fallback",
+            &mine.served_by,
+        )
+        .await?;
         serving.push(me.to_owned());
     }
     // The peer's users.

@@ -90,6 +90,18 @@ async fn dashboard(state: &AppState) -> AppResult<(Vec<NodeGlance>, Vec<Attentio
             });
         }
     }
+    // Failovers first: a node is down and its peer carries its users.
+    for lease in store::redundancy::leases(&state.pool)
+        .await?
+        .iter()
+        .filter(|l| l.failed_over())
+    {
+        attention.push(Attention {
+            text: super::redundancy::failed_over_text(lease),
+            href: paths::CONTROL_CENTER.to_owned(),
+            link: "Control Center",
+        });
+    }
     for node in &nodes {
         let running = node.state() == store::engine::EngineState::Running;
         let counts = store::health::presence_counts(&state.pool, &node.name).await?;

@@ -115,6 +115,11 @@ struct NodePanel {
     subscriptions: i64,
     /// The last hour's chart, SVG (numbers only).
     chart: String,
+    /// Its Presence Redundancy Group, in words (CL-4).
+    redundancy: String,
+    /// Failovers that concern it: its users served by its peer, or its
+    /// peer's served by it.
+    failed_over: Vec<String>,
 }
 
 #[derive(Template)]
@@ -136,6 +141,8 @@ async fn control_center(
     let gateways = store::gateways::list(&state.pool, None).await?;
     let open = store::engine::open_commands(&state.pool).await?;
     let health = store::health::gateways(&state.pool).await?;
+    let groups = store::redundancy::groups(&state.pool).await?;
+    let leases = store::redundancy::leases(&state.pool).await?;
     let mut nodes = Vec::with_capacity(rows.len());
     for row in rows {
         let minutes =
@@ -217,6 +224,25 @@ async fn control_center(
                 Vec::new()
             },
             chart: super::chart::svg(&super::chart::series(&minutes, now), &row.name),
+            redundancy: match groups.iter().find(|g| g.peer_of(&row.name).is_some()) {
+                None => "None: no other node takes over this node's users".to_owned(),
+                Some(g) => format!(
+                    "{}, with {} (High Availability {}, Failover After {} seconds)",
+                    g.name,
+                    g.peer_of(&row.name).unwrap_or_default(),
+                    if g.high_availability {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    },
+                    g.failover_after
+                ),
+            },
+            failed_over: leases
+                .iter()
+                .filter(|l| l.failed_over() && (l.node == row.name || l.served_by == row.name))
+                .map(super::redundancy::failed_over_text)
+                .collect(),
             requested: open
                 .iter()
                 .filter(|c| c.node == row.name)

@@ -21,6 +21,7 @@ pub mod locales;
 pub mod middleware;
 pub mod params;
 pub mod paths;
+pub mod redundancy;
 pub mod refusals;
 pub mod session;
 pub mod shell;
@@ -92,6 +93,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api::router())
         .merge(bulk::router())
         .merge(tokens::router())
+        .merge(redundancy::router())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
     // Certificate uploads may be sent larger than the 1 MiB they may hold,
     // so the page can say so beside the field: the multipart reader stops

@@ -53,6 +53,10 @@ pub const CERTIFICATE_DELETE: &str = "/system/certificates/{id}/delete";
 pub const API_TOKENS: &str = "/system/api-tokens";
 pub const API_TOKEN_REVOKE: &str = "/system/api-tokens/{id}/revoke";
 pub const AUDIT_LOG: &str = "/system/audit-log";
+pub const REDUNDANCY_GROUPS: &str = "/system/presence-redundancy-groups";
+pub const REDUNDANCY_GROUP_NEW: &str = "/system/presence-redundancy-groups/new";
+pub const REDUNDANCY_GROUP: &str = "/system/presence-redundancy-groups/{id}";
+pub const REDUNDANCY_GROUP_DELETE: &str = "/system/presence-redundancy-groups/{id}/delete";
 
 pub const CONTROL_CENTER: &str = "/serviceability/control-center";
 pub const SERVICE_ACTIVATION: &str = "/serviceability/service-activation";

@@ -48,6 +48,7 @@ const CONSOLE_MENU: &[Section] = &[
         entries: &[
             entry("Service Parameters", Some(paths::SERVICE_PARAMETERS)),
             entry("Cluster Nodes", Some(paths::NODES)),
+            entry("Presence Redundancy Groups", Some(paths::REDUNDANCY_GROUPS)),
             entry("Settings", Some(paths::SETTINGS)),
             entry("Locale Installation", Some(paths::LOCALES)),
             entry(
