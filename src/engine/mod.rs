@@ -492,7 +492,15 @@ impl Supervisor {
             // end when the closed listener stops answering.
             running.calendars.end_graph_subscriptions(self.now()).await;
             running.listener.stop().await;
-            if why != RESTARTING {
+            let handed = why != RESTARTING
+                && crate::store::redundancy::hand_over(&self.ctx.pool, self.node(), self.now())
+                    .await?;
+            if handed {
+                tracing::info!(
+                    node = self.node(),
+                    "presence engine stops: its redundancy peer takes its users over"
+                );
+            } else if why != RESTARTING {
                 // Nothing keeps these users' presence true any more.
                 let reason = format!("the Presence Engine on {} is {why}", self.node());
                 let unknown = running.calendars.all_unknown(&reason, self.now());

@@ -435,6 +435,38 @@ async fn serve(
     Ok(())
 }
 
+/// Ends `me`'s lease at once when its peer renews its own (`me`'s engine
+/// stops on purpose): the peer takes every user `me` served over at its
+/// next renewal, and they keep their presence meanwhile. False, and
+/// nothing changed, when `me` is in no group with High Availability or the
+/// peer is silent too: then nobody keeps those users' presence true.
+pub async fn hand_over(pool: &AnyPool, me: &str, now: i64) -> AppResult<bool> {
+    let mut tx = begin_write(pool).await?;
+    let peer_alive: Option<i64> = sqlx::query_scalar(
+        "SELECT l.expires_at FROM redundancy_groups g
+         JOIN node_leases l ON l.node = CASE WHEN g.node_a = $1 THEN g.node_b ELSE g.node_a END
+         WHERE (g.node_a = $1 OR g.node_b = $1) AND g.high_availability = 1
+             AND l.expires_at > $2",
+    )
+    .bind(me)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if peer_alive.is_none() {
+        tx.commit().await?;
+        return Ok(false);
+    }
+    let ended =
+        sqlx::query("UPDATE node_leases SET expires_at = $2 WHERE node = $1 AND expires_at > $2")
+            .bind(me)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    tx.commit().await?;
+    Ok(ended > 0)
+}
+
 /// Ends `me`'s lease at once (its engine stopped on purpose): the peer
 /// takes its users over at its next renewal instead of after Failover
 /// After.

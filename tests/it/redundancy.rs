@@ -126,7 +126,7 @@ async fn a_silent_node_is_failed_over_and_falls_back_when_it_renews_again() {
         !publishes(&app, B, "bert", T0 + 40).await,
         "fenced: lease expired"
     );
-    assert!(publishes(&app, A, "bert", T0 + 40).await);
+    assert!(publishes(&app, A, "bert", T0 + 20).await);
     assert_eq!(renew(&app, B, T0 + 41).await, Vec::<String>::new());
     assert!(
         !publishes(&app, B, "bert", T0 + 41).await,
@@ -182,11 +182,31 @@ async fn a_node_stopped_on_purpose_is_taken_over_at_its_peers_next_renewal() {
     let (app, _) = pair().await;
     renew(&app, A, T0).await;
     renew(&app, B, T0).await;
-    redundancy::give_up(&app.state.pool, B, T0 + 1)
-        .await
-        .unwrap();
+    assert!(
+        redundancy::hand_over(&app.state.pool, B, T0 + 1)
+            .await
+            .unwrap()
+    );
     assert!(!publishes(&app, B, "bert", T0 + 1).await);
     assert_eq!(renew(&app, A, T0 + 2).await, [A, B]);
+    // A stops in turn while B is gone: nobody takes over, so A's engine
+    // publishes its users unknown before it gives its lease up.
+    assert!(
+        !redundancy::hand_over(&app.state.pool, A, T0 + 20)
+            .await
+            .unwrap()
+    );
+    assert!(publishes(&app, A, "bert", T0 + 20).await);
+    redundancy::give_up(&app.state.pool, A, T0 + 20)
+        .await
+        .unwrap();
+    assert!(!publishes(&app, A, "ann", T0 + 20).await);
+    // Outside a group there is nobody to hand over to.
+    assert!(
+        !redundancy::hand_over(&app.state.pool, "test-node", T0)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
