@@ -97,7 +97,7 @@ async fn write(
                     tracing::warn!(
                         node,
                         dropped = batch.len(),
-                        "not publishing: this node's redundancy lease has expired"
+                        "not publishing: by its redundancy lease this node serves no calendar users now (the lease ran out, or its peer serves them)"
                     );
                 }
                 tx.rollback().await?;

@@ -763,4 +763,308 @@ mod cluster_pg {
         a.close().await;
         b.close().await;
     }
+
+    // ------------------------------------------------------- CL-4 failover
+
+    const FAILOVER_AFTER: u64 = 10;
+    const USERS: usize = 1000;
+
+    /// A node process logging to `log` (warnings and up).
+    fn node_logging(
+        dir: &std::path::Path,
+        url: &str,
+        name: &str,
+        log: &std::path::Path,
+    ) -> support::ServeProcess {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        support::ServeProcess::start_with_stderr(
+            dir,
+            &[
+                "--database",
+                url,
+                "--listen",
+                "127.0.0.1:0",
+                "--node-name",
+                name,
+            ],
+            &[("PRESENCE_GATEWAY_ADMIN_PASSWORD", support::ADMIN_PASSWORD)],
+            std::process::Stdio::from(file),
+        )
+    }
+
+    fn signal(process: &support::ServeProcess, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &process.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal}");
+    }
+
+    fn unix_now() -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    /// Sleeps until the wall clock reads `at` (at most 5 minutes).
+    async fn sleep_until(at: i64) {
+        let left = (at - unix_now()).clamp(0, 300);
+        tokio::time::sleep(std::time::Duration::from_secs(left as u64)).await;
+    }
+
+    /// Who serves `node`'s users now, by its lease.
+    async fn served_by(pool: &sqlx::AnyPool, node: &str) -> Option<String> {
+        sqlx::query_scalar("SELECT served_by FROM node_leases WHERE node = $1")
+            .bind(node)
+            .fetch_optional(pool)
+            .await
+            .unwrap()
+    }
+
+    /// Waits (at most `secs`) until `by` serves `node`'s users; how long
+    /// it took.
+    async fn wait_served_by(
+        pool: &sqlx::AnyPool,
+        node: &str,
+        by: &str,
+        secs: u64,
+    ) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        loop {
+            if served_by(pool, node).await.as_deref() == Some(by) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(secs),
+                "{node}'s users not served by {by} within {secs} s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (at most `secs`) until `SQL` counts `n`.
+    async fn wait_count(pool: &sqlx::AnyPool, sql: &str, n: i64, secs: u64) {
+        let started = std::time::Instant::now();
+        loop {
+            let count: i64 = sqlx::query_scalar(sql).fetch_one(pool).await.unwrap();
+            if count == n {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(secs),
+                "{sql}: {count}, not {n}, after {secs} s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every user's published events, in order: no event repeats the one
+    /// before it (two engines, or an engine taking over, publishing the
+    /// same state again).
+    async fn assert_no_repeats(pool: &sqlx::AnyPool) {
+        let rows: Vec<(String, String, i64, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT user_id, presence, since, until, seq FROM presence_events
+             ORDER BY user_id, seq",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        for pair in rows.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            assert!(
+                !(a.0 == b.0 && a.1 == b.1 && a.2 == b.2 && a.3 == b.3),
+                "published twice: {b:?} after {a:?}"
+            );
+        }
+    }
+
+    /// The availability requests exchange-sim has answered that name
+    /// `mailbox`.
+    async fn reads_of(rig: &crate::presence_engine::Rig, mailbox: &str) -> usize {
+        rig.sim_stats().await["availability_requests"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter(|r| r["mailboxes"].to_string().contains(mailbox))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// CL-4 with real processes on one PostgreSQL database and exchange-sim
+    /// with 1,000 generated mailboxes, all on bob-node, grouped with
+    /// alice-node (High Availability, Failover After 10 s), on the wall
+    /// clock:
+    /// - bob-node killed (`kill -9`): alice-node takes its users over
+    ///   within Failover After + 10 s, reads their calendars, publishes a
+    ///   meeting that falls due during the outage, and nothing unchanged
+    ///   is published again; Control Center on alice-node says so;
+    /// - bob-node started again: it takes its users back (fallback);
+    /// - bob-node frozen (SIGSTOP) past its lease, then woken (SIGCONT)
+    ///   after alice-node published a meeting that bob-node also had due:
+    ///   it is published once, and bob-node takes its users back only
+    ///   through the lease.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_or_frozen_node_is_failed_over_and_falls_back_without_duplicates() {
+        use std::time::Duration;
+
+        use presence_gateway::domain::redundancy::GroupForm;
+
+        let url = support::fresh_postgres_database(&server()).await;
+        let app = TestApp::spawn_at(
+            support::private_tempdir().unwrap(),
+            store::Location::Postgres(url.clone()),
+        )
+        .await;
+        app.sign_in_admin().await;
+        let count = USERS.to_string();
+        let rig = crate::presence_engine::Rig::with_app(&["--mailboxes", &count], app).await;
+        rig.add_gateway("Sim", rig.sim.port()).await;
+        let pool = rig.app.state.pool.clone();
+        let (a, b) = ("alice-node", "bob-node");
+        for node in [a, b] {
+            store::nodes::register(&pool, node, "127.0.0.1:0", unix_now())
+                .await
+                .unwrap();
+            let port = crate::engine::free_port().to_string();
+            crate::engine::set_param(&pool, node, "notification_port", &port).await;
+            crate::engine::set_param(&pool, node, "calendar_spread", "0").await;
+        }
+        let group = GroupForm::parse("Pair 1", a, b, true, &FAILOVER_AFTER.to_string()).unwrap();
+        store::redundancy::save(&pool, None, &group, "admin", unix_now())
+            .await
+            .unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        for i in 0..USERS {
+            sqlx::query(
+                "INSERT INTO users (user_id, role, password_hash, calendar_enabled, mailbox,
+                                    node, created_at, updated_at)
+                 VALUES ($1, 'end_user', 'x', 1, $2, $3, 0, 0)",
+            )
+            .bind(format!("user{i:05}"))
+            .bind(format!("user{i:05}@example.com"))
+            .bind(b)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        // Two meetings on minute boundaries well ahead: the first falls due
+        // while bob-node is dead, the second while it is frozen.
+        let m1 = (unix_now() / 60 + 3) * 60;
+        let m3 = m1 + 120;
+        rig.script(&[
+            ("user00000@example.com", m1, m1 + 3600, "Busy"),
+            ("user00003@example.com", m3, m3 + 3600, "Busy"),
+        ])
+        .await;
+        let logs = support::private_tempdir().unwrap();
+        let (dir_a, dir_b) = (
+            support::private_tempdir().unwrap(),
+            support::private_tempdir().unwrap(),
+        );
+        copy_key(rig.app.dir.path(), dir_a.path());
+        copy_key(rig.app.dir.path(), dir_b.path());
+        let node_a = node_logging(dir_a.path(), &url, a, &logs.path().join("a.log"));
+        let mut node_b = node_logging(dir_b.path(), &url, b, &logs.path().join("b.log"));
+        crate::engine::wait_state(&pool, a, "running").await;
+        crate::engine::wait_state(&pool, b, "running").await;
+        let known = "SELECT COUNT(*) FROM calendar_presence WHERE presence <> 'unknown'";
+        wait_count(&pool, known, USERS as i64, 120).await;
+        assert_eq!(served_by(&pool, b).await.as_deref(), Some(b));
+        assert!(
+            unix_now() < m1 - 40,
+            "the set-up took too long for the script"
+        );
+
+        // 1. bob-node dies.
+        sleep_until(m1 - 40).await;
+        let read_before = reads_of(&rig, "user00999@").await;
+        let killed = std::time::Instant::now();
+        node_b.child.kill().unwrap();
+        node_b.child.wait().unwrap();
+        let took = wait_served_by(&pool, b, a, FAILOVER_AFTER + 10).await;
+        println!("failover: alice-node serves bob-node's users {took:?} after kill -9");
+        // alice-node reads them within Failover After + 10 s of the kill.
+        loop {
+            if reads_of(&rig, "user00999@").await > read_before {
+                break;
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(FAILOVER_AFTER + 10),
+                "alice-node did not read bob-node's users in time"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!(
+            "failover: alice-node read them {:?} after kill -9",
+            killed.elapsed()
+        );
+        let browser = crate::api::streaming_client(true);
+        sign_in(&browser, &node_a.url).await;
+        let home = browser
+            .get(format!("{}/serviceability/control-center", node_a.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            home.contains("Failed over: bob-node&#39;s users are served by alice-node since"),
+            "{home}"
+        );
+        let meeting = |user: &str, since: i64| {
+            format!(
+                "SELECT COUNT(*) FROM presence_events WHERE user_id = '{user}'
+                 AND presence = 'in_a_meeting' AND since = {since}"
+            )
+        };
+        sleep_until(m1).await;
+        wait_count(&pool, &meeting("user00000", m1), 1, 15).await;
+        assert_no_repeats(&pool).await;
+
+        // 2. bob-node is started again and takes its users back.
+        let node_b = node_logging(dir_b.path(), &url, b, &logs.path().join("b.log"));
+        let took = wait_served_by(&pool, b, b, 20).await;
+        println!("fallback: bob-node serves its users again {took:?} after its start");
+        let audited = |action: &str| {
+            format!(
+                "SELECT COUNT(*) FROM audit_log WHERE action = '{action}' AND actor = 'cluster'
+                 AND target = 'bob-node'"
+            )
+        };
+        wait_count(&pool, &audited("redundancy_group.failover"), 1, 1).await;
+        wait_count(&pool, &audited("redundancy_group.fallback"), 1, 1).await;
+
+        // 3. bob-node freezes past its lease; the meeting at m3 is due on
+        // both nodes' schedules.
+        sleep_until(m3 - 40).await;
+        signal(&node_b, "-STOP");
+        let took = wait_served_by(&pool, b, a, FAILOVER_AFTER + 10).await;
+        println!("failover: alice-node serves frozen bob-node's users {took:?} after SIGSTOP");
+        sleep_until(m3).await;
+        wait_count(&pool, &meeting("user00003", m3), 1, 15).await;
+        sleep_until(m3 + 3).await;
+        signal(&node_b, "-CONT");
+        let took = wait_served_by(&pool, b, b, 20).await;
+        println!("fallback: bob-node serves its users again {took:?} after SIGCONT");
+        // Let whatever bob-node had due when it woke reach the database.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        wait_count(&pool, &meeting("user00003", m3), 1, 1).await;
+        wait_count(&pool, &meeting("user00000", m1), 1, 1).await;
+        wait_count(&pool, &audited("redundancy_group.failover"), 2, 1).await;
+        wait_count(&pool, &audited("redundancy_group.fallback"), 2, 1).await;
+        assert_no_repeats(&pool).await;
+        let log = std::fs::read_to_string(logs.path().join("b.log")).unwrap_or_default();
+        println!(
+            "bob-node's writes refused by the fence after waking: {}",
+            log.matches("by its redundancy lease this node serves no calendar users")
+                .count()
+        );
+        drop(node_a);
+        drop(node_b);
+    }
 }
