@@ -2133,3 +2133,156 @@ async fn browser_m365_gateway_flow() {
     vnu(&tools, &pages, &mut problems).await;
     assert_no_problems(&problems);
 }
+
+/// System > Presence Redundancy Groups in a browser (CL-4): from the menu,
+/// a group refused with the message beside Node 2, then saved with High
+/// Availability; a failover (renewals as the engines make them) shows on
+/// the list, Control Center and the home page; the group is deleted after
+/// its confirmation page.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_redundancy_groups_flow() {
+    use presence_gateway::store::redundancy;
+    let _one = one_at_a_time();
+    let tools = Tools::find();
+    let app = TestApp::spawn().await;
+    app.add_node("alice-node").await;
+    app.add_node("bob-node").await;
+    let browser = Browser::start(&tools).await;
+    let mut problems = Vec::new();
+    browser.sign_in(&app, ADMIN, ADMIN_PASSWORD, "/").await;
+
+    let list = "/system/presence-redundancy-groups";
+    browser.click(&format!("nav a[href='{list}']")).await;
+    browser.wait_for_path(list).await;
+    browser
+        .assert_shows("No Presence Redundancy Group is configured")
+        .await;
+    browser.axe("redundancy-empty", &mut problems).await;
+    browser.click(&format!("a[href='{list}/new']")).await;
+    browser
+        .wait_for_text("Add a Presence Redundancy Group")
+        .await;
+    browser.axe("redundancy-new", &mut problems).await;
+
+    // The same node twice: refused beside Node 2.
+    browser.type_into("#name", "Pair 1").await;
+    browser.click("#node_a option[value='alice-node']").await;
+    browser.click("#node_b option[value='alice-node']").await;
+    browser.click("#high_availability").await;
+    browser.click_button("Save").await;
+    browser
+        .wait_for_text("Choose a node other than the first")
+        .await;
+    browser.axe("redundancy-refused", &mut problems).await;
+    browser.click("#node_b option[value='bob-node']").await;
+    browser.type_into("#failover_after", "20").await;
+    browser.click_button("Save").await;
+    browser
+        .wait_for_text("Save successful: Pair 1 pairs alice-node and bob-node")
+        .await;
+    browser.wait_for_path(list).await;
+    browser.assert_shows("20 seconds").await;
+
+    // bob-node falls silent; alice-node renews on.
+    let pool = &app.state.pool;
+    let now = app.state.now();
+    for (node, at) in [
+        ("alice-node", now),
+        ("bob-node", now),
+        ("alice-node", now + 15),
+        ("alice-node", now + 21),
+    ] {
+        redundancy::renew(pool, node, at).await.expect("renew");
+    }
+    let said = "Failed over: bob-node's users are served by alice-node since";
+    browser.goto(&app, list).await;
+    browser.wait_for_text(said).await;
+    browser.axe("redundancy-failed-over", &mut problems).await;
+    browser.goto(&app, "/serviceability/control-center").await;
+    browser.wait_for_text(said).await;
+    browser
+        .assert_shows(
+            "Pair 1, with bob-node (High Availability enabled, Failover After 20 seconds)",
+        )
+        .await;
+    browser
+        .axe("control-center-failed-over", &mut problems)
+        .await;
+    browser.goto(&app, "/").await;
+    browser.wait_for_text(said).await;
+
+    browser.goto(&app, list).await;
+    browser.click("a[href$='/delete']").await;
+    browser
+        .wait_for_text("You are about to delete the group")
+        .await;
+    browser.axe("redundancy-delete", &mut problems).await;
+    browser.click_button("Delete").await;
+    browser.wait_for_text("Delete successful").await;
+    browser.close().await;
+
+    // The Nu HTML Checker over each state of the pages.
+    app.sign_in_admin().await;
+    let id = redundancy::save(
+        pool,
+        None,
+        &presence_gateway::domain::redundancy::GroupForm::parse(
+            "Pair 2",
+            "alice-node",
+            "bob-node",
+            true,
+            "30",
+        )
+        .expect("form"),
+        "admin",
+        now + 30,
+    )
+    .await
+    .expect("save");
+    redundancy::renew(pool, "alice-node", now + 30)
+        .await
+        .expect("renew");
+    redundancy::renew(pool, "alice-node", now + 50)
+        .await
+        .expect("renew");
+    redundancy::renew(pool, "alice-node", now + 61)
+        .await
+        .expect("renew");
+    let mut pages = Vec::new();
+    for (name, path) in [
+        ("redundancy-list", list.to_owned()),
+        ("redundancy-new", format!("{list}/new")),
+        ("redundancy-edit", format!("{list}/{id}")),
+        ("redundancy-delete", format!("{list}/{id}/delete")),
+        (
+            "control-center",
+            "/serviceability/control-center".to_owned(),
+        ),
+        ("home", "/".to_owned()),
+    ] {
+        pages.push(Page {
+            name,
+            html: fetch(&app.client, &app, &path, 200).await,
+        });
+    }
+    let refused = app
+        .post_form(
+            &format!("{list}/new"),
+            &[
+                ("name", ""),
+                ("node_a", "alice-node"),
+                ("node_b", "alice-node"),
+                ("failover_after", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status().as_u16(), 422);
+    pages.push(Page {
+        name: "redundancy-refused",
+        html: refused.text().await.expect("page body"),
+    });
+    vnu(&tools, &pages, &mut problems).await;
+
+    assert_no_problems(&problems);
+}
