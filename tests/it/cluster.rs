@@ -924,12 +924,15 @@ mod cluster_pg {
         rig.add_gateway("Sim", rig.sim.port()).await;
         let pool = rig.app.state.pool.clone();
         let (a, b) = ("alice-node", "bob-node");
+        let mut ports = Vec::new();
         for node in [a, b] {
             store::nodes::register(&pool, node, "127.0.0.1:0", unix_now())
                 .await
                 .unwrap();
             let port = crate::engine::free_port().to_string();
             crate::engine::set_param(&pool, node, "notification_port", &port).await;
+            crate::engine::set_param(&pool, node, "notification_host", "127.0.0.1").await;
+            ports.push(port.clone());
             crate::engine::set_param(&pool, node, "calendar_spread", "0").await;
         }
         let group = GroupForm::parse("Pair 1", a, b, true, &FAILOVER_AFTER.to_string()).unwrap();
@@ -1000,6 +1003,31 @@ mod cluster_pg {
         }
         println!(
             "failover: alice-node read them {:?} after kill -9",
+            killed.elapsed()
+        );
+        // ... and holds a push subscription for each, on its own listener.
+        let on_a = |url: &str| {
+            let port: String = url
+                .trim_start_matches("http://127.0.0.1:")
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            port == ports[0]
+        };
+        let left = Duration::from_secs(FAILOVER_AFTER + 10).saturating_sub(killed.elapsed());
+        rig.wait_subscriptions(
+            left.as_secs().max(1),
+            "alice-node subscribed to every user",
+            |subs| {
+                subs.iter()
+                    .filter(|s| s["url"].as_str().is_some_and(on_a))
+                    .count()
+                    >= USERS
+            },
+        )
+        .await;
+        println!(
+            "failover: alice-node subscribed to all {USERS} {:?} after kill -9",
             killed.elapsed()
         );
         let browser = crate::api::streaming_client(true);
