@@ -415,7 +415,16 @@ mod cluster_pg {
     /// A node of a two-node cluster on the shared database, in its own
     /// process with its own data directory.
     fn node(dir: &std::path::Path, url: &str, name: &str) -> support::ServeProcess {
-        support::ServeProcess::start(
+        node_with_stderr(dir, url, name, std::process::Stdio::inherit())
+    }
+
+    fn node_with_stderr(
+        dir: &std::path::Path,
+        url: &str,
+        name: &str,
+        stderr: std::process::Stdio,
+    ) -> support::ServeProcess {
+        support::ServeProcess::start_with_stderr(
             dir,
             &[
                 "--database",
@@ -426,6 +435,7 @@ mod cluster_pg {
                 name,
             ],
             &[("PRESENCE_GATEWAY_ADMIN_PASSWORD", support::ADMIN_PASSWORD)],
+            stderr,
         )
     }
 
@@ -781,19 +791,7 @@ mod cluster_pg {
             .append(true)
             .open(log)
             .unwrap();
-        support::ServeProcess::start_with_stderr(
-            dir,
-            &[
-                "--database",
-                url,
-                "--listen",
-                "127.0.0.1:0",
-                "--node-name",
-                name,
-            ],
-            &[("PRESENCE_GATEWAY_ADMIN_PASSWORD", support::ADMIN_PASSWORD)],
-            std::process::Stdio::from(file),
-        )
+        node_with_stderr(dir, url, name, std::process::Stdio::from(file))
     }
 
     fn signal(process: &support::ServeProcess, signal: &str) {
