@@ -29,6 +29,8 @@ const CHANGING: usize = 22_500;
 const LATENCY_MS: &str = "20";
 const SPREAD: u32 = 50;
 
+#[path = "support/database.rs"]
+mod database;
 #[path = "support/service.rs"]
 mod service;
 #[path = "support/sim.rs"]
@@ -43,6 +45,7 @@ fn stamp(unix: i64) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    println!("the presence engine on {}", database::kind());
     let dir = tempfile::tempdir()?;
     let (_sim, sim_port) = sim::start(
         dir.path(),
@@ -54,7 +57,8 @@ async fn main() -> Result<(), Error> {
         ],
     )?;
     let client = service::sim_client(&dir.path().join("ca.pem"))?;
-    let settings = service::settings(dir.path())?;
+    let mut settings = service::settings(dir.path())?;
+    settings.database = database::location(&settings.data_dir).await?;
     // Calendar time starts on a minute boundary, so with no spread a read
     // is published the moment it is made.
     let start = time::OffsetDateTime::now_utc()
@@ -100,7 +104,7 @@ async fn main() -> Result<(), Error> {
     .await;
     let reads = scalar(
         &pool,
-        "SELECT COALESCE(SUM(requests), 0) FROM engine_minutes",
+        "SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT) FROM engine_minutes",
     )
     .await?;
     match known {
@@ -125,7 +129,7 @@ async fn main() -> Result<(), Error> {
     // 2. Every user subscribed.
     let subscribed = until(
         &pool,
-        "SELECT COALESCE(SUM(subscriptions), 0) FROM gateway_health",
+        "SELECT CAST(COALESCE(SUM(subscriptions), 0) AS BIGINT) FROM gateway_health",
         USERS as i64,
         Duration::from_secs(600),
     )
@@ -139,7 +143,7 @@ async fn main() -> Result<(), Error> {
             "only {} of {USERS} subscriptions after 600 s",
             scalar(
                 &pool,
-                "SELECT COALESCE(SUM(subscriptions), 0) FROM gateway_health"
+                "SELECT CAST(COALESCE(SUM(subscriptions), 0) AS BIGINT) FROM gateway_health"
             )
             .await?
         ),

@@ -3,6 +3,8 @@
 //! Each run starts from a fresh data directory, as `serve` prepares it.
 //!   cargo bench --bench gw6_switch
 
+#[path = "support/database.rs"]
+mod database;
 #[path = "../tests/it/support/seed.rs"]
 mod seed;
 
@@ -32,9 +34,7 @@ async fn one_run() -> Result<Duration, Box<dyn std::error::Error>> {
         tls_key: None,
         admin_password: Some(SecretString::from("bench-console-password".to_owned())),
         proxy_env: Default::default(),
-        database: presence_gateway::store::Location::Sqlite(
-            presence_gateway::config::database_path(dir.path()),
-        ),
+        database: database::location(dir.path()).await?,
     };
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let state = presence_gateway::cmd::serve::prepare(settings, clock)
@@ -80,8 +80,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let median = times[RUNS / 2];
     let worst = times[RUNS - 1];
     println!(
-        "GW-6 delete of the last gateway, {USERS} users switched off in one transaction \
-         ({RUNS} runs, fresh database each): median {:.1} ms, worst {:.1} ms, best {:.1} ms",
+        "GW-6 on {}: delete of the last gateway, {USERS} users switched off in one \
+         transaction ({RUNS} runs, fresh database each): median {:.1} ms, worst {:.1} ms, best {:.1} ms",
+        database::kind(),
         ms(median),
         ms(worst),
         ms(times[0])

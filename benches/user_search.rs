@@ -5,6 +5,8 @@
 //! and rare texts. Target: p99 under 20 ms per kind.
 //!   cargo bench --bench user_search
 
+#[path = "support/database.rs"]
+mod database;
 #[path = "../tests/it/support/seed.rs"]
 mod seed;
 
@@ -349,9 +351,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tls_key: None,
         admin_password: Some(SecretString::from("bench-console-password".to_owned())),
         proxy_env: Default::default(),
-        database: presence_gateway::store::Location::Sqlite(
-            presence_gateway::config::database_path(dir.path()),
-        ),
+        database: database::location(dir.path()).await?,
     };
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let state = presence_gateway::cmd::serve::prepare(settings, clock)
@@ -367,7 +367,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     println!(
-        "{created} end users with names loaded in {:.1} s",
+        "End User search on {}: {created} end users with names loaded in {:.1} s",
+        database::kind(),
         loading.elapsed().as_secs_f64()
     );
 

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Benchmark (not part of the tests): serves a release build on loopback and
-# loads it from a second process with wrk, measuring signed-in console pages
-# against /healthz in the same run: the start page, and Presence > Gateways
-# listing 100 EWS gateways. Then the GW-6 switch (cargo bench gw6_switch) and
-# the Troubleshooter on ten gateways at once (cargo bench troubleshoot_all),
-# Find and List at 45,000 users (cargo bench user_search) and a 45,000-user
-# CSV import (cargo bench user_import), and the presence engine with 45,000
-# calendar users against exchange-sim at 20 ms latency (cargo bench
-# engine_sync), and the same on a Microsoft 365 gateway against the sim's
-# Graph face, polled every 5 minutes (cargo bench graph_sync, ~7 minutes).
+# Benchmark (not part of the tests), on SQLite and then on PostgreSQL in one
+# run (issue 19): a private PostgreSQL server is started for the second pass
+# (scripts/postgres.sh) and stopped at the end. Each pass serves a release
+# build on loopback and loads it from a second process with wrk, measuring
+# signed-in console pages against /healthz in the same run: the start page,
+# and Presence > Gateways listing 100 EWS gateways. Then the GW-6 switch
+# (cargo bench gw6_switch), Find and List at 45,000 users (cargo bench
+# user_search) and the presence engine with 45,000 calendar users against
+# exchange-sim at 20 ms latency (cargo bench engine_sync), each on the
+# pass's database. Once, on SQLite: the Troubleshooter on ten gateways at
+# once (cargo bench troubleshoot_all), a 45,000-user CSV import (cargo
+# bench user_import) and the engine on a Microsoft 365 gateway against the
+# sim's Graph face, polled every 5 minutes (cargo bench graph_sync, ~7
+# minutes). Once, on PostgreSQL: failover of a Presence Redundancy Group
+# from kill -9 to the first publication by the peer (cargo bench failover).
 # Targets: each console page at >= 0.5 of /healthz throughput, p99 < 10 ms at
 # 32 connections; the GW-6 switch for 45,000 users under 200 ms; ten
 # gateways checked within 1.5 times the time of one (TS-6); every kind of
@@ -17,7 +22,8 @@
 # 200 MB, and 22,500 simultaneous transitions published within Calendar
 # Spread + 1 s (EN-2, EN-3); on Graph, presence known within 60 s, steady
 # polling near 45,000 / 20 / 5 = 450 getSchedule a minute, one token, at most
-# 4 concurrent requests per path mailbox, under 200 MB.
+# 4 concurrent requests per path mailbox, under 200 MB; failover's first
+# publication within Failover After + 10 s (CL-4).
 #   scripts/bench.sh [SECONDS]      (default 10 s per endpoint)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,29 +37,24 @@ if ! command -v wrk >/dev/null; then
 fi
 
 cargo build --release --quiet
-DATA="$(mktemp -d)"
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-BASE="http://127.0.0.1:${PORT}"
-PASSWORD="bench-console-password"
-PRESENCE_GATEWAY_ADMIN_PASSWORD="$PASSWORD" RUST_LOG=warn \
-  ./target/release/presence-gateway --data-dir "$DATA" --listen "127.0.0.1:${PORT}" >"$DATA/serve.log" 2>&1 &
-SERVER=$!
-cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$DATA"; }
+
+PG_DIR="$(mktemp -d)"
+DATA=""
+SERVER=""
+stop_server() {
+  if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
+  SERVER=""
+  if [ -n "$DATA" ]; then rm -rf "$DATA"; fi
+  DATA=""
+}
+cleanup() {
+  stop_server
+  scripts/postgres.sh stop "$PG_DIR/cluster" || true
+  rm -rf "$PG_DIR"
+}
 trap cleanup EXIT
-
-for _ in $(seq 1 100); do
-  curl -fsS "$BASE/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-
-JAR="$DATA/cookies"
-curl -fsS -c "$JAR" -o /dev/null -X POST \
-  -H "Origin: $BASE" --data-urlencode "user_id=admin" --data-urlencode "password=$PASSWORD" \
-  "$BASE/login"
-COOKIE="$(awk '$6 == "pg_session" {print "pg_session=" $7}' "$JAR")"
-[ -n "$COOKIE" ] || { echo "sign-in failed"; exit 1; }
-STATUS="$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "$BASE/")"
-[ "$STATUS" = 200 ] || { echo "console page answered $STATUS"; exit 1; }
+echo "starting a private PostgreSQL server"
+PG_URL="$(scripts/postgres.sh start "$PG_DIR/cluster")"
 
 # Prints "RPS P99_MS" for one endpoint.
 measure() {
@@ -68,34 +69,62 @@ measure() {
   echo "$rps $p99"
 }
 
-# 100 EWS gateways, as an administrator adds them (the first sets the shared
-# password, the others keep it: GW-4).
-for i in $(seq -w 1 100); do
-  if [ "$i" = 001 ]; then PW="bench-exchange-password"; else PW=""; fi
-  STATUS="$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" -H "Origin: $BASE" \
-    --data-urlencode "type=ews" --data-urlencode "description=Exchange $i" \
-    --data-urlencode "server=ex$i.example.com" --data-urlencode "account_name=svc@example.com" \
-    --data-urlencode "password=$PW" --data-urlencode "confirm=$PW" --data-urlencode "port=443" \
-    "$BASE/presence/gateways/new")"
-  [ "$STATUS" = 303 ] || { echo "adding gateway $i answered $STATUS"; exit 1; }
-done
-ROWS="$(curl -fsS -H "Cookie: $COOKIE" "$BASE/presence/gateways" | grep -c 'href="/presence/gateways/[0-9]')"
-[ "$ROWS" = 100 ] || { echo "the gateway list shows $ROWS gateways, not 100"; exit 1; }
+# The console's figures on one database: LABEL, then the service's
+# database arguments (none for SQLite in the data directory).
+console_bench() {
+  local label="$1"
+  shift
+  DATA="$(mktemp -d)"
+  PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  BASE="http://127.0.0.1:${PORT}"
+  PASSWORD="bench-console-password"
+  PRESENCE_GATEWAY_ADMIN_PASSWORD="$PASSWORD" RUST_LOG=warn \
+    ./target/release/presence-gateway --data-dir "$DATA" "$@" --listen "127.0.0.1:${PORT}" >"$DATA/serve.log" 2>&1 &
+  SERVER=$!
 
-echo "warming up"
-wrk -t1 -c4 -d2s "$BASE/healthz" >/dev/null
-wrk -t1 -c4 -d2s -H "Cookie: $COOKIE" "$BASE/" >/dev/null
-wrk -t1 -c4 -d2s -H "Cookie: $COOKIE" "$BASE/presence/gateways" >/dev/null
+  for _ in $(seq 1 100); do
+    curl -fsS "$BASE/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
 
-read -r H_RPS H_P99 < <(measure "$BASE/healthz")
-read -r P_RPS P_P99 < <(measure -H "Cookie: $COOKIE" "$BASE/")
-read -r G_RPS G_P99 < <(measure -H "Cookie: $COOKIE" "$BASE/presence/gateways")
+  JAR="$DATA/cookies"
+  curl -fsS -c "$JAR" -o /dev/null -X POST \
+    -H "Origin: $BASE" --data-urlencode "user_id=admin" --data-urlencode "password=$PASSWORD" \
+    "$BASE/login"
+  COOKIE="$(awk '$6 == "pg_session" {print "pg_session=" $7}' "$JAR")"
+  [ -n "$COOKIE" ] || { echo "sign-in failed"; exit 1; }
+  STATUS="$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "$BASE/")"
+  [ "$STATUS" = 200 ] || { echo "console page answered $STATUS"; exit 1; }
 
-python3 - "$H_RPS" "$H_P99" "$P_RPS" "$P_P99" "$G_RPS" "$G_P99" "$CONNECTIONS" "$DURATION" <<'PY'
+  # 100 EWS gateways, as an administrator adds them (the first sets the shared
+  # password, the others keep it: GW-4).
+  for i in $(seq -w 1 100); do
+    if [ "$i" = 001 ]; then PW="bench-exchange-password"; else PW=""; fi
+    STATUS="$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" -H "Origin: $BASE" \
+      --data-urlencode "type=ews" --data-urlencode "description=Exchange $i" \
+      --data-urlencode "server=ex$i.example.com" --data-urlencode "account_name=svc@example.com" \
+      --data-urlencode "password=$PW" --data-urlencode "confirm=$PW" --data-urlencode "port=443" \
+      "$BASE/presence/gateways/new")"
+    [ "$STATUS" = 303 ] || { echo "adding gateway $i answered $STATUS"; exit 1; }
+  done
+  ROWS="$(curl -fsS -H "Cookie: $COOKIE" "$BASE/presence/gateways" | grep -c 'href="/presence/gateways/[0-9]')"
+  [ "$ROWS" = 100 ] || { echo "the gateway list shows $ROWS gateways, not 100"; exit 1; }
+
+  echo "warming up"
+  wrk -t1 -c4 -d2s "$BASE/healthz" >/dev/null
+  wrk -t1 -c4 -d2s -H "Cookie: $COOKIE" "$BASE/" >/dev/null
+  wrk -t1 -c4 -d2s -H "Cookie: $COOKIE" "$BASE/presence/gateways" >/dev/null
+
+  read -r H_RPS H_P99 < <(measure "$BASE/healthz")
+  read -r P_RPS P_P99 < <(measure -H "Cookie: $COOKIE" "$BASE/")
+  read -r G_RPS G_P99 < <(measure -H "Cookie: $COOKIE" "$BASE/presence/gateways")
+
+  python3 - "$label" "$H_RPS" "$H_P99" "$P_RPS" "$P_P99" "$G_RPS" "$G_P99" "$CONNECTIONS" "$DURATION" <<'PY'
 import sys
-h_rps, h_p99, p_rps, p_p99, g_rps, g_p99 = map(float, sys.argv[1:7])
-conns, secs = sys.argv[7], sys.argv[8]
-print(f"connections {conns}, {secs} s per endpoint, release build, loopback")
+label = sys.argv[1]
+h_rps, h_p99, p_rps, p_p99, g_rps, g_p99 = map(float, sys.argv[2:8])
+conns, secs = sys.argv[8], sys.argv[9]
+print(f"console on {label}: connections {conns}, {secs} s per endpoint, release build, loopback")
 print(f"{'endpoint':<34}{'req/s':>10}{'p99 ms':>9}{'ratio':>8}")
 print(f"{'/healthz (baseline)':<34}{h_rps:>10.0f}{h_p99:>9.2f}{1:>8.2f}")
 for name, rps, p99 in [("/ (console, signed in)", p_rps, p_p99),
@@ -104,16 +133,27 @@ for name, rps, p99 in [("/ (console, signed in)", p_rps, p_p99),
     print(f"{name:<34}{rps:>10.0f}{p99:>9.2f}{ratio:>8.2f}")
     print(f"  ratio >= 0.5: {'PASS' if ratio >= 0.5 else 'FAIL'}; p99 < 10 ms: {'PASS' if p99 < 10 else 'FAIL'}")
 PY
+  stop_server
+}
 
+console_bench SQLite
 echo
-cargo bench --quiet --bench gw6_switch
+console_bench PostgreSQL --database "$PG_URL"
+
+# The benchmarks that run on either database, SQLite first.
+for pass in SQLite PostgreSQL; do
+  if [ "$pass" = PostgreSQL ]; then export PRESENCE_GATEWAY_BENCH_POSTGRES="$PG_URL"; fi
+  for bench in gw6_switch user_search engine_sync; do
+    echo
+    cargo bench --quiet --bench "$bench"
+  done
+done
+unset PRESENCE_GATEWAY_BENCH_POSTGRES
 echo
 cargo bench --quiet --bench troubleshoot_all
 echo
-cargo bench --quiet --bench user_search
-echo
 cargo bench --quiet --bench user_import
 echo
-cargo bench --quiet --bench engine_sync
-echo
 cargo bench --quiet --bench graph_sync
+echo
+PRESENCE_GATEWAY_BENCH_POSTGRES="$PG_URL" cargo bench --quiet --bench failover

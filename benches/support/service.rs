@@ -71,6 +71,11 @@ pub async fn trust(state: &AppState, ca: &Path) -> Result<(), Error> {
 /// `count` end users on this node with calendar presence on: user00000 with
 /// mailbox user00000@example.com and on, as the sim's `--mailboxes` makes.
 pub async fn add_users(pool: &AnyPool, count: usize) -> Result<(), Error> {
+    add_users_on(pool, count, NODE).await
+}
+
+/// As `add_users`, on `node`.
+pub async fn add_users_on(pool: &AnyPool, count: usize, node: &str) -> Result<(), Error> {
     let mut tx = pool.begin().await?;
     for i in 0..count {
         sqlx::query(
@@ -80,7 +85,7 @@ pub async fn add_users(pool: &AnyPool, count: usize) -> Result<(), Error> {
         )
         .bind(format!("user{i:05}"))
         .bind(format!("user{i:05}@example.com"))
-        .bind(NODE)
+        .bind(node)
         .execute(&mut *tx)
         .await?;
     }
@@ -143,12 +148,22 @@ pub fn cpu_seconds() -> f64 {
 
 /// Sets a service parameter on this node (the engine follows it live).
 pub async fn set_param(pool: &AnyPool, name: &str, value: &str) -> Result<(), Error> {
+    set_param_on(pool, NODE, name, value).await
+}
+
+/// As `set_param`, on `node`.
+pub async fn set_param_on(
+    pool: &AnyPool,
+    node: &str,
+    name: &str,
+    value: &str,
+) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO service_parameters (node, name, value, updated_at, updated_by)
          VALUES ($1, $2, $3, 0, 'bench')
          ON CONFLICT (node, name) DO UPDATE SET value = excluded.value",
     )
-    .bind(NODE)
+    .bind(node)
     .bind(name)
     .bind(value)
     .execute(pool)
