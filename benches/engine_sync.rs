@@ -46,7 +46,7 @@ fn stamp(unix: i64) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     println!("the presence engine on {}", database::kind());
-    let dir = tempfile::tempdir()?;
+    let dir = database::private_tempdir()?;
     let (_sim, sim_port) = sim::start(
         dir.path(),
         &[

@@ -147,7 +147,7 @@ async fn main() -> Result<(), Error> {
         );
         return Ok(());
     }
-    let dir = tempfile::tempdir()?;
+    let dir = database::private_tempdir()?;
     let (_sim, sim_port) = sim::start(dir.path(), &["--mailboxes", &USERS.to_string()])?;
     let client = service::sim_client(&dir.path().join("ca.pem"))?;
 

@@ -41,6 +41,8 @@ const POLL_MINUTES: usize = 5;
 const GRAPH_DOMAIN: &str = "contoso.onmicrosoft.com";
 const GRAPH_CLIENT: &str = "3b9d1f6a-7c2e-4a58-b1d4-6e0f9a2c8b57";
 
+#[path = "support/database.rs"]
+mod database;
 #[path = "support/service.rs"]
 mod service;
 #[path = "support/sim.rs"]
@@ -61,7 +63,7 @@ async fn main() -> Result<(), Error> {
         .unwrap_or(300)
         .max(60);
     let latency = std::env::var("GRAPH_SYNC_LATENCY_MS").unwrap_or_else(|_| LATENCY_MS.to_owned());
-    let dir = tempfile::tempdir()?;
+    let dir = database::private_tempdir()?;
     let ca = dir.path().join("ca.pem");
     // The sim's Graph client secret is the password sim::start sets.
     let (_sim, sim_port) = sim::start(

@@ -25,7 +25,7 @@ const RUNS: usize = 5;
 const TARGET: Duration = Duration::from_millis(200);
 
 async fn one_run() -> Result<Duration, Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
+    let dir = database::private_tempdir()?;
     let settings = Settings {
         data_dir: dir.path().to_owned(),
         listen: "127.0.0.1:0".parse()?,

@@ -20,6 +20,8 @@ const GATEWAYS: usize = 10;
 const LATENCY_MS: &str = "200";
 const RUNS: usize = 3;
 
+#[path = "support/database.rs"]
+mod database;
 #[path = "support/sim.rs"]
 mod sim;
 
@@ -27,7 +29,7 @@ use sim::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let dir = tempfile::tempdir()?;
+    let dir = database::private_tempdir()?;
     let (_sim, port) = sim::start(dir.path(), &["--latency-ms", LATENCY_MS])?;
     let settings = Settings {
         data_dir: dir.path().join("data"),

@@ -14,6 +14,9 @@ use presence_gateway::config::Settings;
 use presence_gateway::store;
 use secrecy::SecretString;
 
+#[path = "support/database.rs"]
+mod database;
+
 const USERS: usize = 45_000;
 const RUNS: usize = 3;
 const TARGET: Duration = Duration::from_secs(5);
@@ -71,7 +74,7 @@ async fn import(
 }
 
 async fn one_run() -> Result<(Timing, Timing), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
+    let dir = database::private_tempdir()?;
     let settings = Settings {
         data_dir: dir.path().to_owned(),
         listen: "127.0.0.1:0".parse()?,

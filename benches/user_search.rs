@@ -342,7 +342,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
+    let dir = database::private_tempdir()?;
     let settings = Settings {
         data_dir: dir.path().to_owned(),
         listen: "127.0.0.1:0".parse()?,

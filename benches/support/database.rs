@@ -53,3 +53,13 @@ pub async fn fresh(server: &str) -> Result<String, Box<dyn std::error::Error>> {
     url.set_path(&format!("/{name}"));
     Ok(url.to_string())
 }
+
+/// A temporary folder only this user may open: the service refuses a data
+/// directory others can read, and `tempfile` makes folders with the
+/// umask's mode.
+pub fn private_tempdir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}

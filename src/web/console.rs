@@ -60,11 +60,16 @@ const HEARTBEAT_STALE_SECS: i64 = 35;
 
 /// The home page's dashboard (EN-7): each node at a glance, then what needs
 /// attention, each item linked to the page that deals with it.
-async fn dashboard(state: &AppState) -> AppResult<(Vec<NodeGlance>, Vec<Attention>)> {
+/// `key` is the caller's configuration generation and verdict sequence,
+/// under which the gateways come from memory, as on their list.
+async fn dashboard(
+    state: &AppState,
+    key: (i64, i64),
+) -> AppResult<(Vec<NodeGlance>, Vec<Attention>)> {
     let now = state.now();
     let nodes = store::engine::nodes(&state.pool).await?;
     let health = store::health::gateways(&state.pool).await?;
-    let gateways = store::gateways::list(&state.pool, None).await?;
+    let gateways = super::gateways::all_gateways(state, key).await?;
     let mut glance = Vec::with_capacity(nodes.len());
     let mut attention = Vec::new();
     if gateways.is_empty() {
@@ -74,7 +79,7 @@ async fn dashboard(state: &AppState) -> AppResult<(Vec<NodeGlance>, Vec<Attentio
             link: "Add a Presence Gateway",
         });
     }
-    for g in &gateways {
+    for g in gateways.iter() {
         if let Some(verdict) = g
             .last_verdict
             .as_deref()
@@ -207,7 +212,8 @@ async fn home(
     if user.row.must_change_password {
         return Ok(Redirect::to(paths::ACCOUNT_PASSWORD).into_response());
     }
-    let (glance, attention) = dashboard(&state).await?;
+    let key = (user.config.generation, user.config.verdicts);
+    let (glance, attention) = dashboard(&state, key).await?;
     render(
         StatusCode::OK,
         &HomePage {
