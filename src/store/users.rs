@@ -250,15 +250,18 @@ fn search_filter(backend: Backend, search: &Search) -> (&'static str, String, Ve
             ),
             vec![Search::fts_phrase(text)],
         ),
+        // `lower` under the "C" collation folds ASCII letters only, as
+        // SQLite's NOCASE does, so the text is folded the same way: "Øde"
+        // finds Ødegaard on both, and lowering the Ø would find nobody.
         (Backend::Postgres, Search::BeginsWith(field, text)) => (
             "",
             format!(" AND lower({} COLLATE \"C\") LIKE $1", field.as_str()),
-            vec![format!("{}%", like_escaped(&text.to_lowercase()))],
+            vec![format!("{}%", like_escaped(&text.to_ascii_lowercase()))],
         ),
         (Backend::Postgres, Search::Contains(field, text)) => (
             "",
             format!(" AND lower({} COLLATE \"C\") LIKE $1", field.as_str()),
-            vec![format!("%{}%", like_escaped(&text.to_lowercase()))],
+            vec![format!("%{}%", like_escaped(&text.to_ascii_lowercase()))],
         ),
     }
 }
