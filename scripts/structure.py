@@ -25,6 +25,7 @@ RANK = {
     "store": 2.5,
     "tls": 2,
     "net": 1.8,
+    "telemetry": 1.2,
     "secrets": 1.5,
     "config": 1, "error": 1, "clock": 1,
     "cli": 0.5,

@@ -14,6 +14,7 @@ pub mod net;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod troubleshoot;
 pub mod web;

@@ -1,5 +1,7 @@
 //! What every handler can reach.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use sqlx::AnyPool;
@@ -54,18 +56,87 @@ impl<K: PartialEq + Clone, V: Clone> KeyedCache<K, V> {
 }
 
 /// The server-sent event streams this process may hold open at once
-/// (EN-5): each polls the database, so beyond this many a caller gets 503
-/// instead of slowing every stream and page down.
+/// (EN-5), and from one client address: a stream costs memory (it follows
+/// the process's feed, `store::feed`), so the bound is what one process
+/// should hold, and no one client may take them all.
 #[derive(Clone)]
-pub struct StreamPermits(pub Arc<tokio::sync::Semaphore>);
+pub struct StreamPermits(
+    pub Arc<tokio::sync::Semaphore>,
+    Arc<Mutex<HashMap<IpAddr, usize>>>,
+);
+
+/// Why a stream was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamRefusal {
+    /// This process holds `StreamPermits::MAX`.
+    Process,
+    /// The caller's address holds `StreamPermits::PER_ADDRESS`.
+    Address,
+}
+
+/// One open stream's place; given back when dropped.
+pub struct StreamPermit {
+    _process: tokio::sync::OwnedSemaphorePermit,
+    address: Option<(IpAddr, Arc<Mutex<HashMap<IpAddr, usize>>>)>,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        if let Some((ip, counts)) = self.address.take() {
+            let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = counts.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&ip);
+                }
+            }
+        }
+    }
+}
 
 impl StreamPermits {
-    pub const MAX: usize = 1_000;
+    pub const MAX: usize = 10_000;
+    pub const PER_ADDRESS: usize = 2_000;
+
+    /// A place for a stream from `from` (unknown when the request did not
+    /// come through the listener, as in-process callers).
+    pub fn try_acquire(&self, from: Option<IpAddr>) -> Result<StreamPermit, StreamRefusal> {
+        let process = self
+            .0
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| StreamRefusal::Process)?;
+        let address = match from {
+            Some(ip) => {
+                let mut counts = self.1.lock().unwrap_or_else(|p| p.into_inner());
+                let n = counts.entry(ip).or_insert(0);
+                if *n >= Self::PER_ADDRESS {
+                    return Err(StreamRefusal::Address);
+                }
+                *n += 1;
+                Some((ip, self.1.clone()))
+            }
+            None => None,
+        };
+        Ok(StreamPermit {
+            _process: process,
+            address,
+        })
+    }
+
+    /// Streams open from `ip`.
+    pub fn open_from(&self, ip: IpAddr) -> usize {
+        let counts = self.1.lock().unwrap_or_else(|p| p.into_inner());
+        counts.get(&ip).copied().unwrap_or(0)
+    }
 }
 
 impl Default for StreamPermits {
     fn default() -> Self {
-        StreamPermits(Arc::new(tokio::sync::Semaphore::new(Self::MAX)))
+        StreamPermits(
+            Arc::new(tokio::sync::Semaphore::new(Self::MAX)),
+            Arc::default(),
+        )
     }
 }
 
@@ -90,6 +161,9 @@ pub struct AppState {
     pub changes: crate::store::notify::Hub,
     /// Open presence streams on this process.
     pub streams: StreamPermits,
+    /// The presence log's one tail in this process, which every stream
+    /// follows.
+    pub feed: crate::store::feed::Feed,
     /// The engine's notification listener's connection bounds (the tests
     /// narrow them).
     pub listener_limits: crate::net::Limits,

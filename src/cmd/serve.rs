@@ -39,6 +39,8 @@ pub struct Prepared {
 }
 
 pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepared> {
+    // Before the engine records anything.
+    crate::telemetry::install();
     secrets::ensure_data_dir(&settings.data_dir)?;
     let pool = store::open_at(&settings.database).await?;
     let shared = matches!(settings.database, store::Location::Postgres(_));
@@ -69,6 +71,7 @@ pub async fn prepare(settings: Settings, clock: SharedClock) -> AppResult<Prepar
             engine_wake: crate::engine::Wake::with(changes.engine_commands.clone()),
             changes,
             streams: Default::default(),
+            feed: Default::default(),
             listener_limits: crate::net::Limits::notifications(),
             imports: Default::default(),
         },

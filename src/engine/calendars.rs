@@ -329,6 +329,8 @@ struct ReadDone {
 struct Done {
     gateway: usize,
     outcome: Outcome,
+    /// When the request was started, for the answer-time histogram.
+    started: Instant,
     finished: Instant,
 }
 
@@ -948,6 +950,7 @@ impl Calendars {
                     .collect();
                 gateway.started(at);
                 gateway.count_request(now);
+                crate::telemetry::request(&self.node, gateway.endpoint.description());
                 count(&mut self.minutes, now, |m| m.requests += 1);
                 let source = gateway.endpoint.clone();
                 let ready = self.ready.clone();
@@ -963,6 +966,7 @@ impl Calendars {
                     Done {
                         gateway: g,
                         outcome: Outcome::Read { batch, answer },
+                        started: at,
                         finished: Instant::now(),
                     }
                 });
@@ -978,6 +982,7 @@ impl Calendars {
                     };
                     gateway.started(at);
                     gateway.count_request(now);
+                    crate::telemetry::request(&self.node, gateway.endpoint.description());
                     count(&mut self.minutes, now, |m| m.requests += 1);
                     let endpoint = endpoint.clone();
                     let ready = self.ready.clone();
@@ -1000,6 +1005,7 @@ impl Calendars {
                                 renewed: job.renew,
                                 answer,
                             },
+                            started: at,
                             finished: Instant::now(),
                         }
                     });
@@ -1019,6 +1025,7 @@ impl Calendars {
                 };
                 gateway.started(at);
                 gateway.count_request(now);
+                crate::telemetry::request(&self.node, gateway.endpoint.description());
                 count(&mut self.minutes, now, |m| m.requests += 1);
                 let ready = self.ready.clone();
                 let keep = self.limits.threads;
@@ -1035,6 +1042,7 @@ impl Calendars {
                             token: job.token,
                             answer,
                         },
+                        started: at,
                         finished: Instant::now(),
                     }
                 });
@@ -1044,6 +1052,11 @@ impl Calendars {
 
     fn finish(&mut self, done: Done, now: i64) {
         let g = done.gateway;
+        crate::telemetry::answered(
+            &self.node,
+            self.gateways[g].endpoint.description(),
+            done.finished.saturating_duration_since(done.started),
+        );
         self.gateways[g].in_flight = self.gateways[g].in_flight.saturating_sub(1);
         let (batch, answer) = match done.outcome {
             Outcome::Read { batch, answer } => (batch, answer),
@@ -1149,6 +1162,7 @@ impl Calendars {
             }
             SubAnswer::Refused(reason) => {
                 let gateway = &mut self.gateways[g];
+                crate::telemetry::error(&self.node, gateway.endpoint.description(), "refused");
                 gateway.last_error = Some((now, format!("Subscribe for {user}: {reason}")));
                 self.health_dirty = true;
                 count(&mut self.minutes, now, |m| m.errors += 1);
@@ -1250,6 +1264,7 @@ impl Calendars {
                 };
                 if let Some(why) = why {
                     let gateway = &mut self.gateways[g];
+                    crate::telemetry::error(&self.node, gateway.endpoint.description(), "refused");
                     gateway.last_error = Some((now, format!("Subscription for {user}: {why}")));
                     self.health_dirty = true;
                     count(&mut self.minutes, now, |m| m.errors += 1);
@@ -1260,6 +1275,13 @@ impl Calendars {
 
     fn throttle(&mut self, g: usize, until: Instant, text: &str, now: i64) {
         let gateway = &mut self.gateways[g];
+        let description = gateway.endpoint.description();
+        crate::telemetry::error(&self.node, description, "throttled");
+        crate::telemetry::throttled(
+            &self.node,
+            description,
+            until.saturating_duration_since(Instant::now()),
+        );
         gateway.throttled_until = Some(gateway.throttled_until.map_or(until, |t| t.max(until)));
         gateway.last_error = Some((now, text.to_owned()));
         self.health_dirty = true;
@@ -1275,6 +1297,7 @@ impl Calendars {
     ) {
         count(&mut self.minutes, now, |m| m.errors += 1);
         let gateway = &mut self.gateways[g];
+        crate::telemetry::error(&self.node, gateway.endpoint.description(), "failed");
         gateway.failures += 1;
         gateway.last_error = Some((now, reason.clone()));
         self.health_dirty = true;
@@ -1402,7 +1425,9 @@ impl Calendars {
 
     async fn publish(&mut self, pool: &AnyPool, now: i64) -> AppResult<()> {
         let mut batch = std::mem::take(&mut self.leaving);
+        let mut lags = Vec::new();
         for due in self.schedule.due(now) {
+            lags.push(now - due.due_at);
             let watched = self.users.get(&due.user);
             let unknown = due.presence == presence::CalendarPresence::Unknown;
             batch.push(Publication {
@@ -1441,6 +1466,10 @@ impl Calendars {
         };
         let n = i64::try_from(written.len()).unwrap_or(i64::MAX);
         count(&mut self.minutes, now, |m| m.transitions += n);
+        crate::telemetry::transitions(&self.node, written.len() as u64);
+        for lag in lags {
+            crate::telemetry::publication_lag(&self.node, lag);
+        }
         Ok(())
     }
 
@@ -1450,6 +1479,9 @@ impl Calendars {
             if let (Push::Active { .. }, Some(g)) = (&watched.push, watched.gateway) {
                 subscriptions[g] += 1;
             }
+        }
+        for (g, held) in self.gateways.iter().zip(&subscriptions) {
+            crate::telemetry::subscriptions(&self.node, g.endpoint.description(), *held);
         }
         let rows: Vec<GatewayHealth> = self
             .gateways

@@ -3,9 +3,14 @@
 //! says what time it is; the scheduler says which users' presence to
 //! publish, and when to ask again.
 //!
-//! A transition at `t` is published at the top of `t`'s minute plus the
-//! user's stable offset within *Calendar Spread*, never before `t`
-//! (`domain::presence::publish_at`).
+//! A transition at a calendar boundary `t` is published at the top of `t`'s
+//! minute plus the user's stable offset within *Calendar Spread*, never
+//! before (`domain::presence::publish_at`): boundaries come in crowds (a
+//! whole company's meetings start at 10:00). What a read teaches late (the
+//! first read after a start, a notification in mid-minute that changes the
+//! current state or its end) is published at once (EN-3): only one user's
+//! answer arrives at a time, and holding it would show a stale state for up
+//! to a minute.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -21,6 +26,9 @@ pub struct Due {
     pub since: i64,
     /// When it ends, if the calendar says.
     pub until: Option<i64>,
+    /// When it was due to be published (the publication lag is measured
+    /// from here).
+    pub due_at: i64,
 }
 
 struct Watch {
@@ -37,6 +45,19 @@ struct Watch {
 
 /// Entries: (publication time, transition time, generation, user).
 type Entry = Reverse<(i64, i64, u64, String)>;
+
+/// When a state that differs from what was published goes out.
+#[derive(Clone, Copy)]
+enum When {
+    /// Learned late: as soon as the caller asks what is due.
+    Now,
+    /// The calendar already said so: at its boundary's minute plus the
+    /// offset (or now, if that has passed).
+    AtBoundary,
+    /// A parameter changed for everyone: at the next minute plus the
+    /// offset, spread like a boundary.
+    NextMinute,
+}
 
 pub struct Schedule {
     display_oof: bool,
@@ -75,14 +96,21 @@ impl Schedule {
         self.display_oof = display_oof;
         let users: Vec<String> = self.users.keys().cloned().collect();
         for user in users {
-            self.reschedule(&user, now);
+            self.reschedule(&user, now, When::NextMinute);
         }
     }
 
-    /// A user's calendar as just read (or first read). A state that differs
-    /// from what was published is published at `now`'s minute plus the
-    /// user's offset; later transitions in their turn.
+    /// A user's calendar as just read (or first read). A current state or
+    /// end that the calendar known before did not foretell (or any, on the
+    /// first read) is published at once when it differs from what was
+    /// published; one it foretold keeps its boundary's minute plus the
+    /// offset; later transitions in their turn.
     pub fn set_calendar(&mut self, user: &str, slots: Vec<Slot>, offset: u32, now: i64) {
+        let display_oof = self.display_oof;
+        let foretold = self
+            .users
+            .get(user)
+            .map(|watch| presence::current(&watch.slots, now, display_oof));
         let seeded = self.seeded.remove(user);
         let watch = self.users.entry(user.to_owned()).or_insert(Watch {
             slots: Vec::new(),
@@ -92,7 +120,12 @@ impl Schedule {
         });
         watch.slots = slots;
         watch.offset = offset;
-        self.reschedule(user, now);
+        let when = if foretold == Some(presence::current(&watch.slots, now, display_oof)) {
+            When::AtBoundary
+        } else {
+            When::Now
+        };
+        self.reschedule(user, now, when);
     }
 
     /// What is already published for `user` (state, until when), before
@@ -111,22 +144,33 @@ impl Schedule {
         self.seeded.remove(user);
     }
 
-    fn reschedule(&mut self, user: &str, now: i64) {
+    fn reschedule(&mut self, user: &str, now: i64, when: When) {
         let display_oof = self.display_oof;
         let Some(watch) = self.users.get_mut(user) else {
             return;
         };
         watch.generation += 1;
         let state = presence::current(&watch.slots, now, display_oof);
-        let transition = if watch.published != Some(state) {
-            Some(now)
+        let entry = if watch.published != Some(state) {
+            let at = match when {
+                When::Now => now,
+                When::AtBoundary => {
+                    // Or at once, when a re-read comes after that time
+                    // and before the caller asked what is due.
+                    let boundary = presence::began(&watch.slots, now, display_oof).unwrap_or(now);
+                    presence::publish_at(boundary, watch.offset).max(now)
+                }
+                When::NextMinute => presence::publish_at(now, watch.offset),
+            };
+            Some((at, now))
         } else {
             presence::next_change(&watch.slots, now, display_oof)
+                .map(|at| (presence::publish_at(at, watch.offset), at))
         };
-        if let Some(at) = transition {
+        if let Some((publish, transition)) = entry {
             self.queue.push(Reverse((
-                presence::publish_at(at, watch.offset),
-                at,
+                publish,
+                transition,
                 watch.generation,
                 user.to_owned(),
             )));
@@ -154,7 +198,7 @@ impl Schedule {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, transition, generation, user))) = self.queue.pop() else {
+            let Some(Reverse((due_at, transition, generation, user))) = self.queue.pop() else {
                 break;
             };
             let display_oof = self.display_oof;
@@ -176,6 +220,7 @@ impl Schedule {
                     presence: state,
                     since,
                     until,
+                    due_at,
                 });
             }
             if let Some(next) = until {
@@ -213,16 +258,16 @@ mod tests {
         let mut s = Schedule::new(false);
         let now = DAY + 9 * H;
         s.set_calendar("alice", vec![meeting(DAY + 10 * H, DAY + 11 * H)], 17, now);
-        // The first read publishes the current state at the minute + offset.
-        assert_eq!(s.next_wake(), Some(now + 17));
-        assert_eq!(s.due(now + 16), vec![]);
+        // The first read publishes the current state at once.
+        assert_eq!(s.next_wake(), Some(now));
         assert_eq!(
-            s.due(now + 17),
+            s.due(now),
             vec![Due {
                 user: "alice".into(),
                 presence: CalendarPresence::Available,
                 since: now,
                 until: Some(DAY + 10 * H),
+                due_at: now,
             }]
         );
         // Never early: nothing at 10:00:16, the meeting at 10:00:17.
@@ -282,21 +327,84 @@ mod tests {
         );
         assert_eq!(s.next_wake(), None);
         assert_eq!(s.due(DAY + 12 * H), vec![]);
-        // A meeting that already started is published at once (this
-        // minute plus the offset).
+        // A meeting that already started is published at once, not at the
+        // next minute plus the offset.
         s.set_calendar(
             "bob",
             vec![meeting(DAY + 11 * H, DAY + 13 * H)],
             5,
             DAY + 12 * H + 30,
         );
-        let due = s.due(DAY + 12 * H + 65);
+        let due = s.due(DAY + 12 * H + 30);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].presence, CalendarPresence::InAMeeting);
         // A user no longer watched is forgotten.
         s.remove("bob");
         assert_eq!(s.next_wake(), None);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn what_a_read_teaches_late_is_published_at_once_and_boundaries_keep_their_minute_plus_offset()
+    {
+        let mut s = Schedule::new(false);
+        let offset = 40;
+        let at = |hour: i64, minute: i64, second: i64| DAY + hour * H + minute * 60 + second;
+        // The first read after a start, in mid-minute: published at once
+        // (not at 09:00:40, nor 09:01:40), since what the calendar says.
+        let calendar = vec![meeting(at(10, 0, 0), at(11, 0, 0))];
+        s.set_calendar("dave", calendar.clone(), offset, at(9, 0, 30));
+        assert_eq!(s.next_wake(), Some(at(9, 0, 30)));
+        let due = s.due(at(9, 0, 30));
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].presence, CalendarPresence::Available);
+        // A poll at 10:00:05 finds the meeting the calendar foretold: it
+        // keeps 10:00 plus the offset, never earlier.
+        s.set_calendar("dave", calendar, offset, at(10, 0, 5));
+        assert_eq!(s.next_wake(), Some(at(10, 0, 40)));
+        assert_eq!(s.due(at(10, 0, 39)), vec![]);
+        let due = s.due(at(10, 0, 40));
+        assert_eq!(
+            (due[0].presence, due[0].since, due[0].until),
+            (
+                CalendarPresence::InAMeeting,
+                at(10, 0, 0),
+                Some(at(11, 0, 0))
+            )
+        );
+        // A notification at 10:20:10 cuts the meeting short to 10:25: the
+        // new end is published at once.
+        let cut = vec![meeting(at(10, 0, 0), at(10, 25, 0))];
+        s.set_calendar("dave", cut.clone(), offset, at(10, 20, 10));
+        let due = s.due(at(10, 20, 10));
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            (due[0].presence, due[0].since, due[0].until),
+            (
+                CalendarPresence::InAMeeting,
+                at(10, 0, 0),
+                Some(at(10, 25, 0))
+            )
+        );
+        // The end itself is a boundary: 10:25 plus the offset.
+        assert_eq!(s.next_wake(), Some(at(10, 25, 40)));
+        assert_eq!(s.due(at(10, 25, 39)), vec![]);
+        assert_eq!(
+            s.due(at(10, 25, 40))[0].presence,
+            CalendarPresence::Available
+        );
+        // A re-read after a boundary's time but before anyone asked what
+        // was due keeps it due then, not a minute later.
+        let mut more = cut;
+        more.push(meeting(at(11, 0, 0), at(11, 30, 0)));
+        s.set_calendar("dave", more.clone(), offset, at(10, 30, 0));
+        assert_eq!(s.next_wake(), Some(at(11, 0, 40)));
+        s.set_calendar("dave", more, offset, at(11, 0, 50));
+        assert_eq!(s.next_wake(), Some(at(11, 0, 50)));
+        assert_eq!(
+            s.due(at(11, 0, 50))[0].presence,
+            CalendarPresence::InAMeeting
+        );
     }
 
     #[test]

@@ -53,10 +53,10 @@ pub struct Limits {
 
 impl Limits {
     /// The console: browsers, API clients and their event streams (at most
-    /// 1,000 of those per process), two thirds of the descriptors left.
+    /// 10,000 of those per process), two thirds of the descriptors left.
     pub fn console() -> Limits {
         Limits {
-            max_connections: fitted(4096, 2),
+            max_connections: fitted(12_288, 2),
             header_timeout: Duration::from_secs(10),
             grace: Duration::from_secs(5),
         }
@@ -228,6 +228,7 @@ pub async fn serve(
         let connection = Connection {
             table: table.clone(),
             id,
+            peer,
             held,
             router: router.clone(),
             stop: stop_rx.clone(),
@@ -263,10 +264,16 @@ pub async fn serve(
     Ok(())
 }
 
+/// The address a request came from, in its extensions (the event stream
+/// bounds streams per client address).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// One accepted connection and its place in the table.
 struct Connection {
     table: Arc<Table>,
     id: u64,
+    peer: std::net::SocketAddr,
     held: Arc<Held>,
     router: Router,
     stop: watch::Receiver<bool>,
@@ -286,7 +293,9 @@ impl Connection {
         let held = self.held.clone();
         let table = self.table.clone();
         let router = self.router.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let peer = Peer(self.peer);
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(peer);
             let answering = InFlight::begin(held.clone(), table.clone());
             let call = router.clone().oneshot(request.map(Body::new));
             async move {

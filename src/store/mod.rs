@@ -15,6 +15,7 @@ pub mod bulk;
 pub mod changes;
 pub mod copy;
 pub mod engine;
+pub mod feed;
 pub mod gateways;
 pub mod health;
 pub mod locales;

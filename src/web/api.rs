@@ -15,8 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use sqlx::AnyPool;
-use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::domain::user::Role;
 use crate::error::AppResult;
@@ -51,7 +50,7 @@ fn unauthorized_with(challenge: &'static str, message: &str) -> Response {
     response
 }
 
-fn unauthorized() -> Response {
+pub(super) fn unauthorized() -> Response {
     unauthorized_with(
         "Bearer realm=\"presence-gateway\"",
         "Sign in, or send Authorization: Bearer <token>.",
@@ -124,18 +123,8 @@ impl Caller {
 /// request that sends that header is judged by it alone, never by a session
 /// cookie that came with it, so a script learns its token is bad.
 async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Option<Caller>, Response> {
-    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(api_token::from_authorization)
-            .ok_or_else(invalid_token)?;
-        let hash = api_token::hash_secret(&token);
-        return match store::tokens::authenticate(&state.pool, &hash, state.now()).await {
-            Ok(Some(row)) => Ok(Some(Caller::Token { id: row.id })),
-            Ok(None) => Err(invalid_token()),
-            Err(e) => Err(api_failure(e)),
-        };
+    if let Some(id) = bearer(&parts.headers, state).await? {
+        return Ok(Some(Caller::Token { id }));
     }
     let user = <SignedIn as axum::extract::OptionalFromRequestParts<AppState>>::from_request_parts(
         parts, state,
@@ -154,6 +143,26 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Option<Call
         Role::Admin => Caller::Admin(caller),
         Role::EndUser => Caller::EndUser(caller),
     }))
+}
+
+/// The API token an `Authorization` header carries, by its id: `Ok(None)`
+/// without the header, `Err` with the 401 for one that is malformed,
+/// unknown or revoked.
+pub(super) async fn bearer(headers: &HeaderMap, state: &AppState) -> Result<Option<i64>, Response> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(api_token::from_authorization)
+        .ok_or_else(invalid_token)?;
+    let hash = api_token::hash_secret(&token);
+    match store::tokens::authenticate(&state.pool, &hash, state.now()).await {
+        Ok(Some(row)) => Ok(Some(row.id)),
+        Ok(None) => Err(invalid_token()),
+        Err(e) => Err(api_failure(e)),
+    }
 }
 
 /// An authenticated API caller; anyone else gets 401 JSON.
@@ -241,16 +250,11 @@ async fn presence(
 
 // ------------------------------------------------------------------- stream
 
-/// How often a stream looks for new events: the log is the only channel
-/// between nodes, so a change made on any node reaches every stream within
-/// this.
-const POLL_EVERY: Duration = Duration::from_millis(250);
-/// The same where the database notifies every stream of a new event
-/// (`Hub::notified`, CL-3): the poll only covers a lost notification.
-const POLL_WITH_NOTIFICATIONS: Duration = Duration::from_secs(2);
-/// Events read per query; a stream that falls behind catches up page by
-/// page without waiting for the next poll.
+/// Events read per query while a resumed stream catches up with the feed.
 const PAGE: i64 = 100;
+/// How long a stream waits before reading the log again after the
+/// database was unavailable.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// A comment line this often keeps proxies and clients from closing an
 /// idle stream, and lets the server notice a client that went away.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -284,39 +288,58 @@ fn resume_after(headers: &HeaderMap, query: &StreamQuery) -> Result<Option<i64>,
     }
 }
 
-/// One open stream's position in the log.
+/// One open stream: where it is in the log, and the process's feed it
+/// follows once it has caught up (`store::feed`).
 struct Tail {
     pool: AnyPool,
     /// The application's clock, for the session limits on a recheck.
     clock: crate::clock::SharedClock,
     caller: Caller,
+    /// The newest sequence number sent (or passed over as not the
+    /// caller's).
     after: i64,
+    /// Up to here the stream reads the log itself (it resumed from an
+    /// older event); beyond, the feed brings every event.
+    catch_up_to: i64,
     pending: VecDeque<store::presence::Published>,
-    /// The last page was full: read the next one at once.
-    behind: bool,
-    ticker: Interval,
-    /// Rung when another node (or this one) writes to the log, where the
-    /// database tells (PostgreSQL).
-    wake: tokio::sync::watch::Receiver<i64>,
+    feed: tokio::sync::broadcast::Receiver<store::feed::Shared>,
     recheck_at: Instant,
     /// The database was unreachable at the last read.
     database_down: bool,
+    /// The stream said its last word (it fell behind the feed).
+    ended: bool,
     /// Released when the stream is dropped, i.e. when the client goes away.
-    _permit: OwnedSemaphorePermit,
+    _permit: crate::state::StreamPermit,
 }
 
 impl Tail {
-    /// Logged once per outage, not at every poll.
+    /// Logged once per outage, not at every read.
     fn database_away(&mut self, error: &crate::error::AppError) {
         if !self.database_down {
             tracing::warn!(error = %error, "presence stream: the database is unavailable; waiting");
             self.database_down = true;
         }
-        self.behind = false;
+    }
+
+    /// An event from the feed, kept if this stream has not sent it and its
+    /// caller may read it.
+    fn take(&mut self, event: &store::presence::Published) {
+        if event.seq <= self.after {
+            return;
+        }
+        self.after = event.seq;
+        if self
+            .caller
+            .only()
+            .is_none_or(|own| own.eq_ignore_ascii_case(&event.user_id))
+        {
+            self.pending.push_back(event.clone());
+        }
     }
 
     /// The next event to send, waiting for one; `None` ends the stream.
     async fn next(&mut self) -> Option<Event> {
+        use tokio::sync::broadcast::error::RecvError;
         loop {
             if let Some(p) = self.pending.pop_front() {
                 return Some(
@@ -326,13 +349,8 @@ impl Tail {
                         .data(presence_json(&p).to_string()),
                 );
             }
-            if !self.behind {
-                // A notification of a new event (CL-3) or the next poll,
-                // whichever comes first.
-                tokio::select! {
-                    _ = self.ticker.tick() => {}
-                    Ok(()) = self.wake.changed() => {}
-                }
+            if self.ended {
+                return None;
             }
             if Instant::now() >= self.recheck_at {
                 match self.caller.still_valid(&self.pool, self.clock.unix()).await {
@@ -340,6 +358,7 @@ impl Tail {
                     Ok(false) => return None,
                     Err(e) if e.database_away() => {
                         self.database_away(&e);
+                        tokio::time::sleep(RETRY_EVERY).await;
                         continue;
                     }
                     Err(e) => {
@@ -348,27 +367,56 @@ impl Tail {
                     }
                 }
             }
-            let page =
-                store::presence::events_after(&self.pool, self.after, self.caller.only(), PAGE)
-                    .await;
-            match page {
-                Ok(page) => {
-                    self.database_down = false;
-                    self.behind = page.len() as i64 == PAGE;
-                    if let Some(last) = page.last() {
-                        self.after = last.seq;
+            if self.after < self.catch_up_to {
+                let page =
+                    store::presence::events_after(&self.pool, self.after, self.caller.only(), PAGE)
+                        .await;
+                match page {
+                    Ok(page) => {
+                        self.database_down = false;
+                        match page.last() {
+                            Some(last) => self.after = last.seq.max(self.after),
+                            // Nothing more of the caller's up to the feed.
+                            None => self.after = self.catch_up_to,
+                        }
+                        self.pending.extend(page);
                     }
-                    self.pending.extend(page);
+                    // The database is restarting (CL-5): the stream stays
+                    // open and reads on from where it was when it is back.
+                    Err(e) if e.database_away() => {
+                        self.database_away(&e);
+                        tokio::time::sleep(RETRY_EVERY).await;
+                    }
+                    Err(e) => {
+                        // The client reconnects with Last-Event-ID and loses
+                        // nothing.
+                        tracing::warn!(error = %e, "presence stream: reading the log failed");
+                        return None;
+                    }
                 }
-                // The database is restarting (CL-5): the stream stays open
-                // and reads on from where it was when it is back.
-                Err(e) if e.database_away() => self.database_away(&e),
-                Err(e) => {
-                    // The client reconnects with Last-Event-ID and loses
-                    // nothing.
-                    tracing::warn!(error = %e, "presence stream: reading the log failed");
-                    return None;
-                }
+                continue;
+            }
+            tokio::select! {
+                received = self.feed.recv() => match received {
+                    Ok(event) => self.take(&event),
+                    Err(RecvError::Lagged(_)) => {
+                        // The others are not held up for this reader: it is
+                        // told, and resumes from its last event.
+                        self.ended = true;
+                        return Some(
+                            Event::default().event("overflow").data(
+                                serde_json::json!({
+                                    "error": "This stream fell too far behind and is closed; \
+                                              reconnect with Last-Event-ID to resume from the \
+                                              last event received."
+                                })
+                                .to_string(),
+                            ),
+                        );
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = tokio::time::sleep_until(self.recheck_at) => {}
             }
         }
     }
@@ -382,6 +430,7 @@ impl Tail {
 async fn stream(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
+    peer: Option<axum::Extension<crate::net::Peer>>,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -392,12 +441,37 @@ async fn stream(
             "Last-Event-ID must be the id of an event this stream sent (a sequence number).",
         );
     };
-    let Ok(permit) = state.streams.0.clone().try_acquire_owned() else {
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Too many presence streams are open on this node; try again later or another node.",
-        );
+    let from = peer.map(|axum::Extension(crate::net::Peer(addr))| addr.ip());
+    let permit = match state.streams.try_acquire(from) {
+        Ok(permit) => permit,
+        Err(crate::state::StreamRefusal::Process) => {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many presence streams are open on this node; try again later or another node.",
+            );
+        }
+        Err(crate::state::StreamRefusal::Address) => {
+            return json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many presence streams are open from this address; close some first.",
+            );
+        }
     };
+    let joined = match state
+        .feed
+        .join(
+            &state.pool,
+            state.changes.presence_events(),
+            state.changes.notified(),
+        )
+        .await
+    {
+        Ok(joined) => joined,
+        Err(e) => return api_failure(e),
+    };
+    // A new stream starts at the log's end (the feed may not have read the
+    // newest events yet: those it then brings are passed over); a resumed
+    // one reads the log itself up to where the feed was.
     let after = match resume {
         Some(seq) => seq,
         None => match store::presence::last_seq(&state.pool).await {
@@ -405,25 +479,17 @@ async fn stream(
             Err(e) => return api_failure(e),
         },
     };
-    // With notifications the poll is only a fallback for a lost one.
-    let every = if state.changes.notified() {
-        POLL_WITH_NOTIFICATIONS
-    } else {
-        POLL_EVERY
-    };
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let tail = Tail {
         pool: state.pool.clone(),
         clock: state.clock.clone(),
         caller,
         after,
+        catch_up_to: joined.head,
         pending: VecDeque::new(),
-        behind: false,
-        ticker,
-        wake: state.changes.presence_events(),
+        feed: joined.receiver,
         recheck_at: Instant::now() + RECHECK_EVERY,
         database_down: false,
+        ended: false,
         _permit: permit,
     };
     // The stream owns the tail: when the client disconnects, hyper drops the

@@ -18,6 +18,7 @@ pub mod gateways;
 pub mod health;
 pub mod i18n;
 pub mod locales;
+pub mod metrics;
 pub mod middleware;
 pub mod params;
 pub mod paths;
@@ -126,6 +127,7 @@ pub fn app(state: AppState) -> Router {
     // Health checks and static files need no session: keep them cheap.
     let bare = Router::new()
         .merge(health::router())
+        .merge(metrics::router())
         .merge(assets::router())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
     let mut router = Router::new()

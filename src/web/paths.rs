@@ -7,6 +7,8 @@ pub const LOGIN: &str = "/login";
 pub const LOGOUT: &str = "/logout";
 pub const ACCOUNT_PASSWORD: &str = "/account/password";
 pub const HEALTHZ: &str = "/healthz";
+/// EN-8: the Prometheus scrape page.
+pub const METRICS: &str = "/metrics";
 
 pub const STATIC_CSS: &str = "/static/app.css";
 pub const STATIC_FAVICON: &str = "/static/favicon.svg";

@@ -786,3 +786,179 @@ async fn streams_are_capped_per_process_and_freed_on_disconnect() {
     let again = open_stream(&admin, &app, "", &[]).await;
     assert_eq!(again.status().as_u16(), 200);
 }
+
+/// One tail of the log for every stream (issue 20): two hundred streams
+/// follow the process's feed (not a query each), and a change reaches every
+/// one of them.
+#[tokio::test]
+async fn many_streams_follow_one_feed_and_each_gets_every_change() {
+    let app = app_with_users().await;
+    let admin = streaming_signed_in(&app, support::ADMIN, support::ADMIN_PASSWORD).await;
+    let mut streams = Vec::new();
+    for _ in 0..200 {
+        streams.push(SseReader::new(open_stream(&admin, &app, "", &[]).await));
+    }
+    assert_eq!(app.state.feed.streams(), 200);
+    let seq = publish(&app, &[("alice", CalendarPresence::InAMeeting)]).await[0];
+    let want = expected(&app, seq).await;
+    for stream in &mut streams {
+        let got = stream.next_within(Duration::from_secs(5)).await;
+        assert_eq!(got.as_ref(), Some(&want));
+    }
+}
+
+/// A reader that stops reading does not hold the others up: once it is
+/// further behind than the feed keeps (beyond what its connection buffers:
+/// a small receive buffer here, so the test need not outrun megabytes), its
+/// stream ends with an `overflow` event saying to resume with
+/// Last-Event-ID, while a reader that keeps up gets every event; resuming
+/// from the slow stream's last event loses nothing.
+#[tokio::test]
+async fn a_stream_that_falls_too_far_behind_is_closed_with_a_last_event() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const EVENTS: usize = 80_000;
+    let app = app_with_users().await;
+    let token = create_token(&app, "Slow reader").await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(app.addr).await.unwrap();
+    slow.write_all(
+        format!(
+            "GET /api/v1/presence/stream HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+             Accept: text/event-stream\r\nConnection: close\r\n\r\n",
+            app.addr
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let admin = streaming_signed_in(&app, support::ADMIN, support::ADMIN_PASSWORD).await;
+    let mut fast = SseReader::new(open_stream(&admin, &app, "", &[]).await);
+    // Both streams are open (the slow one's answer head has arrived).
+    let mut head = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut head))
+        .await
+        .expect("the slow stream answers")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    let reader = tokio::spawn(async move {
+        let mut last = 0i64;
+        let mut count = 0usize;
+        while count < EVENTS {
+            let Some(event) = fast.next_within(Duration::from_secs(30)).await else {
+                break;
+            };
+            assert_eq!(event.event, "presence");
+            last = event.id.parse().expect("id");
+            count += 1;
+        }
+        (count, last)
+    });
+    let states = [CalendarPresence::InAMeeting, CalendarPresence::Available];
+    let mut newest = 0;
+    for chunk in 0..(EVENTS / 10_000) {
+        let batch: Vec<Publication> = (0..10_000)
+            .map(|i| {
+                let since = 1_800_000_000 + (chunk * 10_000 + i) as i64;
+                publication("alice", states[i % 2], since)
+            })
+            .collect();
+        newest = *presence::publish(&app.state.pool, &batch, 1_800_000_000)
+            .await
+            .expect("publish")
+            .last()
+            .expect("seq");
+    }
+    let (count, last) = tokio::time::timeout(Duration::from_secs(120), reader)
+        .await
+        .expect("the fast reader kept up")
+        .unwrap();
+    assert_eq!(
+        (count, last),
+        (EVENTS, newest),
+        "the fast reader got every event"
+    );
+
+    // The slow reader reads now, to the end of its stream (bounded).
+    let mut body = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // Closed after its last word (the request asked so); a silence of
+        // 5 s ends the reading too.
+        let wait = deadline.min(tokio::time::Instant::now() + Duration::from_secs(5));
+        match tokio::time::timeout_at(wait, slow.read(&mut buffer)).await {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(n)) => body.extend_from_slice(&buffer[..n]),
+            Ok(Err(e)) => panic!("reading the slow stream: {e}"),
+        }
+        if body.len() > 64 * 1024 * 1024 {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let overflow = text.find("event: overflow").expect("an overflow event");
+    assert!(
+        text[overflow..].contains("Last-Event-ID"),
+        "{}",
+        &text[overflow..]
+    );
+    let ids: Vec<i64> = text[..overflow]
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: ")?.trim().parse().ok())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order");
+    let seen = *ids.last().expect("some events before the last word");
+    assert!(seen < newest, "it fell behind");
+    assert!(
+        !text[overflow..].contains("event: presence"),
+        "nothing after the last word"
+    );
+    // Resumed from its last event: the rest, from the log.
+    let resumed_from = seen.to_string();
+    let mut resumed = SseReader::new(
+        open_stream(
+            &admin,
+            &app,
+            "",
+            &[("Last-Event-ID", resumed_from.as_str())],
+        )
+        .await,
+    );
+    assert_eq!(resumed.next().await.id, (seen + 1).to_string());
+}
+
+/// Streams are bounded per client address too: one client cannot take the
+/// process's 10,000; the address's places come back as its streams close.
+#[tokio::test]
+async fn streams_are_bounded_per_client_address() {
+    use presence_gateway::state::{StreamPermits, StreamRefusal};
+    let app = app_with_users().await;
+    let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let admin = streaming_signed_in(&app, support::ADMIN, support::ADMIN_PASSWORD).await;
+    let first = SseReader::new(open_stream(&admin, &app, "", &[]).await);
+    assert_eq!(app.state.streams.open_from(loopback), 1);
+    // The rest of this address's places, held as streams would hold them.
+    let held: Vec<_> = (1..StreamPermits::PER_ADDRESS)
+        .map(|_| app.state.streams.try_acquire(Some(loopback)).expect("a place"))
+        .collect();
+    assert_eq!(
+        app.state.streams.try_acquire(Some(loopback)).err(),
+        Some(StreamRefusal::Address)
+    );
+    let refused = open_stream(&admin, &app, "", &[]).await;
+    assert_eq!(refused.status().as_u16(), 429);
+    let body: Value = refused.json().await.expect("JSON");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("this address")),
+        "{body}"
+    );
+    // Another address still gets one.
+    let other: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    assert!(app.state.streams.try_acquire(Some(other)).is_ok());
+    drop(held);
+    assert_eq!(app.state.streams.open_from(loopback), 1);
+    let again = open_stream(&admin, &app, "", &[]).await;
+    assert_eq!(again.status().as_u16(), 200);
+    drop(first);
+}

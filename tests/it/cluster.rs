@@ -1004,17 +1004,6 @@ mod cluster_pg {
 
     /// The availability requests exchange-sim has answered that name
     /// `mailbox`.
-    async fn reads_of(rig: &crate::presence_engine::Rig, mailbox: &str) -> usize {
-        rig.sim_stats().await["availability_requests"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .filter(|r| r["mailboxes"].to_string().contains(mailbox))
-                    .count()
-            })
-            .unwrap_or(0)
-    }
-
     /// CL-4 with real processes on one PostgreSQL database and exchange-sim
     /// with 1,000 generated mailboxes, all on bob-node, grouped with
     /// alice-node (High Availability, Failover After 10 s), on the wall
@@ -1106,7 +1095,7 @@ mod cluster_pg {
 
         // 1. bob-node dies.
         sleep_until(m1 - 40).await;
-        let read_before = reads_of(&rig, "user00999@").await;
+        let read_before = rig.reads("user00999@").await;
         let killed = std::time::Instant::now();
         node_b.child.kill().unwrap();
         node_b.child.wait().unwrap();
@@ -1114,7 +1103,7 @@ mod cluster_pg {
         println!("failover: alice-node serves bob-node's users {took:?} after kill -9");
         // alice-node reads them within Failover After + 10 s of the kill.
         loop {
-            if reads_of(&rig, "user00999@").await > read_before {
+            if rig.reads("user00999@").await > read_before {
                 break;
             }
             assert!(

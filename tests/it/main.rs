@@ -18,6 +18,7 @@ mod gateways;
 mod graph_gateways;
 mod limbo;
 mod locales;
+mod metrics;
 mod params;
 mod presence;
 mod presence_engine;

@@ -281,27 +281,28 @@ impl Rig {
         answer.json().await.unwrap_or(serde_json::Value::Null)
     }
 
+    /// The sim's reads (GetUserAvailability requests) that named `mailbox`.
+    pub(crate) async fn reads(&self, mailbox: &str) -> usize {
+        self.sim_stats().await["availability_requests"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter(|r| r["mailboxes"].to_string().contains(mailbox))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// Waits (at most 10 s) until the sim has answered `n` GetUserAvailability
     /// requests naming `mailbox`.
     pub(crate) async fn wait_reads(&self, mailbox: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let stats = self.sim_stats().await;
-            let reads = stats["availability_requests"]
-                .as_array()
-                .map(|r| {
-                    r.iter()
-                        .filter(|r| r["mailboxes"].to_string().contains(mailbox))
-                        .count()
-                })
-                .unwrap_or(0);
+            let reads = self.reads(mailbox).await;
             if reads >= n {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "not {n} reads of {mailbox}: {stats}"
-            );
+            assert!(Instant::now() < deadline, "not {n} reads of {mailbox}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -404,9 +405,8 @@ async fn a_scripted_meeting_is_published_at_its_minute_plus_the_offset_and_not_b
     let _engine = rig.start_engine().await;
     rig.wait_first_read().await;
 
-    // The first read publishes the current state at this minute + offset.
-    let first = publish_at(rig.app.state.now(), offset as u32);
-    rig.advance_to(first);
+    // The first read publishes the current state at once, calendar time
+    // standing still (EN-3: what is learned late is not held).
     let seen = rig.wait_presence("alice", "available", 10).await;
     assert_eq!(seen["until"], rfc3339(start), "{seen}");
     assert_eq!(seen["gateway"], "Sim");
@@ -687,10 +687,87 @@ async fn a_notified_change_is_published_without_waiting_for_a_poll() {
     // Let the notification arrive and the read finish before time moves:
     // the first read, the one after subscribing, and the notified one.
     rig.wait_reads("erin@example.com", 3).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    rig.advance_to(publish_at(rig.app.state.now(), offset).max(start + i64::from(offset)));
+    // Learned late, so published at once: calendar time stands still.
+    let _ = offset;
     let seen = rig.wait_presence("erin", "in_a_meeting", 10).await;
     assert_eq!(seen["since"], rfc3339(start));
+    assert_eq!(seen["until"], rfc3339(start + 1800));
+
+    // Cut short in mid-minute to end at the next minute: the notified read
+    // shows the new end within a second, and the end itself keeps its
+    // minute plus the offset.
+    let reads = rig.reads("erin@example.com").await;
+    let new_end = start + 120;
+    rig.advance_to(start + 30);
+    rig.script(&[("erin@example.com", start, new_end, "Busy")])
+        .await;
+    rig.wait_reads("erin@example.com", reads + 1).await;
+    let read = std::time::Instant::now();
+    loop {
+        let seen = rig.presence("erin").await;
+        if seen["until"] == rfc3339(new_end) {
+            assert_eq!(seen["calendar_presence"], "in_a_meeting");
+            break;
+        }
+        assert!(
+            read.elapsed() < Duration::from_secs(1),
+            "the new end was not published within 1 s of its read: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let due = publish_at(new_end, offset);
+    rig.advance_to(due - 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rig.presence("erin").await["calendar_presence"], "in_a_meeting");
+    rig.advance_to(due);
+    let seen = rig.wait_presence("erin", "available", 10).await;
+    assert_eq!(seen["since"], rfc3339(new_end));
+}
+
+/// EN-3: after an engine start, every user's first read is published within
+/// a second of the read, calendar time standing still (the clock is not
+/// moved at all), with `since` what the calendar says.
+#[tokio::test]
+async fn after_a_start_every_first_read_is_published_within_a_second() {
+    let rig = Rig::new(&[]).await;
+    rig.add_gateway("Sim", rig.sim.port()).await;
+    let now = rig.app.state.now();
+    let began = now.div_euclid(60) * 60 - 600;
+    let mut rows = Vec::new();
+    let mailboxes: Vec<String> = (0..20).map(|i| format!("user{i:02}@example.com")).collect();
+    for (i, mailbox) in mailboxes.iter().enumerate() {
+        rig.add_user(&format!("user{i:02}"), mailbox).await;
+        // Half of them are in a meeting that began ten minutes ago.
+        if i % 2 == 0 {
+            rows.push((mailbox.as_str(), began, began + 3600, "Busy"));
+        }
+    }
+    rig.script(&rows).await;
+    for mailbox in mailboxes.iter().skip(1).step_by(2) {
+        rig.script_empty(mailbox).await;
+    }
+    let _engine = rig.start_engine().await;
+    rig.wait_first_read().await;
+    let read = std::time::Instant::now();
+    loop {
+        let known = rig
+            .app
+            .count("SELECT COUNT(*) FROM calendar_presence WHERE presence <> 'unknown'")
+            .await;
+        if known == 20 {
+            break;
+        }
+        assert!(
+            read.elapsed() < Duration::from_secs(1),
+            "{known} of 20 published within 1 s of the first answer"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rig.app.state.now(), now, "calendar time stood still");
+    let seen = rig.presence("user00").await;
+    assert_eq!(seen["calendar_presence"], "in_a_meeting");
+    assert_eq!(seen["since"], rfc3339(began));
+    assert_eq!(rig.presence("user01").await["calendar_presence"], "available");
 }
 
 /// A notification for a path or subscription the engine does not hold is
