@@ -60,10 +60,10 @@ impl<K: PartialEq + Clone, V: Clone> KeyedCache<K, V> {
 /// the process's feed, `store::feed`), so the bound is what one process
 /// should hold, and no one client may take them all.
 #[derive(Clone)]
-pub struct StreamPermits(
-    pub Arc<tokio::sync::Semaphore>,
-    Arc<Mutex<HashMap<IpAddr, usize>>>,
-);
+pub struct StreamPermits(pub Arc<tokio::sync::Semaphore>, PerAddress);
+
+/// Open streams per client address.
+type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 /// Why a stream was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,7 @@ pub enum StreamRefusal {
 /// One open stream's place; given back when dropped.
 pub struct StreamPermit {
     _process: tokio::sync::OwnedSemaphorePermit,
-    address: Option<(IpAddr, Arc<Mutex<HashMap<IpAddr, usize>>>)>,
+    address: Option<(IpAddr, PerAddress)>,
 }
 
 impl Drop for StreamPermit {

@@ -465,7 +465,9 @@ impl Calendars {
     /// The node's calendar users as the store has them now: new ones are
     /// read at once, a changed mailbox is read again, and those who left
     /// stop being read; `departures` says why they left.
-    pub fn set_roster(&mut self, roster: Vec<CalendarUser>, now: i64) -> Vec<String> {
+    /// The users this node serves now; returns those who left and whether
+    /// any joined.
+    pub fn set_roster(&mut self, roster: Vec<CalendarUser>, now: i64) -> (Vec<String>, bool) {
         let mut seen: HashMap<String, Option<String>> = roster
             .into_iter()
             .map(|u| (u.user_id, u.mailbox.filter(|m| !m.trim().is_empty())))
@@ -510,10 +512,11 @@ impl Calendars {
             }
             self.schedule.remove(user);
         }
+        let joined = !seen.is_empty();
         for (user, mailbox) in seen {
             self.users.insert(user, Watched::new(mailbox, now));
         }
-        left
+        (left, joined)
     }
 
     /// Departed users whose presence must now read `unknown` (calendar

@@ -577,7 +577,16 @@ impl Supervisor {
             running.serving = serving;
         }
         let roster = store::calendar_users(&self.ctx.pool, &running.serving).await?;
-        let left = running.calendars.set_roster(roster, now);
+        let (left, joined) = running.calendars.set_roster(roster, now);
+        if joined {
+            // A user moved here from another node (or switched on) starts
+            // from what is published for them, as at a start: their first
+            // read here, published at once, repeats nothing unchanged.
+            let published =
+                crate::store::presence::published_on_nodes(&self.ctx.pool, &running.serving)
+                    .await?;
+            running.calendars.seed(published);
+        }
         if !left.is_empty() {
             let why = store::departures(&self.ctx.pool, &node, &left).await?;
             running.calendars.departed(why, now);

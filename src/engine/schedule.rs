@@ -393,12 +393,19 @@ mod tests {
             s.due(at(10, 25, 40))[0].presence,
             CalendarPresence::Available
         );
-        // A re-read after a boundary's time but before anyone asked what
-        // was due keeps it due then, not a minute later.
+        // A meeting booked for 11:00 gives the current state an end: that
+        // is published at once; the meeting itself at 11:00 plus the offset.
         let mut more = cut;
         more.push(meeting(at(11, 0, 0), at(11, 30, 0)));
         s.set_calendar("dave", more.clone(), offset, at(10, 30, 0));
+        let due = s.due(at(10, 30, 0));
+        assert_eq!(
+            (due[0].presence, due[0].until),
+            (CalendarPresence::Available, Some(at(11, 0, 0)))
+        );
         assert_eq!(s.next_wake(), Some(at(11, 0, 40)));
+        // A re-read after a boundary's time but before anyone asked what
+        // was due keeps it due then, not a minute later.
         s.set_calendar("dave", more, offset, at(11, 0, 50));
         assert_eq!(s.next_wake(), Some(at(11, 0, 50)));
         assert_eq!(

@@ -82,7 +82,12 @@ impl Default for Feed {
 impl Feed {
     /// Joins the feed, starting its task if none runs. Fails only when the
     /// task must start and the log's end cannot be read.
-    pub async fn join(&self, pool: &AnyPool, wake: watch::Receiver<i64>, notified: bool) -> AppResult<Joined> {
+    pub async fn join(
+        &self,
+        pool: &AnyPool,
+        wake: watch::Receiver<i64>,
+        notified: bool,
+    ) -> AppResult<Joined> {
         let mut running = self.inner.running.lock().await;
         if !*running {
             let head = store::presence::last_seq(pool).await?;

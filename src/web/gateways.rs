@@ -150,7 +150,10 @@ async fn unfiltered_rows(
 }
 
 /// Every gateway, from memory while the configuration generation holds.
-pub(super) async fn all_gateways(state: &AppState, key: (i64, i64)) -> AppResult<Arc<Vec<GatewayRow>>> {
+pub(super) async fn all_gateways(
+    state: &AppState,
+    key: (i64, i64),
+) -> AppResult<Arc<Vec<GatewayRow>>> {
     state
         .gateways
         .get_or_load(&key, || async {

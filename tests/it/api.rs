@@ -940,7 +940,12 @@ async fn streams_are_bounded_per_client_address() {
     assert_eq!(app.state.streams.open_from(loopback), 1);
     // The rest of this address's places, held as streams would hold them.
     let held: Vec<_> = (1..StreamPermits::PER_ADDRESS)
-        .map(|_| app.state.streams.try_acquire(Some(loopback)).expect("a place"))
+        .map(|_| {
+            app.state
+                .streams
+                .try_acquire(Some(loopback))
+                .expect("a place")
+        })
         .collect();
     assert_eq!(
         app.state.streams.try_acquire(Some(loopback)).err(),
@@ -950,7 +955,9 @@ async fn streams_are_bounded_per_client_address() {
     assert_eq!(refused.status().as_u16(), 429);
     let body: Value = refused.json().await.expect("JSON");
     assert!(
-        body["error"].as_str().is_some_and(|e| e.contains("this address")),
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("this address")),
         "{body}"
     );
     // Another address still gets one.

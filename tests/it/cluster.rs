@@ -696,18 +696,18 @@ mod cluster_pg {
                         let (path, request) = match i % 3 {
                             0 => {
                                 let path =
-                                    format!("api/v1/presence/{}", users[i / 3 % users.len()]);
+                                    format!("/api/v1/presence/{}", users[i / 3 % users.len()]);
                                 let request = api
                                     .get(format!("{base}{path}"))
                                     .header("Authorization", &bearer);
                                 (path, request)
                             }
                             1 => {
-                                let path = "presence/gateways".to_owned();
+                                let path = "/presence/gateways".to_owned();
                                 (path.clone(), console.get(format!("{base}{path}")))
                             }
                             _ => {
-                                let path = "healthz".to_owned();
+                                let path = "/healthz".to_owned();
                                 (path.clone(), api.get(format!("{base}{path}")))
                             }
                         };
@@ -820,7 +820,11 @@ mod cluster_pg {
             .next_within(Duration::from_secs(30))
             .await
             .expect("the open stream carries the meetings");
-        assert_eq!(event.data["presence"], "in_a_meeting", "{:?}", event.data);
+        assert_eq!(
+            event.data["calendar_presence"], "in_a_meeting",
+            "{:?}",
+            event.data
+        );
         // Published once each: available, then in a meeting.
         let repeated = rig
             .app
@@ -857,13 +861,24 @@ mod cluster_pg {
             .filter(|s| (s.answered < paused || s.sent > window_end) && s.status != 200)
             .map(|s| format!("{} {} at {:?}", s.status, s.path, s.sent))
             .collect();
-        assert!(outside.is_empty(), "outside the outage: {outside:?}");
+        assert!(
+            outside.is_empty(),
+            "outside the outage (paused at {paused:?}, back at {resumed:?}), {} of {}: {:?}",
+            outside.len(),
+            sent.len(),
+            &outside[..outside.len().min(20)]
+        );
         let inside: Vec<String> = sent
             .iter()
             .filter(|s| ![200, 503].contains(&s.status))
             .map(|s| format!("{} {} at {:?}", s.status, s.path, s.sent))
             .collect();
-        assert!(inside.is_empty(), "during the outage: {inside:?}");
+        assert!(
+            inside.is_empty(),
+            "during the outage, {}: {:?}",
+            inside.len(),
+            &inside[..inside.len().min(20)]
+        );
         let unavailable = sent.iter().filter(|s| s.status == 503).count();
         println!(
             "PostgreSQL stopped {:?} under load: {} requests, {before} before, {after} after \

@@ -697,7 +697,7 @@ async fn find_and_list_begins_with_and_contains_on_each_field() {
         (SearchField::LastName, SearchMatch::BeginsWith, "x"),
         // Beyond ASCII, as typed: the same on both databases.
         (SearchField::LastName, SearchMatch::BeginsWith, "Ørs"),
-        (SearchField::FirstName, SearchMatch::Contains, "oë"),
+        (SearchField::FirstName, SearchMatch::Contains, "ZOë"),
     ];
     for (field, how, text) in searches {
         let want = expected(&people, field, how, text);

@@ -56,13 +56,19 @@ async fn the_figures_move_when_a_meeting_is_published() {
     }
     let gateway = "node=\"test-node\",gateway=\"Metrics Sim\"";
     assert!(
-        sample(&page, &format!("presence_gateway_exchange_requests_total{{{gateway}}}"))
-            .is_some_and(|n| n >= 1.0),
+        sample(
+            &page,
+            &format!("presence_gateway_exchange_requests_total{{{gateway}}}")
+        )
+        .is_some_and(|n| n >= 1.0),
         "{page}"
     );
     assert!(
-        sample(&page, &format!("presence_gateway_exchange_answer_seconds_count{{{gateway}}}"))
-            .is_some_and(|n| n >= 1.0),
+        sample(
+            &page,
+            &format!("presence_gateway_exchange_answer_seconds_count{{{gateway}}}")
+        )
+        .is_some_and(|n| n >= 1.0),
         "{page}"
     );
     assert!(
@@ -71,9 +77,14 @@ async fn the_figures_move_when_a_meeting_is_published() {
         )),
         "a histogram: {page}"
     );
-    assert!(sample(&page, transitions).unwrap_or(0.0) > transitions_before, "{page}");
     assert!(
-        page.contains("presence_gateway_publication_lag_seconds_bucket{node=\"test-node\",le=\"0\"}"),
+        sample(&page, transitions).unwrap_or(0.0) > transitions_before,
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "presence_gateway_publication_lag_seconds_bucket{node=\"test-node\",le=\"0\"}"
+        ),
         "{page}"
     );
     assert_eq!(
@@ -102,9 +113,16 @@ async fn a_token_reads_the_figures_and_a_bad_one_is_refused() {
     };
     let ok = with(format!("Bearer {token}")).await.expect("GET");
     assert_eq!(ok.status().as_u16(), 200);
-    assert!(ok.text().await.unwrap().contains("presence_gateway_streams"));
+    assert!(
+        ok.text()
+            .await
+            .unwrap()
+            .contains("presence_gateway_streams")
+    );
     // A request that sends a token is judged by it, even from loopback.
-    let bad = with("Bearer pgw_not-a-token".to_owned()).await.expect("GET");
+    let bad = with("Bearer pgw_not-a-token".to_owned())
+        .await
+        .expect("GET");
     assert_eq!(bad.status().as_u16(), 401);
 }
 
