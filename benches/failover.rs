@@ -26,9 +26,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use presence_gateway::clock::SystemClock;
-use presence_gateway::domain::gateway::{
-    AccountName, Description, GatewayKind, Mailbox, Port, ServerLocation,
-};
 use presence_gateway::domain::presence::offset_seconds;
 use presence_gateway::domain::redundancy::GroupForm;
 use presence_gateway::store;
@@ -165,18 +162,14 @@ async fn main() -> Result<(), Error> {
         .await?
         .state;
     let pool = state.pool.clone();
-    service::trust(&state, &dir.path().join("ca.pem")).await?;
-    let input = store::gateways::GatewayInput {
-        kind: GatewayKind::Ews,
-        description: Description::parse("Sim")?,
-        server: ServerLocation::parse("127.0.0.1")?,
-        port: Port::parse(&sim_port.to_string())?,
-        test_mailbox: Mailbox::parse_optional(GatewayKind::Ews, "user00000@example.com")?,
-        account: AccountName::parse(GatewayKind::Ews, sim::ACCOUNT)?,
-        password: Some(state.cipher.seal_password(sim::PASSWORD)?),
-        graph: None,
-    };
-    store::gateways::create(&pool, &input, "bench", unix_now()).await?;
+    service::add_sim_gateway(
+        &state,
+        &dir.path().join("ca.pem"),
+        sim_port,
+        sim::ACCOUNT,
+        sim::PASSWORD,
+    )
+    .await?;
     for node in [ALICE, BOB] {
         store::nodes::register(&pool, node, "127.0.0.1:0", unix_now()).await?;
         let port = service::free_port()?;

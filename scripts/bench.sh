@@ -7,7 +7,9 @@
 # and Presence > Gateways listing 100 EWS gateways. Then the GW-6 switch
 # (cargo bench gw6_switch), Find and List at 45,000 users (cargo bench
 # user_search) and the presence engine with 45,000 calendar users against
-# exchange-sim at 20 ms latency (cargo bench engine_sync), each on the
+# exchange-sim at 20 ms latency (cargo bench engine_sync, with its CPU at
+# rest), and 1,000 and 5,000 idle event streams (cargo bench streams: CPU at
+# rest, and the time for one change to reach every stream), each on the
 # pass's database. Once, on SQLite: the Troubleshooter on ten gateways at
 # once (cargo bench troubleshoot_all), a 45,000-user CSV import (cargo
 # bench user_import) and the engine on a Microsoft 365 gateway against the
@@ -143,7 +145,7 @@ console_bench PostgreSQL --database "$PG_URL"
 # The benchmarks that run on either database, SQLite first.
 for pass in SQLite PostgreSQL; do
   if [ "$pass" = PostgreSQL ]; then export PRESENCE_GATEWAY_BENCH_POSTGRES="$PG_URL"; fi
-  for bench in gw6_switch user_search engine_sync; do
+  for bench in gw6_switch user_search engine_sync streams; do
     echo
     cargo bench --quiet --bench "$bench"
   done

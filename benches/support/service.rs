@@ -68,6 +68,33 @@ pub async fn trust(state: &AppState, ca: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// The sim (on `port`, its CA in `ca`) as the EWS gateway "Sim", trusted,
+/// with the account the sim accepts, as an administrator would add it.
+pub async fn add_sim_gateway(
+    state: &AppState,
+    ca: &Path,
+    port: u16,
+    account: &str,
+    password: &str,
+) -> Result<(), Error> {
+    use presence_gateway::domain::gateway::{
+        AccountName, Description, GatewayKind, Mailbox, Port, ServerLocation,
+    };
+    trust(state, ca).await?;
+    let input = store::gateways::GatewayInput {
+        kind: GatewayKind::Ews,
+        description: Description::parse("Sim")?,
+        server: ServerLocation::parse("127.0.0.1")?,
+        port: Port::parse(&port.to_string())?,
+        test_mailbox: Mailbox::parse_optional(GatewayKind::Ews, "user00000@example.com")?,
+        account: AccountName::parse(GatewayKind::Ews, account)?,
+        password: Some(state.cipher.seal_password(password)?),
+        graph: None,
+    };
+    store::gateways::create(&state.pool, &input, "bench", state.now()).await?;
+    Ok(())
+}
+
 /// `count` end users on this node with calendar presence on: user00000 with
 /// mailbox user00000@example.com and on, as the sim's `--mailboxes` makes.
 pub async fn add_users(pool: &AnyPool, count: usize) -> Result<(), Error> {
