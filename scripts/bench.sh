@@ -27,6 +27,7 @@
 # 4 concurrent requests per path mailbox, under 200 MB; failover's first
 # publication within Failover After + 10 s (CL-4).
 #   scripts/bench.sh [SECONDS]      (default 10 s per endpoint)
+#   BENCH_SKIP="graph_sync user_import" scripts/bench.sh   leaves those out
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
@@ -151,11 +152,13 @@ for pass in SQLite PostgreSQL; do
   done
 done
 unset PRESENCE_GATEWAY_BENCH_POSTGRES
-echo
-cargo bench --quiet --bench troubleshoot_all
-echo
-cargo bench --quiet --bench user_import
-echo
-cargo bench --quiet --bench graph_sync
+for bench in troubleshoot_all user_import graph_sync; do
+  echo
+  if [[ " ${BENCH_SKIP:-} " == *" $bench "* ]]; then
+    echo "$bench: left out (BENCH_SKIP)"
+    continue
+  fi
+  cargo bench --quiet --bench "$bench"
+done
 echo
 PRESENCE_GATEWAY_BENCH_POSTGRES="$PG_URL" cargo bench --quiet --bench failover
