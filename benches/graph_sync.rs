@@ -188,8 +188,8 @@ async fn main() -> Result<(), Error> {
     match known {
         Some(took) => println!(
             "engine start to all {USERS} users' presence known: {:.1} s (target < 60 s: {}); \
-             every user read (the sim's getSchedule count at {}) {:.1} s after the start, the \
-             first publication waiting for the next minute's top (Calendar Spread 0); \
+             every user read (the sim's getSchedule count at {}) {:.1} s after the start, each \
+             first read published at once (EN-3); \
              {first_reads} getSchedule requests (best {}), {} token request(s)",
             took.as_secs_f64(),
             if took < Duration::from_secs(60) {
