@@ -32,12 +32,8 @@ mod service;
 #[path = "support/sim.rs"]
 mod sim;
 
-use service::{cpu_seconds, rss_mb, scalar, set_param, until};
+use service::{cpu_seconds, rss_mb, scalar, set_param, sim_reads, until};
 use sim::Error;
-
-fn stamp(unix: i64) -> String {
-    presence_gateway::clock::rfc3339(unix).unwrap_or_default()
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -172,22 +168,8 @@ async fn main() -> Result<(), Error> {
     let ops_before = sim_reads(&client, sim_port).await?;
     let delivered_before = sim_delivered(&client, sim_port).await?;
     for chunk in (0..CHANGING).collect::<Vec<_>>().chunks(7_500) {
-        let mut rows = String::from("mailbox,start,end,busy_type\n");
-        for i in chunk {
-            rows.push_str(&format!(
-                "user{i:05}@example.com,{},{},Busy\n",
-                stamp(boundary),
-                stamp(boundary + 1800)
-            ));
-        }
-        let answer = client
-            .post(format!("https://127.0.0.1:{sim_port}/sim/calendars"))
-            .body(rows)
-            .send()
-            .await?;
-        if !answer.status().is_success() {
-            return Err(format!("scripting calendars: {}", answer.status()).into());
-        }
+        let users = chunk.iter().copied();
+        service::script_meetings(&client, sim_port, users, boundary, boundary + 1800).await?;
     }
     // The sim notifies each change (from a pool of senders, as Exchange
     // does); the engine reads the 22,500 calendars again in batches. Wait
@@ -267,13 +249,6 @@ async fn main() -> Result<(), Error> {
     );
     println!("resident memory at the end: {:.0} MB", rss_mb());
     Ok(())
-}
-
-async fn sim_reads(client: &reqwest::Client, port: u16) -> Result<i64, Error> {
-    let stats = service::sim_stats(client, port).await?;
-    Ok(stats["operations"]["GetUserAvailability"]
-        .as_i64()
-        .unwrap_or(0))
 }
 
 /// Notifications the sim has delivered, over all subscriptions.

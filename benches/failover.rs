@@ -37,7 +37,7 @@ mod service;
 #[path = "support/sim.rs"]
 mod sim;
 
-use service::{scalar, set_param_on, until};
+use service::{scalar, set_param_on, sim_reads, until};
 use sim::Error;
 
 const USERS: usize = 1_000;
@@ -105,10 +105,6 @@ fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn stamp(unix: i64) -> String {
-    presence_gateway::clock::rfc3339(unix).unwrap_or_default()
-}
-
 async fn sleep_until(at: i64) {
     let left = at - unix_now();
     if left > 0 {
@@ -122,13 +118,6 @@ async fn served_by(pool: &sqlx::AnyPool, node: &str) -> Result<Option<String>, E
         .into_iter()
         .find(|lease| lease.node == node)
         .map(|lease| lease.served_by))
-}
-
-async fn sim_reads(client: &reqwest::Client, port: u16) -> Result<i64, Error> {
-    let stats = service::sim_stats(client, port).await?;
-    Ok(stats["operations"]["GetUserAvailability"]
-        .as_i64()
-        .unwrap_or(0))
 }
 
 fn secs(d: Duration) -> String {
@@ -212,22 +201,7 @@ async fn main() -> Result<(), Error> {
     // Meetings for every user from the next minute boundary, scripted well
     // ahead so that bob-node has read them all before it dies.
     let boundary = (unix_now() + 40).div_euclid(60) * 60;
-    let mut rows = String::from("mailbox,start,end,busy_type\n");
-    for i in 0..USERS {
-        rows.push_str(&format!(
-            "user{i:05}@example.com,{},{},Busy\n",
-            stamp(boundary),
-            stamp(boundary + 3600)
-        ));
-    }
-    let answer = client
-        .post(format!("https://127.0.0.1:{sim_port}/sim/calendars"))
-        .body(rows)
-        .send()
-        .await?;
-    if !answer.status().is_success() {
-        return Err(format!("scripting calendars: {}", answer.status()).into());
-    }
+    service::script_meetings(&client, sim_port, 0..USERS, boundary, boundary + 3600).await?;
     let meeting_sql = format!(
         "SELECT COUNT(*) FROM presence_events WHERE presence = 'in_a_meeting' AND since = {boundary}"
     );

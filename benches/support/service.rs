@@ -227,3 +227,40 @@ pub async fn sim_stats(client: &reqwest::Client, port: u16) -> Result<serde_json
         .json()
         .await?)
 }
+
+/// GetUserAvailability requests the sim has answered.
+pub async fn sim_reads(client: &reqwest::Client, port: u16) -> Result<i64, Error> {
+    let stats = sim_stats(client, port).await?;
+    Ok(stats["operations"]["GetUserAvailability"]
+        .as_i64()
+        .unwrap_or(0))
+}
+
+/// Gives the sim's mailboxes user{i:05} for each `i` of `users` one Busy
+/// meeting from `start` to `end` (Unix seconds), in one POST /sim/calendars.
+pub async fn script_meetings(
+    client: &reqwest::Client,
+    port: u16,
+    users: impl IntoIterator<Item = usize>,
+    start: i64,
+    end: i64,
+) -> Result<(), Error> {
+    let stamp = |unix: i64| presence_gateway::clock::rfc3339(unix).unwrap_or_default();
+    let mut rows = String::from("mailbox,start,end,busy_type\n");
+    for i in users {
+        rows.push_str(&format!(
+            "user{i:05}@example.com,{},{},Busy\n",
+            stamp(start),
+            stamp(end)
+        ));
+    }
+    let answer = client
+        .post(format!("https://127.0.0.1:{port}/sim/calendars"))
+        .body(rows)
+        .send()
+        .await?;
+    if !answer.status().is_success() {
+        return Err(format!("scripting calendars: {}", answer.status()).into());
+    }
+    Ok(())
+}
