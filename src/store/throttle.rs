@@ -124,7 +124,12 @@ pub async fn failed(
 
 /// The attempt's password was right. Its failures are forgotten, unless a
 /// lockout was set meanwhile by failures judged alongside it: then the
-/// sign-in is refused until the lockout ends, and the lockout stays.
+/// sign-in is refused until the lockout ends, and the lockout stays. While
+/// other attempts for the ID are still being judged (guesses sent in
+/// parallel with it), nothing is forgotten: this attempt and the failures
+/// so far keep their places in the allowance until they leave the window,
+/// so a burst never gets more than `MAX_FAILURES` verifications, however
+/// its answers are ordered.
 pub async fn succeeded(
     pool: &AnyPool,
     attempt: Attempt,
@@ -132,16 +137,33 @@ pub async fn succeeded(
     now: i64,
 ) -> AppResult<Result<(), i64>> {
     let mut tx = super::begin_write(pool).await?;
+    let locked = lockout(&mut tx, key, now).await?;
+    let others: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM login_failures WHERE user_key = $1 AND pending = 1 AND rowid <> $2",
+    )
+    .bind(key)
+    .bind(attempt.0)
+    .fetch_one(&mut *tx)
+    .await?;
+    if locked.is_none() && others > 0 {
+        // Kept as 2: it fills a place like a pending attempt, but neither
+        // counts as a failure nor keeps a later success from forgetting.
+        sqlx::query("UPDATE login_failures SET pending = 2 WHERE rowid = $1")
+            .bind(attempt.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Ok(Ok(()));
+    }
     sqlx::query("DELETE FROM login_failures WHERE rowid = $1")
         .bind(attempt.0)
         .execute(&mut *tx)
         .await?;
-    let locked = lockout(&mut tx, key, now).await?;
     if let Some(until) = locked {
         tx.commit().await?;
         return Ok(Err(until));
     }
-    sqlx::query("DELETE FROM login_failures WHERE user_key = $1 AND pending = 0")
+    sqlx::query("DELETE FROM login_failures WHERE user_key = $1 AND pending <> 1")
         .bind(key)
         .execute(&mut *tx)
         .await?;
